@@ -1,0 +1,1 @@
+"""vecplug adapter: pgvector."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated environment, a tiny local ModernBERT, plugin registration.
+
+No test touches the network: HF_HUB_OFFLINE=1 and an empty HF_HOME for
+every test, and models are random-weight ModernBERTs written by
+``vecplug.testing`` into a session temp folder.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import vecplug
+from vecplug.testing import write_model
+
+
+@pytest.fixture(scope="session")
+def hf_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("hf_home")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, hf_home):
+    """Offline hub, private HF cache, no VECPLUG_* settings; plugin manager left as found."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    for name in list(os.environ):
+        if name.startswith("VECPLUG_"):
+            monkeypatch.delenv(name)
+    vecplug.load_plugins()
+    before = {vecplug.pm.get_name(plugin): plugin for plugin in vecplug.pm.get_plugins()}
+    yield
+    after = {vecplug.pm.get_name(plugin): plugin for plugin in vecplug.pm.get_plugins()}
+    for name, plugin in after.items():
+        if name not in before:
+            vecplug.pm.unregister(plugin)
+    for name, plugin in before.items():
+        if name not in after:
+            vecplug.pm.register(plugin, name=name)
+
+
+@pytest.fixture
+def register_plugin():
+    """Register plugin objects for one test; they are unregistered afterwards, even on failure."""
+    registered = []
+
+    def register(plugin, name=None):
+        vecplug.pm.register(plugin, name=name)
+        registered.append(plugin)
+        return plugin
+
+    yield register
+    for plugin in registered:
+        if vecplug.pm.is_registered(plugin):
+            vecplug.pm.unregister(plugin)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random-weight ModernBERT with the nomic prompts, in the hub layout."""
+    return write_model(tmp_path_factory.mktemp("models") / "tiny-modernbert", shape="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_no_prompts_dir(tmp_path_factory):
+    return write_model(tmp_path_factory.mktemp("models") / "tiny-no-prompts", shape="tiny", prompts={}, seed=1)
+
+
+@pytest.fixture
+def tiny_model(tiny_model_dir):
+    """The tiny model loaded in float32 (exact comparisons)."""
+    return vecplug.load_model(str(tiny_model_dir), dtype="float32")

@@ -1,0 +1,39 @@
+"""vecplug: let a database embed its own text with a local ModernBERT model.
+
+    import vecplug
+    model = vecplug.load_model()             # $VECPLUG_MODEL or nomic-ai/modernbert-embed-base
+    model.embed_documents(["text", ...])     # float32 (n, dim), L2-normalised, document prompt
+    model.embed_queries(["question"])        # query prompt
+    vecplug.embed(["text"], kind="query")    # through the vecplug_embed hook
+
+Importing this package is cheap: torch and friends load with the first model.
+"""
+from .errors import ModelMismatchError, ModelNotAvailableError, UnknownModelError, VecplugError
+from .hookspecs import hookimpl
+from .model import EmbeddingModel, ModelSpec
+from .plugins import load_plugins, pm
+from .records import Record, Target, before_ingest
+from .registry import DEFAULT_MODEL, clear_cache, default_model_name, embed, load_model, registered_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EmbeddingModel",
+    "ModelMismatchError",
+    "ModelNotAvailableError",
+    "ModelSpec",
+    "Record",
+    "Target",
+    "UnknownModelError",
+    "VecplugError",
+    "before_ingest",
+    "clear_cache",
+    "default_model_name",
+    "embed",
+    "hookimpl",
+    "load_model",
+    "load_plugins",
+    "pm",
+    "registered_models",
+]

@@ -1,0 +1,17 @@
+"""vecplug's exceptions: each message says what went wrong and what to do."""
+
+
+class VecplugError(Exception):
+    """Base class for every error vecplug raises on purpose."""
+
+
+class UnknownModelError(VecplugError, LookupError):
+    """A model name that no plugin registered and that is not a directory."""
+
+
+class ModelNotAvailableError(VecplugError, FileNotFoundError):
+    """A known model whose files are not on this machine and cannot be fetched."""
+
+
+class ModelMismatchError(VecplugError, ValueError):
+    """A collection or column made with one model, used with another."""

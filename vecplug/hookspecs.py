@@ -1,0 +1,54 @@
+"""Every hook a vecplug plugin can implement, one docstring each.
+
+Plugins mark implementations with ``vecplug.hookimpl``. Argument names matter:
+pluggy passes arguments by name, and an implementation may accept any subset.
+"""
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("vecplug")
+hookimpl = HookimplMarker("vecplug")
+
+
+@hookspec
+def vecplug_register_models(register):
+    """Register embedding models: call ``register(spec, loader)`` once per model.
+
+    ``spec`` is a ``vecplug.ModelSpec``; ``loader(spec, device, dtype)`` returns a
+    ``vecplug.EmbeddingModel``. ``vecplug.load_model`` resolves names and aliases
+    through what is registered here.
+    """
+
+
+@hookspec(firstresult=True)
+def vecplug_model_from_directory(path):
+    """Claim a local model directory: return ``(spec, loader)`` or None.
+
+    firstresult: the first plugin that recognises the architecture (ModernBERT
+    claims ``config.json`` with ``model_type == "modernbert"``) wins.
+    """
+
+
+@hookspec(firstresult=True)
+def vecplug_embed(texts, kind, model, dimensions):
+    """Embed ``texts`` (list of str) as ``kind`` ("document" or "query").
+
+    firstresult: return a float32 ``numpy`` array of shape (len(texts), dim),
+    L2-normalised, or None when ``model`` (a name, path or None for the
+    default) is not one this plugin serves. ``vecplug.embed`` calls this.
+    """
+
+
+@hookspec
+def vecplug_before_ingest(records, target):
+    """Change what an adapter is about to embed and store.
+
+    ``records`` is a list of ``vecplug.Record``; ``target`` a ``vecplug.Target``
+    naming the database and collection or table. Return a new list (records
+    changed, added or dropped) or None to leave it. Plugins run in turn, each
+    seeing the previous one's output; what comes out is what is stored.
+    """
+
+
+@hookspec
+def vecplug_register_commands(cli):
+    """Add click commands or groups to the ``vecplug`` CLI (e.g. ``vecplug pg``)."""

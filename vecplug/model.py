@@ -1,0 +1,218 @@
+"""The model contract: ``ModelSpec`` describes a vector space, ``EmbeddingModel`` fills it.
+
+Subclasses implement one method, ``embed_batch``; prompts, input checks,
+Matryoshka truncation and streaming are built on it here, so every model,
+built-in or third-party, treats input the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is light, but keep `vecplug --help` free of it
+    import numpy as np
+
+KINDS = ("document", "query")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What identifies a model's vector space and how to feed it.
+
+    ``prompts`` maps a kind ("document", "query") to the prefix put before each
+    text of that kind. ``fingerprint`` is a digest of the weights, prompts,
+    pooling and dimensions: two specs with the same fingerprint produce
+    comparable vectors; adapters store it and refuse to mix two of them.
+    It is empty until the weights are known (a registered, not yet loaded
+    hub model), and set on every loaded model's spec.
+    """
+
+    name: str
+    dimensions: int
+    max_tokens: int
+    prompts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    matryoshka_dims: tuple[int, ...] = ()
+    fingerprint: str = ""
+    description: str = ""
+
+    def __post_init__(self):
+        # frozen, so normalise through object.__setattr__; a plain dict would be mutable
+        object.__setattr__(self, "prompts", dict(self.prompts))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        object.__setattr__(self, "matryoshka_dims", tuple(self.matryoshka_dims))
+
+    def __hash__(self):
+        return hash((self.name, self.dimensions, self.fingerprint))
+
+    def prompt_for(self, kind: str) -> str:
+        check_kind(kind)
+        return self.prompts.get(kind, "")
+
+    def truncated(self, dimensions: int | None) -> "ModelSpec":
+        """The spec of this model's vectors cut to ``dimensions`` (Matryoshka)."""
+        if dimensions is None or dimensions == self.dimensions:
+            return self
+        check_dimensions(dimensions, self)
+        fingerprint = compute_fingerprint(self.fingerprint, dimensions=dimensions) if self.fingerprint else ""
+        return dataclasses.replace(self, dimensions=dimensions, fingerprint=fingerprint)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "dimensions": self.dimensions,
+            "matryoshka_dims": list(self.matryoshka_dims),
+            "max_tokens": self.max_tokens,
+            "prompts": dict(self.prompts),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def compute_fingerprint(*parts, **named) -> str:
+    """A short stable digest of JSON-able parts; what identifies a vector space."""
+    payload = json.dumps([parts, named], sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()[:24]
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'document' or 'query', got {kind!r}")
+
+
+def check_dimensions(dimensions: int, spec: ModelSpec) -> None:
+    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
+        raise ValueError(f"dimensions must be a positive integer, got {dimensions!r}")
+    if dimensions > spec.dimensions:
+        raise ValueError(
+            f"{spec.name} makes {spec.dimensions}-dimensional vectors; "
+            f"dimensions={dimensions} asks for more than it has"
+        )
+
+
+def check_text(text, index: int) -> str:
+    """Texts must be str; say which item is not, so a user can find it."""
+    if not isinstance(text, str):
+        raise TypeError(
+            f"text at index {index} is {type(text).__name__} ({text!r:.60}), expected str; "
+            "decode bytes and replace None before embedding"
+        )
+    return text
+
+
+def check_texts(texts) -> list[str]:
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("texts must be a list of str, not a single " + type(texts).__name__)
+    return [check_text(text, index) for index, text in enumerate(texts)]
+
+
+class EmbeddingModel:
+    """A loaded embedding model. Subclasses implement ``embed_batch``.
+
+    ``embed_batch(texts)`` gets texts with their prompt already applied and
+    returns L2-normalised float32 vectors of the model's full dimension.
+    """
+
+    spec: ModelSpec
+    batch_size: int = 32
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self._full_spec = spec
+
+    # -- the one method to implement ------------------------------------
+    def embed_batch(self, texts: list[str]) -> "np.ndarray":
+        raise NotImplementedError
+
+    # -- built on it ------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def dimensions(self) -> int:
+        return self.spec.dimensions
+
+    @property
+    def max_tokens(self) -> int:
+        return self.spec.max_tokens
+
+    @property
+    def fingerprint(self) -> str:
+        return self.spec.fingerprint
+
+    def with_dimensions(self, dimensions: int | None) -> "EmbeddingModel":
+        """A view of this model that cuts vectors to ``dimensions`` and re-normalises.
+
+        The view shares weights and state with this model (no second load).
+        """
+        if dimensions is None or dimensions == self.spec.dimensions:
+            return self
+        spec = self._full_spec.truncated(dimensions)
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.spec = spec
+        return view
+
+    def embed(self, texts: Iterable[str], kind: str = "document") -> "np.ndarray":
+        """Embed a finite list of texts with the prompt for ``kind``."""
+        import numpy as np
+
+        check_kind(kind)
+        texts = check_texts(texts)
+        chunks = list(self.iter_embed_chunks(texts, kind))
+        if not chunks:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    def embed_documents(self, texts: Iterable[str]) -> "np.ndarray":
+        return self.embed(texts, "document")
+
+    def embed_queries(self, texts: Iterable[str]) -> "np.ndarray":
+        return self.embed(texts, "query")
+
+    def iter_embed(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]:
+        """Embed a stream of any length, yielding one vector per text, in order."""
+        for chunk in self.iter_embed_chunks(texts, kind):
+            yield from chunk
+
+    def iter_embed_chunks(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]:
+        """Embed a stream of any length, yielding (n, dim) arrays whose rows follow the input order.
+
+        Memory stays bounded by the batch, not the stream: a generator of a
+        million texts is never held at once. A bad item raises TypeError
+        naming its index when the stream reaches it.
+        """
+        check_kind(kind)
+        prompt = self.spec.prompt_for(kind)
+        prompted = (prompt + check_text(text, index) for index, text in enumerate(texts))
+        for chunk in self._iter_full(prompted):
+            yield self._cut(chunk)
+
+    def _iter_full(self, prompted_texts: Iterator[str]) -> Iterator["np.ndarray"]:
+        """Full-dimension vectors in input order; models with smarter batching override this."""
+        batch: list[str] = []
+        for text in prompted_texts:
+            batch.append(text)
+            if len(batch) >= self.batch_size:
+                yield self.embed_batch(batch)
+                batch = []
+        if batch:
+            yield self.embed_batch(batch)
+
+    def _cut(self, vectors: "np.ndarray") -> "np.ndarray":
+        """Matryoshka truncation then re-normalisation, when this view asks for fewer dims."""
+        import numpy as np
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.spec.dimensions == vectors.shape[-1]:
+            return vectors
+        cut = vectors[:, : self.spec.dimensions]
+        norms = np.linalg.norm(cut, axis=1, keepdims=True)
+        return cut / np.maximum(norms, 1e-12)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} dim={self.dimensions}>"

@@ -1,0 +1,106 @@
+"""``ModernBertEmbedder``: the EmbeddingModel the built-in plugin loads."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..model import EmbeddingModel, ModelSpec
+from .batching import plan_batches, prefetch, windows
+from .files import ModelFiles
+
+# Real tokens per forward pass. CPU: enough rows to fill the matmuls without
+# leaving cache; GPU: enough to saturate the tensor cores.
+CPU_TOKEN_BUDGET = 4096
+GPU_TOKEN_BUDGET = 65536
+WINDOW_TEXTS = 2048
+
+
+class ModernBertEmbedder(EmbeddingModel):
+    """A ModernBERT embedding model run by vecplug's own unpadded forward pass.
+
+    Texts longer than ``max_tokens`` are truncated (never an error);
+    ``truncated_count`` counts them since the model was loaded.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        files: ModelFiles,
+        device: str,
+        dtype,
+        attention: str | None = None,
+        token_budget: int | None = None,
+        window_texts: int = WINDOW_TEXTS,
+    ):
+        super().__init__(spec)
+        from tokenizers import Tokenizer
+
+        from .encoder import UnpaddedModernBert
+
+        self.files = files
+        self.encoder = UnpaddedModernBert(files.directory, device, dtype, attention)
+        self.device, self.dtype = device, dtype
+        self.tokenizer = Tokenizer.from_file(str(files.directory / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=spec.max_tokens)
+        self.token_budget = token_budget or (GPU_TOKEN_BUDGET if device.startswith("cuda") else CPU_TOKEN_BUDGET)
+        self.window_texts = window_texts
+        self._lock = threading.Lock()
+        self._counters = {"truncated": 0, "texts": 0, "tokens": 0}
+
+    @property
+    def truncated_count(self) -> int:
+        """Texts cut to ``max_tokens`` since load (also in ``stats()``)."""
+        return self._counters["truncated"]
+
+    def stats(self) -> dict:
+        return dict(self._counters)
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        encodings = self.tokenizer.encode_batch(texts)
+        truncated = sum(1 for encoding in encodings if encoding.overflowing)
+        with self._lock:
+            self._counters["truncated"] += truncated
+        return [encoding.ids for encoding in encodings]
+
+    def embed_token_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Embed pre-tokenized sequences in token-budget batches, rows in input order."""
+        out = np.empty((len(token_ids), self._full_spec.dimensions), dtype=np.float32)
+        for batch in plan_batches([len(ids) for ids in token_ids], self.token_budget):
+            vectors = self.encoder.forward([token_ids[index] for index in batch], self.files.pooling)
+            out[batch] = vectors.cpu().numpy()
+        with self._lock:
+            self._counters["texts"] += len(token_ids)
+            self._counters["tokens"] += sum(len(ids) for ids in token_ids)
+        return out
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        return self.embed_token_ids(self.tokenize(texts))
+
+    def _iter_full(self, prompted_texts: Iterator[str]) -> Iterator[np.ndarray]:
+        # tokenize window n+1 in a thread while window n runs through the model
+        for token_ids in prefetch(windows(prompted_texts, self.window_texts), self.tokenize):
+            yield self.embed_token_ids(token_ids)
+
+
+def load_modernbert(spec: ModelSpec, files: ModelFiles, device: str | None, dtype: str | None, **options):
+    """Build the embedder: pick device and dtype, compute the fingerprint."""
+    import dataclasses
+
+    from ..model import compute_fingerprint
+    from .files import weights_digest
+    from .hardware import choose_device, choose_dtype
+
+    device = choose_device(device)
+    torch_dtype = choose_dtype(dtype, device)
+    fingerprint = compute_fingerprint(
+        weights_digest(Path(files.directory) / "model.safetensors"),
+        prompts=dict(spec.prompts),
+        pooling=files.pooling,
+        dimensions=spec.dimensions,
+    )
+    spec = dataclasses.replace(spec, fingerprint=fingerprint)
+    return ModernBertEmbedder(spec, files, device, torch_dtype, **options)

@@ -1,0 +1,168 @@
+"""ModernBERT's forward pass over an unpadded token stream.
+
+All sequences of a batch are concatenated into one (tokens, hidden) matrix:
+embeddings, norms, projections and the GeGLU MLP run on real tokens only,
+and attention runs per sequence through a back-end from ``attention``.
+Weights are plain tensors, read straight from ``model.safetensors``; the
+numbers match transformers' ``ModernBertModel`` (tests prove it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .attention import PackedBatch, choose_attention
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The few config values the forward pass needs, from any transformers version's config.json."""
+
+    hidden_size: int
+    heads: int
+    layers: int
+    norm_eps: float
+    layer_is_global: tuple[bool, ...]
+    window: int  # half-width: token i sees j with |i - j| <= window on local layers
+    global_theta: float
+    local_theta: float
+    activation: str
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.heads
+
+    @classmethod
+    def from_config(cls, config) -> "Architecture":
+        layers = config.num_hidden_layers
+        layer_types = getattr(config, "layer_types", None)
+        if layer_types:
+            is_global = tuple(kind == "full_attention" for kind in layer_types)
+        else:
+            every = config.global_attn_every_n_layers
+            is_global = tuple(index % every == 0 for index in range(layers))
+        rope = getattr(config, "rope_parameters", None) or {}
+        global_theta = (rope.get("full_attention") or {}).get("rope_theta") or config.global_rope_theta
+        local_theta = (rope.get("sliding_attention") or {}).get("rope_theta") or config.local_rope_theta
+        return cls(
+            hidden_size=config.hidden_size,
+            heads=config.num_attention_heads,
+            layers=layers,
+            norm_eps=config.norm_eps,
+            layer_is_global=is_global,
+            window=config.local_attention // 2,
+            global_theta=float(global_theta),
+            local_theta=float(local_theta),
+            activation=config.hidden_activation,
+        )
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    """Weights keyed without a "model." prefix (MaskedLM checkpoints have one; heads are dropped)."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for key, tensor in load_file(str(path)).items():
+        if key.startswith("model."):
+            key = key[len("model."):]
+        if key.startswith(("embeddings.", "layers.", "final_norm.")):
+            state[key] = tensor
+    return state
+
+
+class RotaryTables:
+    """cos/sin per position for one theta, grown on demand, kept in float32."""
+
+    def __init__(self, head_dim: int, theta: float, device):
+        self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+        self.cos = self.sin = torch.empty(0, head_dim, device=device)
+
+    def lookup(self, positions: torch.Tensor, max_position: int):
+        if max_position >= self.cos.shape[0]:
+            length = max(2 * self.cos.shape[0], max_position + 1, 512)
+            freqs = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)[:, None] * self.inv_freq
+            angles = torch.cat((freqs, freqs), dim=-1)
+            self.cos, self.sin = angles.cos(), angles.sin()
+        return self.cos[positions][:, None, :], self.sin[positions][:, None, :]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE in float32, as transformers does, cast back to the compute dtype."""
+    x32 = x.float()
+    half = x32.shape[-1] // 2
+    rotated = torch.cat((-x32[..., half:], x32[..., :half]), dim=-1)
+    return (x32 * cos + rotated * sin).to(x.dtype)
+
+
+class UnpaddedModernBert:
+    """Embeddings -> layers -> final norm -> pooling, on a packed token stream."""
+
+    def __init__(self, directory: Path, device: str, dtype: torch.dtype, attention: str | None = None):
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(directory))
+        self.arch = Architecture.from_config(config)
+        self.device, self.dtype = device, dtype
+        state = _load_state(directory / "model.safetensors")
+        self.weights = {key: tensor.to(device=device, dtype=dtype) for key, tensor in state.items()}
+        self.attention_name, self.attention = choose_attention(device, dtype, attention)
+        self.rotary = {
+            True: RotaryTables(self.arch.head_dim, self.arch.global_theta, device),
+            False: RotaryTables(self.arch.head_dim, self.arch.local_theta, device),
+        }
+        from transformers.activations import ACT2FN
+
+        self.activation = ACT2FN[self.arch.activation]
+
+    def _norm(self, hidden: torch.Tensor, prefix: str) -> torch.Tensor:
+        return F.layer_norm(
+            hidden,
+            (hidden.shape[-1],),
+            self.weights[prefix + ".weight"],
+            self.weights.get(prefix + ".bias"),
+            self.arch.norm_eps,
+        )
+
+    def _linear(self, hidden: torch.Tensor, prefix: str) -> torch.Tensor:
+        return F.linear(hidden, self.weights[prefix + ".weight"], self.weights.get(prefix + ".bias"))
+
+    def _layer(self, index: int, hidden: torch.Tensor, batch: PackedBatch, rotary) -> torch.Tensor:
+        arch, prefix = self.arch, f"layers.{index}"
+        is_global = arch.layer_is_global[index]
+        normed = hidden if index == 0 else self._norm(hidden, prefix + ".attn_norm")
+        qkv = self._linear(normed, prefix + ".attn.Wqkv").view(-1, 3, arch.heads, arch.head_dim)
+        cos, sin = rotary[is_global]
+        q = apply_rotary(qkv[:, 0], cos, sin)
+        k = apply_rotary(qkv[:, 1], cos, sin)
+        v = qkv[:, 2]
+        attended = self.attention(q, k, v.contiguous(), batch, None if is_global else arch.window)
+        hidden = hidden + self._linear(attended.reshape(-1, arch.hidden_size), prefix + ".attn.Wo")
+        gate_input, gate = self._linear(self._norm(hidden, prefix + ".mlp_norm"), prefix + ".mlp.Wi").chunk(2, dim=-1)
+        return hidden + self._linear(self.activation(gate_input) * gate, prefix + ".mlp.Wo")
+
+    @torch.inference_mode()
+    def forward(self, token_ids: list[list[int]], pooling: str = "mean") -> torch.Tensor:
+        """Pooled, L2-normalised float32 embeddings, one row per sequence."""
+        lengths = [len(ids) for ids in token_ids]
+        flat = torch.tensor([token for ids in token_ids for token in ids], dtype=torch.long, device=self.device)
+        batch = PackedBatch.from_lengths(lengths, self.device)
+        positions = torch.cat([torch.arange(length) for length in lengths]).to(self.device)
+        rotary = {
+            is_global: tables.lookup(positions, batch.max_length) for is_global, tables in self.rotary.items()
+        }
+        hidden = self._norm(F.embedding(flat, self.weights["embeddings.tok_embeddings.weight"]), "embeddings.norm")
+        for index in range(self.arch.layers):
+            hidden = self._layer(index, hidden, batch, rotary)
+        hidden = self._norm(hidden, "final_norm").float()
+        if pooling == "cls":
+            pooled = hidden[batch.cu_seqlens[:-1].long()]
+        else:
+            owner = torch.repeat_interleave(
+                torch.arange(len(lengths), device=self.device), torch.tensor(lengths, device=self.device)
+            )
+            sums = torch.zeros(len(lengths), hidden.shape[1], device=self.device).index_add_(0, owner, hidden)
+            pooled = sums / torch.tensor(lengths, dtype=torch.float32, device=self.device)[:, None]
+        return F.normalize(pooled, dim=-1)

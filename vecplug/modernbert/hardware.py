@@ -1,0 +1,55 @@
+"""Pick the device and dtype: the fastest that keeps quality on this machine."""
+from __future__ import annotations
+
+import functools
+import platform
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (Linux /proc/cpuinfo); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """bf16 matmuls are only a win with hardware support (AVX512-BF16 or AMX)."""
+    flags = cpu_flags()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_description() -> str:
+    flags = cpu_flags()
+    shown = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if flag in flags]
+    return f"{platform.processor() or platform.machine()} [{' '.join(shown) or 'no avx flags read'}]"
+
+
+def choose_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for but torch sees no CUDA GPU; use device='cpu'")
+    return device
+
+
+def choose_dtype(dtype: str | None, device: str):
+    """bf16 on GPUs and bf16-capable CPUs, fp16 on GPUs without bf16, else fp32."""
+    import torch
+
+    if dtype is not None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        return getattr(torch, dtype)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32

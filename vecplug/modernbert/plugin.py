@@ -1,0 +1,69 @@
+"""The built-in ModernBERT plugin, registered like any external one.
+
+Import-light: torch and transformers load only when a model does.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..hookspecs import hookimpl
+from .known import KNOWN_MODELS, known_spec_for_directory
+
+
+@dataclasses.dataclass(frozen=True)
+class ModernBertLoader:
+    """Loads one model: a hub id (through the HF cache) or a local directory."""
+
+    directory: Path | None = None
+
+    def __call__(self, spec, device, dtype, **options):
+        from .embedder import load_modernbert
+        from .files import download_or_find, read_model_files
+
+        directory = self.directory or download_or_find(spec.name)
+        files = read_model_files(directory)
+        if not spec.prompts and files.prompts:
+            spec = dataclasses.replace(spec, prompts=files.prompts)
+        return load_modernbert(spec, files, device, dtype, **options)
+
+
+@hookimpl
+def vecplug_register_models(register):
+    for spec in KNOWN_MODELS:
+        register(spec, ModernBertLoader())
+
+
+@hookimpl
+def vecplug_model_from_directory(path):
+    from ..model import ModelSpec
+    from .files import is_modernbert_directory, read_model_files
+
+    if not is_modernbert_directory(path):
+        return None
+    files = read_model_files(path)
+    known = known_spec_for_directory(path)
+    prompts = files.prompts or (known.prompts if known else {})
+    spec = ModelSpec(
+        name=str(path),
+        dimensions=files.hidden_size,
+        max_tokens=files.max_tokens,
+        prompts=prompts,
+        matryoshka_dims=known.matryoshka_dims if known else (),
+        description=f"ModernBERT from {path}" + (f" (a copy of {known.name})" if known else ""),
+    )
+    return spec, ModernBertLoader(directory=path)
+
+
+@hookimpl
+def vecplug_embed(texts, kind, model, dimensions):
+    from ..errors import UnknownModelError
+    from ..registry import load_model, resolve
+
+    try:
+        registration = resolve(model)
+    except UnknownModelError:
+        return None
+    if not isinstance(registration.loader, ModernBertLoader):
+        return None
+    return load_model(model, dimensions=dimensions).embed(texts, kind)

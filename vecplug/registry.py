@@ -1,0 +1,137 @@
+"""Resolve a model name, alias or directory to a loaded model, through the plugins.
+
+Loaded models are cached by (name, device, dtype), so every adapter and the
+CLI in one process share one copy of the weights.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UnknownModelError
+from .model import EmbeddingModel, ModelSpec
+from .plugins import call_implementation, load_plugins, pm
+
+DEFAULT_MODEL = "nomic-ai/modernbert-embed-base"
+MODEL_ENV = "VECPLUG_MODEL"
+
+Loader = Callable[[ModelSpec, "str | None", "str | None"], EmbeddingModel]
+
+
+@dataclass(frozen=True)
+class Registration:
+    spec: ModelSpec
+    loader: Loader
+    plugin: str
+
+
+_cache: dict[tuple, EmbeddingModel] = {}
+_cache_lock = threading.Lock()
+
+
+def default_model_name() -> str:
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def registered_models() -> dict[str, Registration]:
+    """Every registered model by name (aliases not repeated)."""
+    load_plugins()
+    found: dict[str, Registration] = {}
+    for implementation in pm.hook.vecplug_register_models.get_hookimpls():
+        plugin_name = implementation.plugin_name
+
+        def register(spec: ModelSpec, loader: Loader, _plugin=plugin_name) -> None:
+            if not isinstance(spec, ModelSpec):
+                raise TypeError(f"plugin {_plugin} registered {spec!r}, expected a vecplug.ModelSpec")
+            found.setdefault(spec.name, Registration(spec, loader, _plugin))
+
+        call_implementation(implementation, register=register)
+    return found
+
+
+def find_registration(name: str) -> Registration | None:
+    models = registered_models()
+    if name in models:
+        return models[name]
+    for registration in models.values():
+        if name in registration.spec.aliases:
+            return registration
+    return None
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Registration:
+    """The registration that serves a name, alias or local directory."""
+    name = os.fspath(name_or_path) if name_or_path is not None else default_model_name()
+    registration = find_registration(name)
+    if registration is not None:
+        return registration
+    path = Path(name).expanduser()
+    if path.is_dir():
+        claimed = pm.hook.vecplug_model_from_directory(path=path.resolve())
+        if claimed is None:
+            raise UnknownModelError(
+                f"no vecplug plugin recognises the model directory {path}; "
+                "ModernBERT directories need config.json with model_type 'modernbert'"
+            )
+        spec, loader = claimed
+        return Registration(spec, loader, "directory")
+    known = ", ".join(sorted(registered_models())) or "(none)"
+    raise UnknownModelError(
+        f"unknown model {name!r}. Registered models: {known}. "
+        "Pass one of those, an alias (see `vecplug models`), or a local model directory."
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    dimensions: int | None = None,
+) -> EmbeddingModel:
+    """Load (or reuse) a model: hub id, alias, local directory, or None for the default.
+
+    ``device``: "cpu", "cuda" or None (auto). ``dtype``: "float32", "bfloat16",
+    "float16" or None (the fastest that keeps quality on this hardware).
+    ``dimensions``: Matryoshka truncation then re-normalisation.
+    """
+    if isinstance(name_or_path, str) and name_or_path.startswith(("http://", "https://")):
+        raise UnknownModelError(
+            f"{name_or_path} is a URL; remote models served by `vecplug serve` are not "
+            "supported in this version. Pass a model name or a local directory."
+        )
+    registration = resolve(name_or_path)
+    key = (registration.spec.name, device, dtype)
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is None:
+            model = registration.loader(registration.spec, device, dtype)
+            if not isinstance(model, EmbeddingModel):
+                raise TypeError(f"loader of {registration.spec.name} returned {model!r}, not an EmbeddingModel")
+            _cache[key] = model
+    return model.with_dimensions(dimensions)
+
+
+def clear_cache() -> None:
+    """Forget loaded models (tests; freeing memory)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def embed(texts, kind: str = "document", model: str | None = None, dimensions: int | None = None):
+    """Embed texts through the ``vecplug_embed`` hook.
+
+    The plugin that serves ``model`` answers; a model registered by a plugin
+    that does not implement the hook is embedded through ``load_model``.
+    """
+    from .model import check_kind, check_texts
+
+    check_kind(kind)
+    texts = check_texts(texts)
+    load_plugins()
+    result = pm.hook.vecplug_embed(texts=texts, kind=kind, model=model, dimensions=dimensions)
+    if result is None:
+        result = load_model(model, dimensions=dimensions).embed(texts, kind)
+    return result

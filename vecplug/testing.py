@@ -1,0 +1,142 @@
+"""Write random-weight ModernBERT models in the exact hub / sentence-transformers layout.
+
+Tests, ``vecplug demo`` and ``vecplug bench`` use these instead of the hub:
+nothing here touches the network. The tokenizer is a byte-level BPE trained
+on text that ships with Python (pydoc topics, stdlib docstrings), so token
+counts behave like a real English tokenizer's.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+SHAPES = {
+    # local_attention 32 (±16) makes short test texts cross local windows.
+    "tiny": dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4, intermediate_size=96,
+                 local_attention=32, vocab_size=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=22, num_attention_heads=12, intermediate_size=1152,
+                 local_attention=128, vocab_size=50368),
+    "large": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624,
+                  local_attention=128, vocab_size=50368),
+}
+SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+NOMIC_PROMPTS = {"query": "search_query: ", "document": "search_document: "}
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_paragraphs() -> tuple[str, ...]:
+    """Real English paragraphs from Python's own documentation, in a fixed order."""
+    import pydoc_data.topics
+
+    paragraphs = []
+    for _, text in sorted(pydoc_data.topics.topics.items()):
+        for paragraph in text.split("\n\n"):
+            paragraph = " ".join(paragraph.split())
+            if len(paragraph) >= 40:
+                paragraphs.append(paragraph)
+    return tuple(paragraphs)
+
+
+def long_documents(target_words: int = 380, count: int = 256) -> list[str]:
+    """~512-token documents made of consecutive real paragraphs."""
+    documents, current = [], []
+    for paragraph in stdlib_paragraphs():
+        current.append(paragraph)
+        if sum(len(part.split()) for part in current) >= target_words:
+            documents.append(" ".join(current))
+            current = []
+            if len(documents) == count:
+                break
+    return documents
+
+
+def build_tokenizer(vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(stdlib_paragraphs(), trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return tokenizer
+
+
+def write_model(
+    directory,
+    shape: str = "tiny",
+    prompts: dict | None = None,
+    seed: int = 0,
+    max_tokens: int = 8192,
+    pooling: str = "mean",
+    init_std: float | None = None,
+) -> Path:
+    """Write a random-weight ModernBERT to ``directory`` and return its path.
+
+    ``shape``: "tiny" (tests), "base" or "large" (real sizes, for benchmarks).
+    ``prompts``: sentence-transformers prompts; the default is the nomic pair,
+    pass ``{}`` for a model without prompts.
+    """
+    import torch
+    from transformers import ModernBertConfig, ModernBertModel
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    dims = dict(SHAPES[shape])
+    tokenizer = build_tokenizer(min(dims["vocab_size"], 16384))
+    tokenizer.save(str(directory / "tokenizer.json"))
+    token_id = tokenizer.token_to_id
+    config = ModernBertConfig(
+        **dims,
+        max_position_embeddings=8192,
+        global_attn_every_n_layers=3,
+        pad_token_id=token_id("[PAD]"), cls_token_id=token_id("[CLS]"), sep_token_id=token_id("[SEP]"),
+        bos_token_id=token_id("[CLS]"), eos_token_id=token_id("[SEP]"),
+        initializer_range=init_std or 0.02,
+    )
+    torch.manual_seed(seed)
+    ModernBertModel(config).save_pretrained(directory, safe_serialization=True)
+    _write_sentence_transformers_files(directory, config.hidden_size, prompts, max_tokens, pooling)
+    return directory
+
+
+def _write_sentence_transformers_files(directory: Path, hidden_size: int, prompts, max_tokens: int, pooling: str):
+    def dump(name: str, data) -> None:
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+    dump("modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])
+    dump("sentence_bert_config.json", {"max_seq_length": max_tokens, "do_lower_case": False})
+    dump("config_sentence_transformers.json", {
+        "prompts": NOMIC_PROMPTS if prompts is None else prompts,
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
+    })
+    dump("1_Pooling/config.json", {
+        "word_embedding_dimension": hidden_size,
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    })
+    (directory / "2_Normalize").mkdir(exist_ok=True)
+    special = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]",
+               "unk_token": "[UNK]"}
+    dump("special_tokens_map.json", special)
+    dump("tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_tokens,
+                                   "clean_up_tokenization_spaces": False, **special})
