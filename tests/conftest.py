@@ -7,16 +7,24 @@ every test, and models are random-weight ModernBERTs written by
 from __future__ import annotations
 
 import os
+import tempfile
 
-import pytest
+# Before anything imports huggingface_hub, which reads these once at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vecplug-hf-home-")
 
-import vecplug
-from vecplug.testing import write_model
+import pytest  # noqa: E402
+
+import vecplug  # noqa: E402
+from vecplug.testing import write_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def hf_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("hf_home")
+def hf_home():
+    """The session's private HF cache (set above, before huggingface_hub's import)."""
+    from pathlib import Path
+
+    return Path(os.environ["HF_HOME"])
 
 
 @pytest.fixture(autouse=True)

@@ -1,1 +1,74 @@
-"""vecplug adapter: chroma."""
+"""vecplug's Chroma adapter: a prompt-aware embedding function and plugin-aware writes.
+
+    import chromadb, vecplug_chroma
+    function = vecplug_chroma.ModernBertEmbeddingFunction()   # model, device, dtype, dimensions
+    collection = chromadb.PersistentClient("db").create_collection("docs", embedding_function=function)
+    vecplug_chroma.add(collection, ["text", ...])             # runs vecplug_before_ingest first
+    collection.query(query_texts=["question"])                # query prompt applied
+
+Importing this package registers the function with Chroma, so a process
+that reopens a collection with ``get_collection(name)`` and no function gets
+it rebuilt from the persisted config.
+
+This package is also the parent of the ``vecplug`` entry-point module
+(``vecplug_chroma.plugin``), imported by ``vecplug --help``: it must not
+import chromadb itself. Registration therefore happens now if chromadb is
+already imported, and otherwise the moment ``import chromadb`` completes.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+
+from .checks import check_collection, update_embedding_function
+from .ingest import add, upsert
+
+__all__ = ["ModernBertEmbeddingFunction", "add", "check_collection", "update_embedding_function", "upsert"]
+
+
+def __getattr__(name: str):
+    if name == "ModernBertEmbeddingFunction":
+        from .embedding_function import ModernBertEmbeddingFunction
+
+        return ModernBertEmbeddingFunction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _RegisterAfterChromadbImport(importlib.abc.MetaPathFinder):
+    """Runs the registration right after ``chromadb`` has been imported, then steps aside."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "chromadb":
+            return None
+        _remove_finder()
+        spec = importlib.util.find_spec(fullname)  # the finders that would have served it
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        original_exec_module = spec.loader.exec_module
+
+        def exec_module(module):
+            original_exec_module(module)
+            try:
+                _register()
+            except Exception as error:  # a broken adapter must not break `import chromadb`
+                import warnings
+
+                warnings.warn(f"vecplug_chroma could not register its embedding function: {error!r}", stacklevel=2)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _register() -> None:
+    from . import embedding_function  # noqa: F401  (registers on import)
+
+
+def _remove_finder() -> None:
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _RegisterAfterChromadbImport)]
+
+
+if "chromadb" in sys.modules:
+    _register()
+else:
+    sys.meta_path.insert(0, _RegisterAfterChromadbImport())

@@ -22,6 +22,7 @@ class Architecture:
     """The few config values the forward pass needs, from any transformers version's config.json."""
 
     hidden_size: int
+    intermediate_size: int
     heads: int
     layers: int
     norm_eps: float
@@ -49,6 +50,7 @@ class Architecture:
         local_theta = (rope.get("sliding_attention") or {}).get("rope_theta") or config.local_rope_theta
         return cls(
             hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
             heads=config.num_attention_heads,
             layers=layers,
             norm_eps=config.norm_eps,

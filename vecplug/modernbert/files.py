@@ -38,17 +38,18 @@ def is_modernbert_directory(path: Path) -> bool:
 
 def download_or_find(repo_id: str) -> Path:
     """The local snapshot of a hub model, downloading it unless HF_HUB_OFFLINE is set."""
+    # read at call time: huggingface_hub reads it once, at its own import
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false", "no", "off")
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=offline))
     except Exception as error:  # offline, missing from cache, no network, gated repo ...
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
         hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
         why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else f"download failed ({error})"
         raise ModelNotAvailableError(
             f"model {repo_id!r} is not available: {why} (HF_HOME={hf_home}). "
-            f"Fetch it where there is network (`huggingface-cli download {repo_id}`) and copy the "
+            f"Fetch it where there is network (`hf download {repo_id}`) and copy the "
             "cache, or point vecplug at a local copy: vecplug.load_model('/path/to/model-dir') "
             "or VECPLUG_MODEL=/path/to/model-dir."
         ) from error

@@ -25,6 +25,9 @@ class ModernBertLoader:
         files = read_model_files(directory)
         if not spec.prompts and files.prompts:
             spec = dataclasses.replace(spec, prompts=files.prompts)
+        if spec.dimensions != files.hidden_size:  # the weights are the truth, not the catalogue
+            matryoshka = tuple(dims for dims in spec.matryoshka_dims if dims <= files.hidden_size)
+            spec = dataclasses.replace(spec, dimensions=files.hidden_size, matryoshka_dims=matryoshka)
         return load_modernbert(spec, files, device, dtype, **options)
 
 

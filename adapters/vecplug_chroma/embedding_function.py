@@ -1,0 +1,176 @@
+"""``ModernBertEmbeddingFunction``: a Chroma embedding function that knows its prompts.
+
+Chroma persists ``get_config()`` with the collection and rebuilds the
+function from it when a collection is reopened without one; the config
+therefore carries everything that fixes the vector space (model,
+fingerprint, prompts, dimensions) and nothing that does not (device,
+dtype, batch size), so the second group may change and the first may not.
+
+Importing this module registers the class with Chroma.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.utils.embedding_functions import register_embedding_function
+
+import vecplug
+from vecplug import ModelMismatchError
+from vecplug.model import check_texts
+
+NAME = "vecplug_modernbert"
+# What identifies the vector space: a collection keeps these for life.
+FIXED_KEYS = ("model", "fingerprint", "prompts", "dimensions")
+# How the vectors are computed here: free to differ between processes.
+TUNABLE_KEYS = ("device", "dtype", "batch_size")
+
+
+class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
+    """Embeds documents with the model's document prompt and queries with its query prompt.
+
+    Chroma calls ``__call__`` for ``add``/``upsert``/``update`` and
+    ``embed_query`` for ``query(query_texts=...)``; a plain sentence-transformers
+    function uses no prompt for either, which puts ModernBERT embedders' queries
+    in the wrong place.
+
+    ``batch_size`` bounds how many texts go to the model per call (memory, not
+    results); None hands the whole list over, the model batches by tokens itself.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        dimensions: int | None = None,
+        batch_size: int | None = None,
+    ):
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        self.model = vecplug.load_model(model, device=device, dtype=dtype, dimensions=dimensions)
+        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+
+    @property
+    def fingerprint(self) -> str:
+        return self.model.fingerprint
+
+    # -- embedding ---------------------------------------------------------
+    def __call__(self, input: Documents) -> Embeddings:
+        return self._embed(input, "document")
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        return self._embed(input, "query")
+
+    def _embed(self, texts: Documents, kind: str) -> Embeddings:
+        texts = check_texts(texts)  # every item, before any batch runs: errors name the real index
+        if not texts:
+            # Chroma's own message for this ("Expected Embeddings to be non-empty") blames the vectors
+            raise ValueError(f"no {kind}s to embed: the input list is empty")
+        step = self.batch_size or len(texts)
+        rows: list = []
+        for start in range(0, len(texts), step):
+            rows.extend(self.model.embed(texts[start : start + step], kind))
+        return rows
+
+    # -- Chroma's configuration protocol -------------------------------------
+    @staticmethod
+    def name() -> str:
+        return NAME
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        # vectors are L2-normalised: all three rank identically
+        return ["cosine", "ip", "l2"]
+
+    def get_config(self) -> dict[str, Any]:
+        spec = self.model.spec
+        return {
+            "model": spec.name,
+            "fingerprint": spec.fingerprint,
+            "prompts": dict(spec.prompts),
+            "dimensions": spec.dimensions,
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "vecplug_version": vecplug.__version__,
+        }
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "ModernBertEmbeddingFunction":
+        """Rebuild the function of a persisted collection, refusing a model that changed since.
+
+        The model is looked up by name, so a directory whose weights were
+        replaced, or a hub id that now resolves to another revision, would
+        silently put new vectors next to old ones; the fingerprint catches it.
+        """
+        ModernBertEmbeddingFunction.validate_config(config)
+        function = ModernBertEmbeddingFunction(
+            model=config["model"],
+            device=config.get("device"),
+            dtype=config.get("dtype"),
+            dimensions=config["dimensions"],
+            batch_size=config.get("batch_size"),
+        )
+        check_same_space(config, function.get_config(), action="open this collection with")
+        return function
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        missing = [key for key in FIXED_KEYS if key not in config]
+        if missing:
+            raise ValueError(f"{NAME} config is missing {', '.join(missing)}: {config!r}")
+        problems = []
+        if not isinstance(config["model"], str) or not config["model"]:
+            problems.append("model must be a non-empty string")
+        if not isinstance(config["fingerprint"], str) or not config["fingerprint"]:
+            problems.append("fingerprint must be a non-empty string")
+        if not isinstance(config["prompts"], dict) or not all(
+            isinstance(value, str) for value in config["prompts"].values()
+        ):
+            problems.append("prompts must map kinds to strings")
+        if not isinstance(config["dimensions"], int) or config["dimensions"] < 1:
+            problems.append("dimensions must be a positive integer")
+        for key in ("device", "dtype"):
+            if config.get(key) is not None and not isinstance(config[key], str):
+                problems.append(f"{key} must be a string or null")
+        if config.get("batch_size") is not None and (
+            not isinstance(config["batch_size"], int) or config["batch_size"] < 1
+        ):
+            problems.append("batch_size must be a positive integer or null")
+        if problems:
+            raise ValueError(f"invalid {NAME} config ({'; '.join(problems)}): {config!r}")
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        """Device, dtype and batch size may change; what fixes the vector space may not."""
+        check_same_space(old_config, new_config, action="switch this collection to")
+
+    def __repr__(self) -> str:
+        return f"<ModernBertEmbeddingFunction {self.model.name} dim={self.model.dimensions} device={self.device}>"
+
+
+def check_same_space(stored: dict[str, Any], new: dict[str, Any], action: str) -> None:
+    """Raise ModelMismatchError when two configs describe different vector spaces.
+
+    The same weights under a new name (a model directory that moved) are the
+    same space: only the fingerprint, prompts and dimensions must match then.
+    """
+    changed = [key for key in FIXED_KEYS if key != "model" and stored.get(key) != new.get(key)]
+    if stored.get("model") != new.get("model") and stored.get("fingerprint") != new.get("fingerprint"):
+        changed.insert(0, "model")
+    if not changed:
+        return
+    details = "; ".join(f"{key}: stored {stored.get(key)!r}, now {new.get(key)!r}" for key in changed)
+    raise ModelMismatchError(
+        f"this Chroma collection was embedded with {stored.get('model')} "
+        f"(fingerprint {stored.get('fingerprint')}, {stored.get('dimensions')} dims); "
+        f"refusing to {action} {new.get('model')} (fingerprint {new.get('fingerprint')}, "
+        f"{new.get('dimensions')} dims): their vectors are not comparable ({details}). "
+        "Open it with the original model, or create a new collection and re-add the documents."
+    )
+
+
+register_embedding_function(ModernBertEmbeddingFunction)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The one test command: set up everything on a fresh machine, then run every test.
+#
+#   ./scripts/test.sh            # venv, torch (CPU), the built wheel, pytest, bench smoke run
+#   ./scripts/test.sh -m "not slow"   # extra arguments go to pytest
+#
+# It installs the *built wheel*, not the checkout, so files the code reads at
+# run time must really ship in the wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VECPLUG_VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip"
+$PIP install --quiet --upgrade pip wheel build
+# torch first, pinned: a bare requirement would pull a multi-GB CUDA build.
+$PIP install --quiet "torch==2.13.0"
+
+rm -rf dist build
+"$VENV/bin/python" -m build --wheel --outdir dist . >/dev/null
+wheel=$(ls dist/vecplug-*.whl)
+$PIP install --quiet "${wheel}[all,dev]"
+$PIP install --quiet --force-reinstall --no-deps "$wheel"
+
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Run from tests/ so `import vecplug` finds the installed wheel, not the checkout.
+"$VENV/bin/python" -c "import vecplug, sys; print('testing', vecplug.__file__, file=sys.stderr)"
+(cd tests && ../"$VENV"/bin/python -m pytest -p no:cacheprovider -q "$@")
+# the benchmark cannot rot: a quick side-by-side run on a tiny model
+"$VENV/bin/vecplug" bench --quick

@@ -1,0 +1,261 @@
+"""The Chroma adapter against real Chroma: an embedded PersistentClient and a ``chroma run`` server.
+
+Every collection test runs on both clients; with the server, the collection
+config lives server-side while the embedding function runs here.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+
+import numpy as np
+import pytest
+
+chromadb = pytest.importorskip("chromadb")
+
+import vecplug  # noqa: E402
+import vecplug_chroma  # noqa: E402
+from chroma_helpers import HOST, assert_same_ranking, brute_force, chroma_server, run_python  # noqa: E402
+from vecplug.testing import long_documents, stdlib_paragraphs  # noqa: E402
+from vecplug_chroma import ModernBertEmbeddingFunction  # noqa: E402
+
+SETTINGS = chromadb.config.Settings(anonymized_telemetry=False)
+DOCUMENTS = list(stdlib_paragraphs()[200:212])
+QUERIES = ["how do I open a file", "exceptions raised by a generator"]
+
+
+@pytest.fixture(scope="module")
+def chroma_port(tmp_path_factory):
+    with chroma_server(tmp_path_factory.mktemp("chroma_server") / "db") as port:
+        yield port
+
+
+@pytest.fixture(params=["persistent", "http"])
+def connect(request, tmp_path):
+    """A function returning a new client on the same database; its ``.code`` does the same in a subprocess."""
+    if request.param == "persistent":
+        path = str(tmp_path / "chroma")
+
+        def new_client():
+            return chromadb.PersistentClient(path, settings=SETTINGS)
+
+        new_client.code = f"chromadb.PersistentClient({path!r}, settings=Settings(anonymized_telemetry=False))"
+    else:
+        port = request.getfixturevalue("chroma_port")
+
+        def new_client():
+            return chromadb.HttpClient(host=HOST, port=port, settings=SETTINGS)
+
+        new_client.code = f"chromadb.HttpClient(host={HOST!r}, port={port}, settings=Settings(anonymized_telemetry=False))"
+    return new_client
+
+
+@pytest.fixture
+def function(tiny_model_dir):
+    return ModernBertEmbeddingFunction(str(tiny_model_dir), dtype="float32")
+
+
+@pytest.fixture
+def collection(connect, function):
+    return connect().create_collection(f"docs-{uuid.uuid4().hex[:12]}", embedding_function=function)
+
+
+def stored(collection, ids=None):
+    result = collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+    return {record_id: (document, metadata, np.asarray(vector))
+            for record_id, document, metadata, vector in zip(result["ids"], result["documents"],
+                                                             result["metadatas"], result["embeddings"])}
+
+
+def test_documents_and_queries_take_their_own_path_and_match_brute_force(collection, tiny_model):
+    ids = vecplug_chroma.add(collection, DOCUMENTS)
+    document_vectors = tiny_model.embed_documents(DOCUMENTS)
+    rows = stored(collection)
+    vectors = np.stack([rows[record_id][2] for record_id in ids])
+    np.testing.assert_allclose(vectors, document_vectors, atol=1e-5)  # __call__: document prompt
+    assert not np.allclose(vectors, tiny_model.embed_queries(DOCUMENTS), atol=1e-3)
+
+    result = collection.query(query_texts=QUERIES, n_results=len(DOCUMENTS), include=["distances"])
+    for number, query_vector in enumerate(tiny_model.embed_queries(QUERIES)):  # embed_query: query prompt
+        expected_ids, expected_distances = brute_force(query_vector, ids, document_vectors)
+        assert_same_ranking(result["ids"][number], result["distances"][number], expected_ids, expected_distances)
+        _, unprompted = brute_force(tiny_model.embed_documents([QUERIES[number]])[0], ids, document_vectors)
+        assert not np.allclose(sorted(result["distances"][number]), unprompted, atol=1e-4)
+
+
+def test_a_fresh_process_rebuilds_the_function_from_the_persisted_config(connect, collection, tiny_model_dir):
+    vecplug_chroma.add(collection, DOCUMENTS, ids=[f"doc{number}" for number in range(len(DOCUMENTS))])
+    here = collection.query(query_texts=QUERIES, n_results=5, include=["distances"])
+    code = f"""
+import json, chromadb, vecplug_chroma
+from chromadb.config import Settings
+collection = {connect.code}.get_collection({collection.name!r})
+result = collection.query(query_texts={QUERIES!r}, n_results=5, include=["distances"])
+function = collection.configuration["embedding_function"]
+print(json.dumps({{"ids": result["ids"], "distances": result["distances"],
+                   "function": function.name(), "config": function.get_config()}}))
+"""
+    there = run_python(code)
+    assert there["function"] == "vecplug_modernbert"
+    assert there["config"]["fingerprint"] == vecplug.load_model(str(tiny_model_dir)).fingerprint
+    assert there["ids"] == here["ids"]
+    np.testing.assert_allclose(there["distances"], here["distances"], atol=1e-5)
+
+
+def test_config_is_plain_json_and_round_trips(function, tiny_model):
+    config = function.get_config()
+    assert json.loads(json.dumps(config)) == config
+    assert config["fingerprint"] == tiny_model.fingerprint and config["dimensions"] == tiny_model.dimensions
+    assert config["prompts"] == {"query": "search_query: ", "document": "search_document: "}
+    rebuilt = ModernBertEmbeddingFunction.build_from_config(config)
+    assert rebuilt.get_config() == config and not rebuilt.is_legacy()
+    assert function.name() == "vecplug_modernbert" and function.default_space() == "cosine"
+    with pytest.raises(ValueError, match="missing fingerprint"):
+        ModernBertEmbeddingFunction.validate_config({k: v for k, v in config.items() if k != "fingerprint"})
+    function.validate_config_update(config, {**config, "device": "cpu", "dtype": "bfloat16", "batch_size": 4})
+
+
+def test_changing_the_model_is_refused_and_changing_the_device_is_accepted(
+    connect, collection, tiny_model_dir, tiny_model_no_prompts_dir
+):
+    vecplug_chroma.add(collection, DOCUMENTS[:4], ids=["a", "b", "c", "d"])
+    other_model = ModernBertEmbeddingFunction(str(tiny_model_no_prompts_dir), dtype="float32")
+    fingerprint = collection.configuration_json["embedding_function"]["config"]["fingerprint"]
+
+    with pytest.raises(vecplug.ModelMismatchError, match="refusing to switch this collection to .*tiny-no-prompts"):
+        vecplug_chroma.update_embedding_function(collection, other_model)
+    assert connect().get_collection(collection.name).configuration_json["embedding_function"]["config"][
+        "fingerprint"] == fingerprint
+
+    # opened with another model's function: Chroma compares names only, vecplug refuses the write
+    reopened = connect().get_collection(collection.name, embedding_function=other_model)
+    with pytest.raises(vecplug.ModelMismatchError, match="fingerprint"):
+        vecplug_chroma.add(reopened, ["one more"])
+    assert reopened.count() == 4
+
+    on_cpu = ModernBertEmbeddingFunction(str(tiny_model_dir), device="cpu", dtype="float32", batch_size=2)
+    vecplug_chroma.update_embedding_function(collection, on_cpu)
+    reopened = connect().get_collection(collection.name)
+    assert reopened.configuration_json["embedding_function"]["config"]["device"] == "cpu"
+    vecplug_chroma.add(reopened, ["added after the device change"], ids=["e"])
+    vector = stored(reopened, ["e"])["e"][2]
+    np.testing.assert_allclose(vector, on_cpu.model.embed_documents(["added after the device change"])[0], atol=1e-5)
+
+    # Chroma's own modify refuses too, but (chromadb 1.5) only after storing the new config
+    with pytest.raises(vecplug.ModelMismatchError, match="not comparable"):
+        collection.modify(configuration={"embedding_function": other_model})
+
+
+def test_weights_replaced_under_the_same_name_are_refused_on_reopen(
+    connect, tmp_path, tiny_model_dir, tiny_model_no_prompts_dir
+):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "my-model")
+    function = ModernBertEmbeddingFunction(str(model_dir), dtype="float32")
+    name = f"replaced-{uuid.uuid4().hex[:12]}"
+    vecplug_chroma.add(connect().create_collection(name, embedding_function=function), DOCUMENTS[:3])
+    shutil.copy(tiny_model_no_prompts_dir / "model.safetensors", model_dir / "model.safetensors")
+    vecplug.clear_cache()
+
+    reopened = connect().get_collection(name)
+    with pytest.raises(ValueError, match="vecplug_modernbert") as raised:
+        reopened.query(query_texts=["anything"], n_results=1)
+    assert isinstance(raised.value.__context__, vecplug.ModelMismatchError)
+    assert function.fingerprint in str(raised.value) and "not comparable" in str(raised.value)
+
+
+def test_before_ingest_plugin_changes_what_chroma_stores(collection, tiny_model, register_plugin):
+    email = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+    targets = []
+
+    class RedactEmails:
+        @vecplug.hookimpl
+        def vecplug_before_ingest(self, records, target):
+            targets.append(target)
+            return [vecplug.Record(record.id, email.sub("[email]", record.text),
+                                   {**record.metadata, "redacted": True}) for record in records]
+
+    register_plugin(RedactEmails())
+    documents = ["write to ada@example.com for access", "no address here"]
+    ids = vecplug_chroma.add(collection, documents, metadatas=[{"team": "ops"}, None])
+    rows = stored(collection, ids)
+    redacted = ["write to [email] for access", "no address here"]
+    assert [rows[record_id][0] for record_id in ids] == redacted
+    assert [rows[record_id][1] for record_id in ids] == [{"team": "ops", "redacted": True}, {"redacted": True}]
+    np.testing.assert_allclose(np.stack([rows[record_id][2] for record_id in ids]),
+                               tiny_model.embed_documents(redacted), atol=1e-5)
+    assert targets == [vecplug.Target("chroma", collection.name)]
+
+    vecplug_chroma.upsert(collection, ["reach bob@example.org instead"], ids=[ids[0]])
+    assert stored(collection, [ids[0]])[ids[0]][0] == "reach [email] instead"
+    assert collection.count() == 2
+
+
+@pytest.mark.parametrize(
+    "documents, error, message",
+    [
+        ([], ValueError, "documents is empty; nothing to add"),
+        (["fine", None], TypeError, "index 1 is NoneType"),
+        (["fine", b"bytes"], TypeError, "index 1 is bytes"),
+        (["fine", "also fine", 42], TypeError, "index 2 is int"),
+        ("a single string", TypeError, "not a single str"),
+        (None, TypeError, "documents is None"),
+    ],
+)
+def test_bad_documents_are_refused_and_leave_the_collection_unchanged(collection, documents, error, message):
+    vecplug_chroma.add(collection, ["already there"], ids=["kept"])
+    with pytest.raises(error, match=re.escape(message)):
+        vecplug_chroma.add(collection, documents)
+    assert collection.get()["ids"] == ["kept"]
+
+
+def test_bad_ids_metadata_and_late_chroma_errors_leave_the_collection_unchanged(collection):
+    vecplug_chroma.add(collection, ["already there"], ids=["kept"])
+    with pytest.raises(ValueError, match="ids has 1 items but there are 2 documents"):
+        vecplug_chroma.add(collection, ["a", "b"], ids=["x"])
+    with pytest.raises(ValueError, match="repeat 'x'"):
+        vecplug_chroma.add(collection, ["a", "b"], ids=["x", "x"])
+    with pytest.raises(ValueError, match="metadatas has 1 items"):
+        vecplug_chroma.add(collection, ["a", "b"], metadatas=[{"k": 1}])
+    with pytest.raises(Exception):  # Chroma refuses nested metadata after embedding, before writing
+        vecplug_chroma.add(collection, ["a", "b"], metadatas=[{"k": 1}, {"nested": {"no": "dicts"}}])
+    assert collection.get()["ids"] == ["kept"]
+
+
+def test_embedding_function_errors_are_clear(function):
+    with pytest.raises(ValueError, match="no documents to embed"):
+        function([])
+    with pytest.raises(ValueError, match="no querys to embed|no queries to embed"):
+        function.embed_query([])
+    with pytest.raises(TypeError, match="index 1 is NoneType"):
+        function(["fine", None])
+    batched = ModernBertEmbeddingFunction(function.model.name, dtype="float32", batch_size=2)
+    with pytest.raises(TypeError, match="index 3 is int"):
+        batched(["a", "b", "c", 7])  # the whole list is checked before any batch runs
+    np.testing.assert_allclose(np.stack(batched(DOCUMENTS[:5])), np.stack(function(DOCUMENTS[:5])), atol=1e-5)
+
+
+def test_very_long_documents_are_truncated_counted_and_stored_whole(collection, tiny_model):
+    long_document = " ".join(long_documents(count=24))  # far beyond max_tokens (8192)
+    before = tiny_model.truncated_count
+    (record_id,) = vecplug_chroma.add(collection, [long_document])
+    assert tiny_model.truncated_count == before + 1
+    document, _, vector = stored(collection, [record_id])[record_id]
+    assert document == long_document
+    np.testing.assert_allclose(vector, tiny_model.embed_documents([long_document])[0], atol=1e-5)
+
+
+def test_importing_the_adapter_stays_light_and_registers_with_chroma():
+    result = run_python("""
+import json, sys, vecplug
+vecplug.load_plugins()
+light = {"chromadb": "chromadb" in sys.modules, "torch": "torch" in sys.modules}
+import vecplug_chroma
+light_after_import = "chromadb" in sys.modules
+import chromadb
+from chromadb.utils.embedding_functions import known_embedding_functions
+print(json.dumps({**light, "after_import": light_after_import,
+                  "registered": "vecplug_modernbert" in known_embedding_functions}))
+""")
+    assert result == {"chromadb": False, "torch": False, "after_import": False, "registered": True}

@@ -1,0 +1,202 @@
+"""``vecplug bench``: vecplug against sentence-transformers, same files, same texts, one run.
+
+Reports docs/s, tokens/s, the speed ratio, MFU (model FLOPs on real tokens
+over a matmul peak measured on the spot, in the same dtype) and the min
+cosine between the two stacks' vectors. Absolute numbers on a shared machine
+mean little; the ratios are the point.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DOCUMENT_PROMPT = "search_document: "
+
+
+@dataclass
+class Row:
+    corpus: str
+    engine: str
+    dtype: str
+    docs: int
+    tokens: int
+    seconds: float
+    min_cosine: float | None = None
+    mfu: float | None = None
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.docs / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+def measure_matmul_peak(dtype, device: str = "cpu", size: int = 2048, seconds: float = 1.0) -> float:
+    """FLOP/s of a large square matmul in ``dtype``: the roof MFU is measured against."""
+    import torch
+
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    torch.matmul(a, b)
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or runs < 3:
+        torch.matmul(a, b)
+        runs += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * size**3 * runs / (time.perf_counter() - start)
+
+
+def model_flops(arch, lengths: list[int]) -> float:
+    """Forward FLOPs on real tokens: projections + MLP per token, attention per pair actually computed."""
+    hidden, layers = arch.hidden_size, arch.layers
+    intermediate = arch.intermediate_size
+    per_token = 2 * layers * (hidden * 3 * hidden + hidden * hidden + hidden * 2 * intermediate + intermediate * hidden)
+    flops = per_token * sum(lengths)
+    for is_global in arch.layer_is_global:
+        for length in lengths:
+            span = length if is_global else min(length, 2 * arch.window + 1)
+            flops += 4 * length * span * hidden
+    return float(flops)
+
+
+def corpora(quick: bool) -> dict[str, list[str]]:
+    from .testing import long_documents, stdlib_paragraphs
+
+    paragraphs = list(stdlib_paragraphs())
+    if quick:
+        return {"paragraphs": paragraphs[:64], "long": long_documents(count=4)}
+    return {"paragraphs": paragraphs[:600], "long": long_documents(count=48)}
+
+
+def bench_model_dir(shape: str) -> Path:
+    """A random-weight model of ``shape``, written once and reused from the cache."""
+    from .testing import write_model
+
+    cache = Path(os.environ.get("VECPLUG_CACHE", Path.home() / ".cache" / "vecplug")) / "bench-models" / shape
+    if not (cache / "model.safetensors").exists():
+        write_model(cache, shape=shape)
+    return cache
+
+
+def _time(function, warmup) -> float:
+    warmup()
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def run_vecplug(model_dir: Path, texts: list[str], dtype: str | None, device: str | None):
+    from .registry import load_model
+
+    model = load_model(str(model_dir), device=device, dtype=dtype)
+    vectors = []
+    seconds = _time(lambda: vectors.append(model.embed_documents(texts)), lambda: model.embed_documents(texts[:16]))
+    return model, vectors[0], seconds
+
+
+def run_sentence_transformers(model_dir: Path, texts: list[str], dtype: str, device: str):
+    """sentence-transformers with its defaults, batch_size=32, the same prompt: what users would run."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    model = SentenceTransformer(str(model_dir), device=device)
+    if dtype != "float32":
+        model = model.to(getattr(torch, dtype))
+
+    def encode(batch):
+        return model.encode(batch, batch_size=32, prompt=DOCUMENT_PROMPT, normalize_embeddings=True,
+                            convert_to_numpy=True)
+
+    vectors = []
+    seconds = _time(lambda: vectors.append(encode(texts)), lambda: encode(texts[:16]))
+    return vectors[0].astype("float32"), seconds
+
+
+def run(model_dir: Path, quick: bool = False, dtype: str | None = None, device: str | None = None,
+        st_dtypes: tuple[str, ...] = ("float32", "bfloat16"), corpus_names: tuple[str, ...] = ("paragraphs", "long")):
+    import torch
+
+    from .modernbert.hardware import choose_device, choose_dtype
+
+    device = choose_device(device)
+    vecplug_dtype = choose_dtype(dtype, device)
+    peaks = {}
+    rows: list[Row] = []
+    texts_by_corpus = corpora(quick)
+    for corpus in corpus_names:
+        texts = texts_by_corpus[corpus]
+        model, ours, seconds = run_vecplug(model_dir, texts, dtype, device)
+        lengths = [len(ids) for ids in model.tokenize([DOCUMENT_PROMPT + text for text in texts])]
+        tokens = sum(lengths)
+        flops = model_flops(model.encoder.arch, lengths)
+        reference = None
+        for st_dtype in st_dtypes:
+            st_vectors, st_seconds = run_sentence_transformers(model_dir, texts, st_dtype, device)
+            if reference is None:
+                reference = st_vectors
+            cosine = float((st_vectors * reference).sum(1).min())
+            peak = peaks.setdefault(st_dtype, measure_matmul_peak(getattr(torch, st_dtype), device))
+            rows.append(Row(corpus, "sentence-transformers", st_dtype, len(texts), tokens, st_seconds, cosine,
+                            flops / st_seconds / peak))
+        name = str(vecplug_dtype).replace("torch.", "")
+        peak = peaks.setdefault(name, measure_matmul_peak(vecplug_dtype, device))
+        cosine = float((ours * reference).sum(1).min()) if reference is not None else None
+        rows.append(Row(corpus, f"vecplug ({model.encoder.attention_name})", name, len(texts), tokens, seconds,
+                        cosine, flops / seconds / peak))
+    return rows, environment(device, vecplug_dtype, peaks)
+
+
+def environment(device: str, dtype, peaks: dict) -> dict:
+    import torch
+
+    from .modernbert.hardware import cpu_description
+
+    info = {
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_description(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "vecplug_dtype": str(dtype).replace("torch.", ""),
+        "matmul_peak_tflops": {name: round(peak / 1e12, 3) for name, peak in peaks.items()},
+        "python": platform.python_version(),
+    }
+    try:
+        import sentence_transformers
+        import transformers
+
+        info["sentence_transformers"] = sentence_transformers.__version__
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def format_table(rows: list[Row]) -> str:
+    lines = ["| corpus | engine | dtype | docs/s | tokens/s | speed-up vs ST fp32 | vs ST bf16 | MFU | min cos vs ST fp32 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        def ratio(st_dtype):
+            base = next((r for r in rows if r.corpus == row.corpus and r.engine == "sentence-transformers"
+                         and r.dtype == st_dtype), None)
+            return f"{base.seconds / row.seconds:.2f}x" if base else "-"
+
+        cosine = f"{row.min_cosine:.5f}" if row.min_cosine is not None else "-"
+        mfu = f"{100 * row.mfu:.1f}%" if row.mfu is not None else "-"
+        lines.append(f"| {row.corpus} | {row.engine} | {row.dtype} | {row.docs_per_s:,.1f} | {row.tokens_per_s:,.0f} "
+                     f"| {ratio('float32')} | {ratio('bfloat16')} | {mfu} | {cosine} |")
+    return "\n".join(lines)
+
+
+def to_json(rows: list[Row], env: dict) -> str:
+    return json.dumps({"environment": env, "rows": [asdict(row) | {"docs_per_s": row.docs_per_s,
+                                                                     "tokens_per_s": row.tokens_per_s}
+                                                    for row in rows]}, indent=2)
