@@ -21,10 +21,10 @@ from vecplug import ModelMismatchError
 from vecplug.model import check_texts
 
 NAME = "vecplug_modernbert"
-# What identifies the vector space: a collection keeps these for life.
+# What identifies the vector space: a collection keeps these for life. The rest
+# of the config (device, dtype, batch_size) is how vectors are computed here.
 FIXED_KEYS = ("model", "fingerprint", "prompts", "dimensions")
-# How the vectors are computed here: free to differ between processes.
-TUNABLE_KEYS = ("device", "dtype", "batch_size")
+PLURALS = {"document": "documents", "query": "queries"}
 
 
 class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
@@ -67,7 +67,7 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
         texts = check_texts(texts)  # every item, before any batch runs: errors name the real index
         if not texts:
             # Chroma's own message for this ("Expected Embeddings to be non-empty") blames the vectors
-            raise ValueError(f"no {kind}s to embed: the input list is empty")
+            raise ValueError(f"no {PLURALS[kind]} to embed: the input list is empty")
         step = self.batch_size or len(texts)
         rows: list = []
         for start in range(0, len(texts), step):
