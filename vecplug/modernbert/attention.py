@@ -1,7 +1,8 @@
 """Attention over an unpadded token stream, one back-end per kind of hardware.
 
-Every back-end takes q, k, v of shape (tokens, heads, head_dim) for a packed
-batch and returns the same shape; each sequence attends only to itself.
+Every back-end takes ``qkv`` of shape (tokens, 3, heads, head_dim) for a
+packed batch (rotary already applied) and returns (tokens, heads, head_dim);
+each sequence attends only to itself.
 ``window`` is the half-width of ModernBERT's local attention (64 for a
 128-token window: token i sees j where |i - j| <= 64), or None for global.
 All back-ends give the same numbers; `choose_attention` picks the fastest
@@ -20,36 +21,80 @@ import torch.nn.functional as F
 BLOCK_LOCAL_MIN_LENGTH = 512
 
 
-@dataclass
-class PackedBatch:
-    """Sequences concatenated into one token stream.
+# A group of neighbouring sequences is padded to its longest member for one
+# batched attention call when that wastes at most this fraction of its slots:
+# small CPU attention calls are slower than a little padding.
+MAX_PADDING_WASTE = 0.25
 
-    ``runs`` groups consecutive sequences of equal length as
-    (first_token, count, length): the CPU back-end attends to a run with one
-    batched call, with no padding.
+
+@dataclass
+class AttentionGroup:
+    """Consecutive sequences attended to in one call, padded to ``length`` when they differ.
+
+    ``gather`` picks each padded slot's token from the packed stream (padding
+    slots repeat a real token; the key mask hides them), ``valid`` lists the
+    slots that hold real tokens. Both are None when no padding is needed.
     """
 
+    first_token: int
+    token_count: int
+    sequences: int
+    length: int
+    gather: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+    key_mask: torch.Tensor | None = None  # (sequences, 1, 1, length), True = attend
+
+    @classmethod
+    def build(cls, first_token: int, lengths: list[int], device) -> "AttentionGroup":
+        longest, count = max(lengths), len(lengths)
+        group = cls(first_token, sum(lengths), count, longest)
+        if all(length == longest for length in lengths):
+            return group
+        slots = torch.arange(longest)[None, :]
+        valid = slots < torch.tensor(lengths)[:, None]
+        starts = torch.tensor([0] + lengths[:-1]).cumsum(0)[:, None]
+        gather = torch.where(valid, starts + slots, starts)
+        group.gather = gather.reshape(-1).to(device)
+        group.valid = valid.reshape(-1).nonzero().squeeze(1).to(device)
+        group.key_mask = valid[:, None, None, :].to(device)
+        return group
+
+
+def plan_groups(lengths: list[int], device) -> list[AttentionGroup]:
+    """Cut a batch (sorted by length for best results) into cheaply padded groups."""
+    groups: list[AttentionGroup] = []
+    first, members = 0, []
+    for length in lengths:
+        candidate = members + [length]
+        padded = len(candidate) * max(candidate)
+        long_sequence = max(candidate) >= BLOCK_LOCAL_MIN_LENGTH
+        if members and (padded > (1 + MAX_PADDING_WASTE) * sum(candidate) or (long_sequence and len(candidate) > 1)):
+            groups.append(AttentionGroup.build(first, members, device))
+            first += sum(members)
+            members = [length]
+        else:
+            members = candidate
+    if members:
+        groups.append(AttentionGroup.build(first, members, device))
+    return groups
+
+
+@dataclass
+class PackedBatch:
+    """Sequences concatenated into one token stream, with what each back-end needs."""
+
     lengths: list[int]
-    cu_seqlens: torch.Tensor  # int32, on the model's device
+    cu_seqlens: torch.Tensor  # int32, on the model's device (varlen back-ends)
     max_length: int
-    runs: list[tuple[int, int, int]]
+    groups: list[AttentionGroup]  # the SDPA back-end
 
     @classmethod
     def from_lengths(cls, lengths: list[int], device) -> "PackedBatch":
-        runs: list[tuple[int, int, int]] = []
-        offset = 0
-        for length in lengths:
-            if runs and runs[-1][2] == length:
-                start, count, _ = runs[-1]
-                runs[-1] = (start, count + 1, length)
-            else:
-                runs.append((offset, 1, length))
-            offset += length
         cumulative = [0]
         for length in lengths:
             cumulative.append(cumulative[-1] + length)
         cu_seqlens = torch.tensor(cumulative, dtype=torch.int32, device=device)
-        return cls(list(lengths), cu_seqlens, max(lengths, default=0), runs)
+        return cls(list(lengths), cu_seqlens, max(lengths, default=0), plan_groups(list(lengths), device))
 
 
 @functools.lru_cache(maxsize=256)
@@ -80,50 +125,61 @@ def _local_block_attention(q, k, v, window: int) -> torch.Tensor:
     return out
 
 
-def grouped_sdpa(q, k, v, batch: PackedBatch, window: int | None) -> torch.Tensor:
-    """PyTorch SDPA per run of equal-length sequences: no padding, no wasted FLOPs.
+def _group_attention(q, k, v, group: AttentionGroup, window: int | None) -> torch.Tensor:
+    """Attention for one group; q, k, v: (n, heads, L, d), padded slots masked out as keys."""
+    length = group.length
+    local = window is not None and length > window + 1
+    if local and length >= BLOCK_LOCAL_MIN_LENGTH:
+        return _local_block_attention(q, k, v, window)
+    mask = group.key_mask
+    if local:
+        band = band_mask(length, length, 0, window, str(q.device))
+        mask = band if mask is None else (mask & band)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
-    Works on any device; the default on CPU. Local layers skip the mask when
-    the whole sequence fits in the window, use one band mask for medium
-    lengths and block-local attention for long ones.
+
+def grouped_sdpa(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
+    """PyTorch SDPA over groups of similar-length sequences: few calls, little padding.
+
+    Works on any device; the default on CPU. Each sequence attends only to
+    itself: padding is masked out as keys and dropped as queries. Local layers
+    skip the band mask when a whole sequence fits in the window and go block
+    by block for long sequences, so they cost O(L * window), not O(L^2).
     """
-    heads, head_dim = q.shape[1], q.shape[2]
-    out = torch.empty_like(q)
-    for first, count, length in batch.runs:
-        tokens = slice(first, first + count * length)
-
-        def as_batch(x):
-            return x[tokens].view(count, length, heads, head_dim).transpose(1, 2)
-
-        qs, ks, vs = as_batch(q), as_batch(k), as_batch(v)
-        if window is None or length <= window + 1:
-            attended = F.scaled_dot_product_attention(qs, ks, vs)
-        elif length < BLOCK_LOCAL_MIN_LENGTH:
-            mask = band_mask(length, length, 0, window, str(q.device))
-            attended = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask)
+    heads, head_dim = qkv.shape[2], qkv.shape[3]
+    out = qkv.new_empty(qkv.shape[0], heads, head_dim)
+    for group in batch.groups:
+        tokens = slice(group.first_token, group.first_token + group.token_count)
+        members = qkv[tokens]
+        if group.gather is not None:  # one gather pads q, k and v together
+            members = members.index_select(0, group.gather)
+        members = members.view(group.sequences, group.length, 3, heads, head_dim)
+        q, k, v = (members[:, :, part].transpose(1, 2) for part in range(3))
+        attended = _group_attention(q, k, v, group, window).transpose(1, 2).reshape(-1, heads, head_dim)
+        if group.valid is None:
+            out[tokens] = attended
         else:
-            attended = _local_block_attention(qs, ks, vs, window)
-        out[tokens] = attended.transpose(1, 2).reshape(count * length, heads, head_dim)
+            torch.index_select(attended, 0, group.valid, out=out[tokens])
     return out
 
 
-def torch_varlen(q, k, v, batch: PackedBatch, window: int | None) -> torch.Tensor:
+def torch_varlen(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
     """``torch.nn.attention.varlen.varlen_attn`` (CUDA; sliding windows since torch 2.11)."""
     from torch.nn.attention.varlen import varlen_attn
 
     window_size = (window, window) if window is not None else (-1, -1)
     return varlen_attn(
-        q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length, window_size=window_size
+        qkv[:, 0], qkv[:, 1], qkv[:, 2], batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length, window_size=window_size
     )
 
 
-def flash_attn_varlen(q, k, v, batch: PackedBatch, window: int | None) -> torch.Tensor:
-    """flash-attn's ``flash_attn_varlen_func`` (the ``gpu`` extra)."""
-    from flash_attn import flash_attn_varlen_func
+def flash_attn_varlen(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
+    """flash-attn's packed-QKV varlen kernel (the ``gpu`` extra)."""
+    from flash_attn import flash_attn_varlen_qkvpacked_func
 
     window_size = (window, window) if window is not None else (-1, -1)
-    return flash_attn_varlen_func(
-        q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length, window_size=window_size
+    return flash_attn_varlen_qkvpacked_func(
+        qkv, batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length, window_size=window_size
     )
 
 

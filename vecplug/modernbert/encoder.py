@@ -80,23 +80,33 @@ class RotaryTables:
 
     def __init__(self, head_dim: int, theta: float, device):
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
-        self.cos = self.sin = torch.empty(0, head_dim, device=device)
+        self.cos = self.sin = torch.empty(0, head_dim // 2, device=device)
 
     def lookup(self, positions: torch.Tensor, max_position: int):
+        """(tokens, 1, 1, head_dim / 2) tables: both halves of a rotary pair share an angle."""
         if max_position >= self.cos.shape[0]:
             length = max(2 * self.cos.shape[0], max_position + 1, 512)
-            freqs = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)[:, None] * self.inv_freq
-            angles = torch.cat((freqs, freqs), dim=-1)
+            angles = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)[:, None] * self.inv_freq
             self.cos, self.sin = angles.cos(), angles.sin()
-        return self.cos[positions][:, None, :], self.sin[positions][:, None, :]
+        return self.cos[positions][:, None, None, :], self.sin[positions][:, None, None, :]
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE in float32, as transformers does, cast back to the compute dtype."""
-    x32 = x.float()
-    half = x32.shape[-1] // 2
-    rotated = torch.cat((-x32[..., half:], x32[..., :half]), dim=-1)
-    return (x32 * cos + rotated * sin).to(x.dtype)
+def rotate_queries_and_keys(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE on q and k of a (tokens, 3, heads, head_dim) tensor, in float32 as transformers does.
+
+    One pass over q and k together, written as the two half-rotations
+    (x1 c - x2 s, x2 c + x1 s) rather than transformers' cat/neg form, which
+    costs several more full copies per layer on CPU. ``cos``/``sin`` are
+    (tokens, 1, 1, head_dim / 2). Returns a new tensor; v is copied as is.
+    """
+    half = qkv.shape[-1] // 2
+    out = torch.empty_like(qkv)
+    out[:, 2] = qkv[:, 2]
+    qk = qkv[:, :2].float()
+    first, second = qk[..., :half], qk[..., half:]
+    out[:, :2, :, :half] = first * cos - second * sin
+    out[:, :2, :, half:] = second * cos + first * sin
+    return out
 
 
 class UnpaddedModernBert:
@@ -136,11 +146,8 @@ class UnpaddedModernBert:
         is_global = arch.layer_is_global[index]
         normed = hidden if index == 0 else self._norm(hidden, prefix + ".attn_norm")
         qkv = self._linear(normed, prefix + ".attn.Wqkv").view(-1, 3, arch.heads, arch.head_dim)
-        cos, sin = rotary[is_global]
-        q = apply_rotary(qkv[:, 0], cos, sin)
-        k = apply_rotary(qkv[:, 1], cos, sin)
-        v = qkv[:, 2]
-        attended = self.attention(q, k, v.contiguous(), batch, None if is_global else arch.window)
+        qkv = rotate_queries_and_keys(qkv, *rotary[is_global])
+        attended = self.attention(qkv, batch, None if is_global else arch.window)
         hidden = hidden + self._linear(attended.reshape(-1, arch.hidden_size), prefix + ".attn.Wo")
         gate_input, gate = self._linear(self._norm(hidden, prefix + ".mlp_norm"), prefix + ".mlp.Wi").chunk(2, dim=-1)
         return hidden + self._linear(self.activation(gate_input) * gate, prefix + ".mlp.Wo")
