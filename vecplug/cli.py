@@ -59,7 +59,7 @@ def models(as_json):
 
 @cli.command()
 @click.option("-m", "--model", default=None, help="Model directory (default: a random-weight model of --shape).")
-@click.option("--shape", type=click.Choice(["tiny", "base", "large"]), default="base", show_default=True)
+@click.option("--shape", type=click.Choice(["tiny", "small", "base", "large"]), default="base", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny model, few texts: a smoke run that checks the bench works.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="vecplug's dtype (default: the fastest that keeps quality here).")

@@ -17,6 +17,9 @@ SHAPES = {
     # off-by-one window changes the output 100x more than float32 noise.
     "tiny": dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4, intermediate_size=96,
                  local_attention=32, vocab_size=2048, initializer_range=0.1),
+    # README examples: wide enough for Matryoshka dimensions=256, still fast
+    "small": dict(hidden_size=384, num_hidden_layers=3, num_attention_heads=6, intermediate_size=576,
+                  local_attention=128, vocab_size=4096),
     "base": dict(hidden_size=768, num_hidden_layers=22, num_attention_heads=12, intermediate_size=1152,
                  local_attention=128, vocab_size=50368),
     "large": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, intermediate_size=2624,
@@ -84,7 +87,7 @@ def write_model(
 ) -> Path:
     """Write a random-weight ModernBERT to ``directory`` and return its path.
 
-    ``shape``: "tiny" (tests), "base" or "large" (real sizes, for benchmarks).
+    ``shape``: "tiny" or "small" (tests), "base" or "large" (real sizes, for benchmarks).
     ``prompts``: sentence-transformers prompts; the default is the nomic pair,
     pass ``{}`` for a model without prompts.
     """

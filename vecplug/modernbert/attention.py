@@ -11,7 +11,7 @@ that this machine has, at run time.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -40,14 +40,25 @@ class AttentionGroup:
     token_count: int
     sequences: int
     length: int
+    device: str
     gather: torch.Tensor | None = None
     valid: torch.Tensor | None = None
     key_mask: torch.Tensor | None = None  # (sequences, 1, 1, length), True = attend
+    _local_masks: dict = field(default_factory=dict)
+
+    def mask(self, window: int | None) -> torch.Tensor | None:
+        """The attention mask for a global (None) or local layer, built once per batch."""
+        if window is None or self.length <= window + 1:
+            return self.key_mask
+        if window not in self._local_masks:
+            band = band_mask(self.length, self.length, 0, window, self.device)
+            self._local_masks[window] = band if self.key_mask is None else (self.key_mask & band)
+        return self._local_masks[window]
 
     @classmethod
     def build(cls, first_token: int, lengths: list[int], device) -> "AttentionGroup":
         longest, count = max(lengths), len(lengths)
-        group = cls(first_token, sum(lengths), count, longest)
+        group = cls(first_token, sum(lengths), count, longest, str(device))
         if all(length == longest for length in lengths):
             return group
         slots = torch.arange(longest)[None, :]
@@ -79,22 +90,22 @@ def plan_groups(lengths: list[int], device) -> list[AttentionGroup]:
     return groups
 
 
-@dataclass
 class PackedBatch:
     """Sequences concatenated into one token stream, with what each back-end needs."""
 
-    lengths: list[int]
-    cu_seqlens: torch.Tensor  # int32, on the model's device (varlen back-ends)
-    max_length: int
-    groups: list[AttentionGroup]  # the SDPA back-end
-
-    @classmethod
-    def from_lengths(cls, lengths: list[int], device) -> "PackedBatch":
+    def __init__(self, lengths: list[int], device):
+        self.lengths = list(lengths)
+        self.device = device
+        self.max_length = max(self.lengths, default=0)
         cumulative = [0]
-        for length in lengths:
+        for length in self.lengths:
             cumulative.append(cumulative[-1] + length)
-        cu_seqlens = torch.tensor(cumulative, dtype=torch.int32, device=device)
-        return cls(list(lengths), cu_seqlens, max(lengths, default=0), plan_groups(list(lengths), device))
+        self.cu_seqlens = torch.tensor(cumulative, dtype=torch.int32, device=device)  # varlen back-ends
+
+    @functools.cached_property
+    def groups(self) -> list[AttentionGroup]:
+        """The SDPA back-end's groups, planned once per batch and shared by every layer."""
+        return plan_groups(self.lengths, self.device)
 
 
 @functools.lru_cache(maxsize=256)
@@ -127,15 +138,9 @@ def _local_block_attention(q, k, v, window: int) -> torch.Tensor:
 
 def _group_attention(q, k, v, group: AttentionGroup, window: int | None) -> torch.Tensor:
     """Attention for one group; q, k, v: (n, heads, L, d), padded slots masked out as keys."""
-    length = group.length
-    local = window is not None and length > window + 1
-    if local and length >= BLOCK_LOCAL_MIN_LENGTH:
+    if window is not None and group.length >= BLOCK_LOCAL_MIN_LENGTH:
         return _local_block_attention(q, k, v, window)
-    mask = group.key_mask
-    if local:
-        band = band_mask(length, length, 0, window, str(q.device))
-        mask = band if mask is None else (mask & band)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=group.mask(window))
 
 
 def grouped_sdpa(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
