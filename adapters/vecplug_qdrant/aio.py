@@ -1,0 +1,91 @@
+"""``AsyncQdrantEmbedder``: the same, for ``qdrant_client.AsyncQdrantClient``.
+
+The model is CPU- or GPU-bound work that would stall the event loop for the
+whole embedding, so it runs in ``asyncio.to_thread``; the client calls are
+awaited on the loop (the local-mode client must stay on its own thread).
+Input generators and ``vecplug_before_ingest`` plugins therefore run in a
+worker thread, one batch at a time.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from .base import EmbedderBase
+from .collection import exists, model_from_collection, not_found
+
+_DONE = object()
+
+
+async def _collection_info(client, name: str):
+    if not await client.collection_exists(name):
+        raise not_found(name)
+    return await client.get_collection(name)
+
+
+class AsyncQdrantEmbedder(EmbedderBase):
+    """Create, fill and query Qdrant collections with a vecplug model, from async code.
+
+        client = AsyncQdrantClient(url="http://localhost:6333")
+        embedder = AsyncQdrantEmbedder(client, "nomic-ai/modernbert-embed-base")
+        await embedder.create_collection("docs")
+        await embedder.upload("docs", texts, payloads=metadata)
+        hits = await embedder.query("docs", "how do I ...?", limit=5)
+
+    Constructing it with a model name loads the model right away (blocking);
+    ``await AsyncQdrantEmbedder.from_collection(...)`` loads in a thread.
+    ``points()`` is the same lazy, synchronous iterator as the sync class's
+    (``AsyncQdrantClient.upload_points`` takes a plain iterable).
+    """
+
+    @classmethod
+    async def from_collection(cls, client, name: str, device=None, dtype=None, **options) -> "AsyncQdrantEmbedder":
+        """An embedder with the model and vector a collection records (it refuses any other)."""
+        info = await _collection_info(client, name)
+        model, vector_name = await asyncio.to_thread(model_from_collection, name, info, device, dtype)
+        return cls(client, model, vector_name=vector_name, **options)
+
+    async def create_collection(self, name: str, *, exist_ok: bool = False, **options) -> bool:
+        """See ``QdrantEmbedder.create_collection``."""
+        if await self.client.collection_exists(name):
+            self._check(name, await self.client.get_collection(name))
+            if exist_ok:
+                return False
+            raise exists(name)
+        return await self.client.create_collection(name, **self._create_arguments(options))
+
+    async def check_collection(self, name: str):
+        """See ``QdrantEmbedder.check_collection``."""
+        info = await _collection_info(self.client, name)
+        self._check(name, info)
+        return info
+
+    async def upsert(self, name: str, documents, ids=None, payloads=None, **options) -> list:
+        """All or nothing, like ``QdrantEmbedder.upsert``; return the ids written."""
+        await self.check_collection(name)
+        points = await asyncio.to_thread(self._all_points, name, documents, ids, payloads)
+        if points:
+            await self.client.upsert(name, points=points, **options)
+        return [point.id for point in points]
+
+    async def upload(self, name: str, documents, ids=None, payloads=None, **options) -> int:
+        """Stream input of any length, one awaited ``client.upsert`` per batch; return the number of points.
+
+        Not ``upload_points``, which blocks the loop while it reads the
+        points. A batch is written once it is embedded, so an input error
+        leaves the earlier batches written (see ``points``). ``options`` go
+        to ``client.upsert``.
+        """
+        await self.check_collection(name)
+        batches = self.point_batches(documents, ids, payloads, collection_name=name)
+        count = 0
+        while (batch := await asyncio.to_thread(next, batches, _DONE)) is not _DONE:
+            await self.client.upsert(name, points=batch, **options)
+            count += len(batch)
+        return count
+
+    async def query(self, name: str, text: str, limit: int = 10, query_filter=None, with_payload=True,
+                    **options) -> list:
+        """See ``QdrantEmbedder.query``."""
+        await self.check_collection(name)
+        arguments = await asyncio.to_thread(self._query_arguments, text, limit, query_filter, with_payload, options)
+        return (await self.client.query_points(name, **arguments)).points

@@ -1,0 +1,137 @@
+"""What the sync and async embedders share: everything except talking to the client.
+
+The two subclasses only make the client calls (plain or awaited); model
+choice, checks, points and query vectors live here once.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Iterable, Iterator
+
+from vecplug import EmbeddingModel, Target, load_model
+
+from . import collection, ingest
+
+DEFAULT_VECTOR_NAME = "modernbert"
+DEFAULT_TEXT_FIELD = "document"
+DEFAULT_BATCH_SIZE = 256
+
+
+def resolve_model(model, device, dtype) -> EmbeddingModel:
+    if isinstance(model, EmbeddingModel):
+        if device is not None or dtype is not None:
+            raise TypeError(
+                "device and dtype choose how a model is loaded, and this one is loaded already; "
+                "pass its name instead, or drop device/dtype"
+            )
+        return model
+    return load_model(model, device=device, dtype=dtype)
+
+
+class EmbedderBase:
+    """A vecplug model bound to a Qdrant client, writing and querying one named vector.
+
+    ``model``: a name, alias, local directory or loaded ``EmbeddingModel``
+    (None: ``$VECPLUG_MODEL`` or the default). It runs in this process.
+    ``text_field``: the payload key that keeps each document's text (what
+    was embedded, after plugins), or None to keep no text; like the old
+    ``QdrantClient.add``, which kept it under "document".
+    ``batch_size``: records read, passed through ``vecplug_before_ingest``
+    and embedded together; the model packs each batch by tokens.
+    """
+
+    def __init__(self, client, model=None, vector_name: str = DEFAULT_VECTOR_NAME, device=None, dtype=None, *,
+                 text_field: str | None = DEFAULT_TEXT_FIELD, batch_size: int = DEFAULT_BATCH_SIZE):
+        if not isinstance(vector_name, str) or not vector_name:
+            raise ValueError(f"vector_name must be a non-empty str, got {vector_name!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if text_field is not None and (not isinstance(text_field, str) or not text_field):
+            raise ValueError(f"text_field must be a payload key (non-empty str) or None, got {text_field!r}")
+        self.client = client
+        self.model = resolve_model(model, device, dtype)
+        self.vector_name = vector_name
+        self.text_field = text_field
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model.name} dim={self.model.dimensions} vector={self.vector_name!r}>"
+
+    # -- collections ------------------------------------------------------
+    def _create_arguments(self, options: dict) -> dict:
+        return collection.create_arguments(self.model, self.vector_name, options)
+
+    def _check(self, name: str, info) -> None:
+        collection.check_collection(name, info, self.model, self.vector_name)
+
+    # -- ingestion --------------------------------------------------------
+    def point_batches(self, documents, ids=None, payloads=None, *, collection_name: str | None = None) -> Iterator[list]:
+        """Like ``points``, one list per batch (what ``upsert`` calls take)."""
+        ingest.check_inputs(documents, ids, payloads)
+        records = ingest.iter_records(documents, ids, payloads)
+        target = Target(ingest.DATABASE, collection_name or "")
+        return ingest.iter_point_batches(
+            self.model, self.vector_name, self.text_field, ingest.batched(records, self.batch_size), target
+        )
+
+    def points(self, documents, ids=None, payloads=None, *, collection_name: str | None = None) -> Iterator:
+        """A lazy iterator of ``PointStruct`` for ``client.upload_points`` (or ``upsert``).
+
+        Reads ``documents`` (str), ``ids`` (unsigned int or UUID; None: uuid5
+        of the text, see ``ingest.document_id``) and ``payloads`` (dicts)
+        ``batch_size`` at a time, so a generator of any length streams in
+        flat memory. ``collection_name`` tells ``vecplug_before_ingest``
+        plugins where the points go (``Target("qdrant", name)``).
+
+        Lists are checked whole here, before anything is embedded. Lazy
+        iterators are checked as they are read; an error (a None document,
+        ids that run out) is raised before the batch it falls in is yielded,
+        but earlier batches have been: ``upload_points`` to a server may have
+        written them (local mode writes nothing, it collects all points
+        first). Write lists with ``upsert`` for all-or-nothing.
+
+        This writes unchecked: call ``check_collection(name)`` first, or use
+        ``upload``, to refuse a collection of another model.
+        """
+        return itertools.chain.from_iterable(
+            self.point_batches(documents, ids, payloads, collection_name=collection_name)
+        )
+
+    def _all_points(self, name: str, documents, ids, payloads) -> list:
+        """Every point of a finite input, built (and so checked) before anything is written."""
+        documents, ids, payloads = (_as_list(value) for value in (documents, ids, payloads))
+        return list(self.points(documents, ids, payloads, collection_name=name))
+
+    # -- queries ----------------------------------------------------------
+    def query_vector(self, text: str) -> list[float]:
+        """The vector of a search text, with the model's query prompt (for ``query_points`` yourself)."""
+        if not isinstance(text, str):
+            raise TypeError(f"the query text must be str, got {type(text).__name__} ({text!r:.60})")
+        return self.model.embed_queries([text])[0].tolist()
+
+    def _query_arguments(self, text: str, limit: int, query_filter, with_payload, options: dict) -> dict:
+        return {
+            "query": self.query_vector(text), "using": self.vector_name, "limit": limit,
+            "query_filter": query_filter, "with_payload": with_payload, **options,
+        }
+
+
+def _as_list(value):
+    if value is None or isinstance(value, (Collection, str, bytes)):
+        return value  # a str is refused with a clear message by check_inputs
+    if isinstance(value, Iterable):
+        return list(value)
+    return value
+
+
+class Counted:
+    """An iterable that counts what was taken from it (points that reached the client)."""
+
+    def __init__(self, iterable: Iterable):
+        self._iterable = iterable
+        self.count = 0
+
+    def __iter__(self):
+        for item in self._iterable:
+            self.count += 1
+            yield item

@@ -1,0 +1,84 @@
+"""``QdrantEmbedder``: vecplug's ModernBERT vectors for a ``qdrant_client.QdrantClient``."""
+from __future__ import annotations
+
+from .base import Counted, EmbedderBase
+from .collection import exists, model_from_collection, not_found
+
+
+def _collection_info(client, name: str):
+    # get_collection on a missing name fails differently in local and server mode; say it once, plainly
+    if not client.collection_exists(name):
+        raise not_found(name)
+    return client.get_collection(name)
+
+
+class QdrantEmbedder(EmbedderBase):
+    """Create, fill and query Qdrant collections with a vecplug model, in this process.
+
+        client = QdrantClient(path="qdrant-data")
+        embedder = QdrantEmbedder(client, "nomic-ai/modernbert-embed-base")
+        embedder.create_collection("docs")
+        client.upload_points("docs", embedder.points(texts, payloads=metadata))
+        hits = embedder.query("docs", "how do I ...?", limit=5)
+    """
+
+    @classmethod
+    def from_collection(cls, client, name: str, device=None, dtype=None, **options) -> "QdrantEmbedder":
+        """An embedder with the model and vector a collection records (it refuses any other)."""
+        model, vector_name = model_from_collection(name, _collection_info(client, name), device, dtype)
+        return cls(client, model, vector_name=vector_name, **options)
+
+    def create_collection(self, name: str, *, exist_ok: bool = False, **options) -> bool:
+        """Create a collection sized for the model (named vector, cosine) that records the model.
+
+        ``options`` go to ``client.create_collection`` (hnsw_config, more
+        named vectors, your own metadata keys ...). An existing collection
+        of another model or size is refused; of this model, it is an error
+        unless ``exist_ok`` (then False is returned and nothing changes).
+        """
+        if self.client.collection_exists(name):
+            self._check(name, self.client.get_collection(name))
+            if exist_ok:
+                return False
+            raise exists(name)
+        return self.client.create_collection(name, **self._create_arguments(options))
+
+    def check_collection(self, name: str):
+        """Its ``CollectionInfo``, once sure it holds this model's vectors (ModelMismatchError if not)."""
+        info = _collection_info(self.client, name)
+        self._check(name, info)
+        return info
+
+    def upsert(self, name: str, documents, ids=None, payloads=None, **options) -> list:
+        """Embed and write finite input in one ``client.upsert``; return the ids written.
+
+        All or nothing: every document, id and payload is checked, and every
+        point built, before the single write. ``options`` go to
+        ``client.upsert`` (``wait``, ``ordering`` ...). For streams, ``upload``.
+        """
+        self.check_collection(name)
+        points = self._all_points(name, documents, ids, payloads)
+        if points:
+            self.client.upsert(name, points=points, **options)
+        return [point.id for point in points]
+
+    def upload(self, name: str, documents, ids=None, payloads=None, **options) -> int:
+        """Stream input of any length through ``client.upload_points``; return the number of points.
+
+        ``options`` go to ``upload_points`` (batch_size, parallel,
+        max_retries ...). See ``points`` for what an input error leaves written.
+        """
+        self.check_collection(name)
+        points = Counted(self.points(documents, ids, payloads, collection_name=name))
+        self.client.upload_points(name, points, **options)
+        return points.count
+
+    def query(self, name: str, text: str, limit: int = 10, query_filter=None, with_payload=True, **options) -> list:
+        """The ``limit`` nearest points to ``text`` (embedded with the query prompt), best first.
+
+        Returns ``client.query_points(...).points`` (ScoredPoint objects);
+        ``options`` pass through (score_threshold, offset, search_params ...).
+        """
+        self.check_collection(name)
+        arguments = self._query_arguments(text, limit, query_filter, with_payload, options)
+        return self.client.query_points(name, **arguments).points
