@@ -28,7 +28,9 @@ $PIP install --quiet --force-reinstall --no-deps "$wheel"
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Run from tests/ so `import vecplug` finds the installed wheel, not the checkout.
-"$VENV/bin/python" -c "import vecplug, sys; print('testing', vecplug.__file__, file=sys.stderr)"
-(cd tests && ../"$VENV"/bin/python -m pytest -p no:cacheprovider -q "$@")
+cd tests
+../"$VENV"/bin/python -c "import vecplug, sys; print('testing', vecplug.__file__, file=sys.stderr)"
+../"$VENV"/bin/python -m pytest -p no:cacheprovider -q "$@"
+cd ..
 # the benchmark cannot rot: a quick side-by-side run on a tiny model
 "$VENV/bin/vecplug" bench --quick

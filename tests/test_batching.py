@@ -11,7 +11,7 @@ import pytest
 
 import vecplug
 from vecplug.modernbert.attention import plan_groups
-from vecplug.modernbert.batching import plan_batches, prefetch
+from vecplug.modernbert.batching import pipelined, plan_batches
 from vecplug.testing import stdlib_paragraphs
 
 
@@ -75,24 +75,44 @@ def test_stream_reports_bad_item_by_index(tiny_model):
         list(tiny_model.iter_embed(texts()))
 
 
-def test_prefetch_propagates_errors_in_order():
-    def items():
-        yield 1
-        yield 2
+def test_pipeline_yields_earlier_windows_before_a_reading_error():
+    def windows():
+        yield [1]
+        yield [2]
         raise RuntimeError("boom")
 
     out = []
     with pytest.raises(RuntimeError, match="boom"):
-        for value in prefetch(items(), lambda x: x * 10):
+        for value in pipelined(windows(), lambda window: [x * 10 for x in window], lambda tokens: tokens):
             out.append(value)
-    assert out == [10, 20]
+    assert out == [[10], [20]]
+
+
+def test_input_is_read_in_the_callers_thread(tiny_model):
+    """A generator over a database cursor must not be read from another thread."""
+    import threading
+
+    caller = threading.get_ident()
+    readers = set()
+
+    def texts():
+        for index in range(300):
+            readers.add(threading.get_ident())
+            yield f"row {index}"
+
+    tiny_model.window_texts, saved = 50, tiny_model.window_texts
+    try:
+        assert sum(len(chunk) for chunk in tiny_model.iter_embed_chunks(texts())) == 300
+    finally:
+        tiny_model.window_texts = saved
+    assert readers == {caller}
 
 
 def _peak_rss_kib(model_dir, count: int) -> int:
     code = textwrap.dedent(f"""
         import resource, vecplug
         from vecplug.testing import stdlib_paragraphs
-        paragraphs = [p[:100] for p in stdlib_paragraphs()]
+        paragraphs = [p[:60] for p in stdlib_paragraphs()]
         model = vecplug.load_model({str(model_dir)!r}, dtype="float32")
         def texts():
             for index in range({count}):

@@ -66,13 +66,17 @@ def model_flops(arch, lengths: list[int]) -> float:
     return float(flops)
 
 
-def corpora(quick: bool) -> dict[str, list[str]]:
+def corpora(size: str) -> dict[str, list[str]]:
+    """Real English from Python's docs: short paragraphs and ~512-token documents.
+
+    ``size``: "quick" (smoke run), "cpu" (a few minutes on 2 cores) or "full"
+    (every paragraph and document: what a GPU needs to fill its batches).
+    """
     from .testing import long_documents, stdlib_paragraphs
 
     paragraphs = list(stdlib_paragraphs())
-    if quick:
-        return {"paragraphs": paragraphs[:64], "long": long_documents(count=4)}
-    return {"paragraphs": paragraphs[:600], "long": long_documents(count=48)}
+    counts = {"quick": (64, 4), "cpu": (600, 48), "full": (len(paragraphs), 1000)}[size]
+    return {"paragraphs": paragraphs[: counts[0]], "long": long_documents(count=counts[1])}
 
 
 def bench_model_dir(shape: str) -> Path:
@@ -85,23 +89,35 @@ def bench_model_dir(shape: str) -> Path:
     return cache
 
 
-def _time(function, warmup) -> float:
+def _time(function, warmup, repeat: int = 1) -> float:
+    """Seconds per call of ``function``, after one warm-up call (compilation, caches)."""
     warmup()
+    _synchronize()
     start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+    for _ in range(repeat):
+        function()
+    _synchronize()
+    return (time.perf_counter() - start) / repeat
 
 
-def run_vecplug(model_dir: Path, texts: list[str], dtype: str | None, device: str | None):
+def _synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def run_vecplug(model_dir: Path, texts: list[str], dtype: str | None, device: str | None, repeat: int = 1):
     from .registry import load_model
 
     model = load_model(str(model_dir), device=device, dtype=dtype)
     vectors = []
-    seconds = _time(lambda: vectors.append(model.embed_documents(texts)), lambda: model.embed_documents(texts[:16]))
+    seconds = _time(lambda: vectors.append(model.embed_documents(texts)), lambda: model.embed_documents(texts),
+                    repeat)
     return model, vectors[0], seconds
 
 
-def run_sentence_transformers(model_dir: Path, texts: list[str], dtype: str, device: str):
+def run_sentence_transformers(model_dir: Path, texts: list[str], dtype: str, device: str, repeat: int = 1):
     """sentence-transformers with its defaults, batch_size=32, the same prompt: what users would run."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -118,12 +134,13 @@ def run_sentence_transformers(model_dir: Path, texts: list[str], dtype: str, dev
                             convert_to_numpy=True)
 
     vectors = []
-    seconds = _time(lambda: vectors.append(encode(texts)), lambda: encode(texts[:16]))
+    seconds = _time(lambda: vectors.append(encode(texts)), lambda: encode(texts[:64]), repeat)
     return vectors[0].astype("float32"), seconds
 
 
-def run(model_dir: Path, quick: bool = False, dtype: str | None = None, device: str | None = None,
-        st_dtypes: tuple[str, ...] = ("float32", "bfloat16"), corpus_names: tuple[str, ...] = ("paragraphs", "long")):
+def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: str | None = None,
+        st_dtypes: tuple[str, ...] = ("float32", "bfloat16"), corpus_names: tuple[str, ...] = ("paragraphs", "long"),
+        repeat: int = 1):
     import torch
 
     from .modernbert.hardware import choose_device, choose_dtype
@@ -132,16 +149,16 @@ def run(model_dir: Path, quick: bool = False, dtype: str | None = None, device: 
     vecplug_dtype = choose_dtype(dtype, device)
     peaks = {}
     rows: list[Row] = []
-    texts_by_corpus = corpora(quick)
+    texts_by_corpus = corpora(size)
     for corpus in corpus_names:
         texts = texts_by_corpus[corpus]
-        model, ours, seconds = run_vecplug(model_dir, texts, dtype, device)
+        model, ours, seconds = run_vecplug(model_dir, texts, dtype, device, repeat)
         lengths = [len(ids) for ids in model.tokenize([DOCUMENT_PROMPT + text for text in texts])]
         tokens = sum(lengths)
         flops = model_flops(model.encoder.arch, lengths)
         reference = None
         for st_dtype in st_dtypes:
-            st_vectors, st_seconds = run_sentence_transformers(model_dir, texts, st_dtype, device)
+            st_vectors, st_seconds = run_sentence_transformers(model_dir, texts, st_dtype, device, repeat)
             if reference is None:
                 reference = st_vectors
             cosine = float((st_vectors * reference).sum(1).min())

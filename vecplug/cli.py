@@ -61,6 +61,8 @@ def models(as_json):
 @click.option("-m", "--model", default=None, help="Model directory (default: a random-weight model of --shape).")
 @click.option("--shape", type=click.Choice(["tiny", "small", "base", "large"]), default="base", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny model, few texts: a smoke run that checks the bench works.")
+@click.option("--full", is_flag=True, help="Every stdlib paragraph and document (fills GPU batches).")
+@click.option("--repeat", type=int, default=1, show_default=True, help="Timed passes over the texts.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="vecplug's dtype (default: the fastest that keeps quality here).")
 @click.option("--device", default=None)
@@ -69,7 +71,7 @@ def models(as_json):
 @click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(["float32", "bfloat16", "float16"]),
               help="sentence-transformers dtypes to compare with (default: float32 and bfloat16).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write results as JSON.")
-def bench(model, shape, quick, dtype, device, corpora, st_dtypes, json_path):
+def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, json_path):
     """vecplug vs sentence-transformers on the same model files and texts, side by side."""
     from pathlib import Path
 
@@ -77,7 +79,7 @@ def bench(model, shape, quick, dtype, device, corpora, st_dtypes, json_path):
 
     model_dir = Path(model) if model else benchmark.bench_model_dir("tiny" if quick else shape)
     rows, environment = benchmark.run(
-        model_dir, quick=quick, dtype=dtype, device=device,
+        model_dir, size="quick" if quick else "full" if full else "cpu", dtype=dtype, device=device, repeat=repeat,
         st_dtypes=tuple(st_dtypes) or ("float32", "bfloat16"), corpus_names=tuple(corpora) or ("paragraphs", "long"),
     )
     click.echo(json.dumps(environment))

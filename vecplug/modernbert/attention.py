@@ -151,21 +151,23 @@ def grouped_sdpa(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
     skip the band mask when a whole sequence fits in the window and go block
     by block for long sequences, so they cost O(L * window), not O(L^2).
     """
-    heads, head_dim = qkv.shape[2], qkv.shape[3]
-    out = qkv.new_empty(qkv.shape[0], heads, head_dim)
+    tokens_total, _, heads, head_dim = qkv.shape
+    # index_select is 5x faster on 2-D rows than on the 4-D view (CPU, bf16)
+    rows = qkv.reshape(tokens_total, 3 * heads * head_dim)
+    out = qkv.new_empty(tokens_total, heads * head_dim)
     for group in batch.groups:
         tokens = slice(group.first_token, group.first_token + group.token_count)
-        members = qkv[tokens]
+        members = rows[tokens]
         if group.gather is not None:  # one gather pads q, k and v together
             members = members.index_select(0, group.gather)
         members = members.view(group.sequences, group.length, 3, heads, head_dim)
         q, k, v = (members[:, :, part].transpose(1, 2) for part in range(3))
-        attended = _group_attention(q, k, v, group, window).transpose(1, 2).reshape(-1, heads, head_dim)
+        attended = _group_attention(q, k, v, group, window).transpose(1, 2).reshape(-1, heads * head_dim)
         if group.valid is None:
             out[tokens] = attended
         else:
             torch.index_select(attended, 0, group.valid, out=out[tokens])
-    return out
+    return out.view(tokens_total, heads, head_dim)
 
 
 def torch_varlen(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:

@@ -7,8 +7,6 @@ texts (batch_size=32) gets neither right when lengths vary 100-fold.
 from __future__ import annotations
 
 import itertools
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 
 
@@ -40,40 +38,29 @@ def windows(texts: Iterable[str], size: int) -> Iterator[list[str]]:
         yield window
 
 
-def prefetch(items: Iterator, transform: Callable, depth: int = 1) -> Iterator:
-    """Yield ``transform(item)`` for each item, computing the next one in a thread.
+def pipelined(windows_of_texts: Iterator[list], tokenize: Callable, embed: Callable) -> Iterator:
+    """Yield ``embed(tokenize(window))`` per window, tokenizing the next window in a thread.
 
-    Tokenizing the next window overlaps the forward pass of this one; errors
-    raised while reading ``items`` (a bad text) surface in the caller, in order.
+    The input is read in the caller's thread (a generator over a database
+    cursor must stay in its own thread); only tokenizing, which releases the
+    GIL, runs beside the forward pass of the previous window. An error raised
+    while reading the input (a bad text) comes after the results of every
+    window before it, as it would without the pipeline.
     """
-    results: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
+    from concurrent.futures import ThreadPoolExecutor
 
-    def work():
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                results.put((transform(item), None))
-        except BaseException as error:  # handed to the consumer, not lost in the thread
-            results.put((None, error))
-        results.put((done, None))
-
-    thread = threading.Thread(target=work, daemon=True, name="vecplug-tokenizer")
-    thread.start()
-    try:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecplug-tokenizer") as pool:
+        pending = None
         while True:
-            value, error = results.get()
-            if error is not None:
-                raise error
-            if value is done:
-                return
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
             try:
-                results.get(timeout=0.05)
-            except queue.Empty:
-                pass
+                window = next(windows_of_texts, None)
+            except BaseException:
+                if pending is not None:
+                    yield embed(pending.result())
+                raise
+            upcoming = pool.submit(tokenize, window) if window is not None else None
+            if pending is not None:
+                yield embed(pending.result())
+            if upcoming is None:
+                return
+            pending = upcoming

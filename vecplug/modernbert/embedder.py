@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import EmbeddingModel, ModelSpec
-from .batching import plan_batches, prefetch, windows
+from .batching import pipelined, plan_batches, windows
 from .files import ModelFiles
 
 # Real tokens per forward pass. CPU: enough rows to fill the matmuls without
@@ -82,8 +82,7 @@ class ModernBertEmbedder(EmbeddingModel):
 
     def _iter_full(self, prompted_texts: Iterator[str]) -> Iterator[np.ndarray]:
         # tokenize window n+1 in a thread while window n runs through the model
-        for token_ids in prefetch(windows(prompted_texts, self.window_texts), self.tokenize):
-            yield self.embed_token_ids(token_ids)
+        yield from pipelined(windows(prompted_texts, self.window_texts), self.tokenize, self.embed_token_ids)
 
 
 def load_modernbert(spec: ModelSpec, files: ModelFiles, device: str | None, dtype: str | None, **options):
