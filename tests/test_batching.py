@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vecplug
-from vecplug.modernbert.attention import plan_groups
+from vecplug.modernbert.attention import BLOCK_LOCAL_MIN_LENGTH, plan_groups
 from vecplug.modernbert.batching import pipelined, plan_batches
 from vecplug.testing import stdlib_paragraphs
 
@@ -31,7 +31,7 @@ def test_attention_groups_bound_padding():
     assert sum(group.token_count for group in groups) == sum(lengths)
     for group in groups:
         assert group.sequences * group.length <= 1.25 * group.token_count
-        assert group.length < 512 or group.sequences == 1
+        assert group.length < BLOCK_LOCAL_MIN_LENGTH or group.sequences == 1
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

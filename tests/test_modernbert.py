@@ -13,7 +13,7 @@ from vecplug.modernbert.encoder import UnpaddedModernBert
 from parity import min_cosine, reference_embeddings, texts_of_lengths
 
 PROMPT = "search_document: "
-# crosses the tiny model's local window (±16) and the block-local threshold (512)
+# crosses the tiny model's local window (±16) and the block-local threshold (192)
 TOKEN_COUNTS = [1, 3, 16, 17, 18, 33, 34, 60, 200, 511, 700, 1500]
 
 

@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-# Above this length a local layer computes attention block by block instead
-# of one masked (L, L) product: local attention then costs O(L * window).
-BLOCK_LOCAL_MIN_LENGTH = 512
+# From this length a local layer computes attention block by block instead of
+# one masked (L, L) product, so it costs O(L * window). Measured on this
+# project's CPU (bf16, 12 heads): blocks of 32 queries beat the dense masked
+# call from about 200 tokens (2.3 ms vs 6.3 ms at 555 tokens) and beat
+# blocks of 64 or 128.
+BLOCK_LOCAL_MIN_LENGTH = 192
+LOCAL_QUERY_BLOCK = 32
 
 
 # A group of neighbouring sequences is padded to its longest member for one
@@ -119,11 +123,11 @@ def band_mask(query_length: int, key_length: int, key_offset: int, window: int, 
 def _local_block_attention(q, k, v, window: int) -> torch.Tensor:
     """Exact sliding-window attention for long sequences, block by block.
 
-    q, k, v: (n, heads, L, d). Queries in blocks of 2*window see keys from
-    block_start - window to block_end + window, masked to |i - j| <= window.
+    q, k, v: (n, heads, L, d). Queries in blocks of ``LOCAL_QUERY_BLOCK`` see
+    keys from block_start - window to block_end + window, masked to |i - j| <= window.
     """
     length = q.shape[2]
-    block = 2 * window
+    block = LOCAL_QUERY_BLOCK
     out = torch.empty_like(q)
     device = str(q.device)
     for start in range(0, length, block):
