@@ -146,3 +146,14 @@ def test_load_plugins_honours_allow_and_block_lists(monkeypatch):
     assert "vecplug.modernbert.plugin" in only_chroma  # built-ins always load
     blocked = plugins_with(VECPLUG_BLOCK_PLUGINS="qdrant,pgvector")
     assert "'qdrant'" not in blocked and "'pgvector'" not in blocked and "'chroma'" in blocked
+
+
+def test_env_flag_reads_switches_one_way(monkeypatch):
+    from vecplug.environment import env_flag
+
+    for value, expected in (("1", True), ("Yes", True), (" on ", True), ("0", False), ("off", False),
+                            ("", False), ("maybe", None)):
+        monkeypatch.setenv("VECPLUG_TEST_FLAG", value)
+        assert env_flag("VECPLUG_TEST_FLAG") is expected, value
+    monkeypatch.delenv("VECPLUG_TEST_FLAG")
+    assert env_flag("VECPLUG_TEST_FLAG") is None

@@ -78,17 +78,17 @@ class AttentionGroup:
 def plan_groups(lengths: list[int], device) -> list[AttentionGroup]:
     """Cut a batch (sorted by length for best results) into cheaply padded groups."""
     groups: list[AttentionGroup] = []
-    first, members = 0, []
+    first, members, tokens, longest = 0, [], 0, 0
     for length in lengths:
-        candidate = members + [length]
-        padded = len(candidate) * max(candidate)
-        long_sequence = max(candidate) >= BLOCK_LOCAL_MIN_LENGTH
-        if members and (padded > (1 + MAX_PADDING_WASTE) * sum(candidate) or (long_sequence and len(candidate) > 1)):
+        grown_longest, grown_tokens = max(longest, length), tokens + length
+        too_padded = (len(members) + 1) * grown_longest > (1 + MAX_PADDING_WASTE) * grown_tokens
+        if members and (too_padded or grown_longest >= BLOCK_LOCAL_MIN_LENGTH):
             groups.append(AttentionGroup.build(first, members, device))
-            first += sum(members)
-            members = [length]
+            first += tokens
+            members, tokens, longest = [length], length, length
         else:
-            members = candidate
+            members.append(length)
+            tokens, longest = grown_tokens, grown_longest
     if members:
         groups.append(AttentionGroup.build(first, members, device))
     return groups

@@ -97,10 +97,10 @@ def rotate_queries_and_keys(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Ten
     Written as the two half-rotations (x1 c - x2 s, x2 c + x1 s) over q and k
     together, in the compute dtype: transformers' cat/neg form in float32
     costs 2x the time on CPU in bf16 (a sixth of a layer), and the result is
-    stored in the compute dtype anyway. ``cos``/``sin``: (tokens, 1, 1, head_dim / 2).
+    stored in the compute dtype anyway. ``cos``/``sin``: (tokens, 1, 1, head_dim / 2),
+    already in the compute dtype (``forward`` casts them once per batch).
     """
     half = qkv.shape[-1] // 2
-    cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
     out = torch.empty_like(qkv)
     out[:, 2] = qkv[:, 2]
     first, second = qkv[:, :2, :, :half], qkv[:, :2, :, half:]
@@ -175,16 +175,12 @@ def should_compile(device: str, requested: bool | None) -> bool:
     slower than eager, so CPUs run eager; on CUDA the fused graphs are worth
     their one-off compile time. VECPLUG_COMPILE=0/1 overrides.
     """
-    import os
+    from ..environment import env_flag
 
-    setting = os.environ.get("VECPLUG_COMPILE", "").strip().lower()
     if requested is not None:
         return requested
-    if setting in ("0", "false", "no", "off"):
-        return False
-    if setting in ("1", "true", "yes", "on"):
-        return True
-    return device.startswith("cuda")
+    setting = env_flag("VECPLUG_COMPILE")
+    return device.startswith("cuda") if setting is None else setting
 
 
 class UnpaddedModernBert:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..environment import env_flag
 from ..errors import ModelNotAvailableError
 
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "1_Pooling/*", "2_Normalize/*"]
@@ -39,7 +40,7 @@ def is_modernbert_directory(path: Path) -> bool:
 def download_or_find(repo_id: str) -> Path:
     """The local snapshot of a hub model, downloading it unless HF_HUB_OFFLINE is set."""
     # read at call time: huggingface_hub reads it once, at its own import
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false", "no", "off")
+    offline = bool(env_flag("HF_HUB_OFFLINE"))
     try:
         from huggingface_hub import snapshot_download
 
