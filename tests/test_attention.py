@@ -1,0 +1,69 @@
+"""The CPU attention back-end: exact float32 scores from bf16 matmuls, same numbers as SDPA."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vecplug.modernbert import attention
+from vecplug.modernbert.attention import PackedBatch, float32_scores, grouped_sdpa, split_scores_are_exact
+
+# lengths across the local window (65 tokens), padded groups and the block-local threshold
+LENGTHS = [1, 2, 17, 40, 41, 44, 64, 65, 66, 90, 129, 150, 191, 192, 300]
+
+
+def large_logit_qkv(lengths, seed=0) -> torch.Tensor:
+    """(tokens, 3, heads, head_dim) bf16 with logits in the tens, where bf16 score rounding shows."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(sum(lengths), 3, 4, 64, generator=generator) * 2.5).bfloat16()
+
+
+def test_split_scores_are_as_exact_as_float32():
+    generator = torch.Generator().manual_seed(1)
+    q = (torch.randn(6, 50, 64, generator=generator) * 3).bfloat16()
+    k = (torch.randn(6, 50, 64, generator=generator) * 3).bfloat16()
+    exact = torch.bmm(q.double(), k.double().transpose(1, 2))
+    split_error = (float32_scores(q, k).double() - exact).abs().max().item()
+    bf16_error = (torch.bmm(q, k.transpose(1, 2)).double() - exact).abs().max().item()
+    assert split_error <= 1e-5 * exact.abs().max().item()
+    assert bf16_error > 100 * split_error  # what the second matmul buys
+    assert split_scores_are_exact()  # so this torch takes the fast path
+
+
+@pytest.mark.parametrize("window", [None, 64])
+def test_split_path_is_as_accurate_as_sdpa(window, monkeypatch):
+    """bf16 through the split path vs through PyTorch SDPA: same error against float32."""
+    qkv = large_logit_qkv(LENGTHS)
+    batch = PackedBatch(LENGTHS, "cpu")
+    reference = grouped_sdpa(qkv.float(), batch, window)
+    assert any(attention.uses_split_attention(group, window, torch.bfloat16) for group in batch.groups)
+
+    split_error = (grouped_sdpa(qkv, batch, window).float() - reference).abs().max().item()
+    monkeypatch.setattr(attention, "SPLIT_ATTENTION_MAX_LENGTH", 0)
+    sdpa_error = (grouped_sdpa(qkv, PackedBatch(LENGTHS, "cpu"), window).float() - reference).abs().max().item()
+    # Both round probabilities and outputs to bf16 (errors ~0.03-0.05 on outputs up to ~10);
+    # bf16-rounded scores would be ten times worse.
+    assert split_error <= 2 * sdpa_error
+
+
+def test_each_sequence_attends_only_to_itself():
+    """Changing one sequence leaves its padded neighbours' outputs exactly as they were."""
+    lengths = [30, 33, 35]
+    qkv = large_logit_qkv(lengths)
+    batch = PackedBatch(lengths, "cpu")
+    assert len(batch.groups) == 1 and batch.groups[0].gather is not None  # one padded group
+    before = grouped_sdpa(qkv, batch, None)
+    changed = qkv.clone()
+    changed[30:63] = -changed[30:63]
+    after = grouped_sdpa(changed, batch, None)
+    assert torch.equal(before[:30], after[:30]) and torch.equal(before[63:], after[63:])
+    assert not torch.equal(before[30:63], after[30:63])
+
+
+def test_split_path_only_where_it_is_exact_and_faster(monkeypatch):
+    short, long = PackedBatch([40, 41], "cpu").groups[0], PackedBatch([300], "cpu").groups[0]
+    assert attention.uses_split_attention(short, None, torch.bfloat16)
+    assert not attention.uses_split_attention(short, None, torch.float32)  # float32 has its own exact kernel
+    assert not attention.uses_split_attention(long, 64, torch.bfloat16)  # block-local instead
+    assert not attention.uses_split_attention(long, None, torch.bfloat16)  # flash kernel is as fast here
+    monkeypatch.setattr(attention, "split_scores_are_exact", lambda: False)
+    assert not attention.uses_split_attention(short, None, torch.bfloat16)
