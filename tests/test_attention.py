@@ -30,8 +30,10 @@ def test_split_scores_are_as_exact_as_float32():
 
 
 @pytest.mark.parametrize("window", [None, 64])
-def test_split_path_is_as_accurate_as_sdpa(window, monkeypatch):
+@pytest.mark.parametrize("scores_per_call", [attention.SPLIT_SCORES_PER_CALL, 1])  # 1: a sequence per call
+def test_split_path_is_as_accurate_as_sdpa(window, scores_per_call, monkeypatch):
     """bf16 through the split path vs through PyTorch SDPA: same error against float32."""
+    monkeypatch.setattr(attention, "SPLIT_SCORES_PER_CALL", scores_per_call)
     qkv = large_logit_qkv(LENGTHS)
     batch = PackedBatch(LENGTHS, "cpu")
     reference = grouped_sdpa(qkv.float(), batch, window)
@@ -45,8 +47,10 @@ def test_split_path_is_as_accurate_as_sdpa(window, monkeypatch):
     assert split_error <= 2 * sdpa_error
 
 
-def test_each_sequence_attends_only_to_itself():
+@pytest.mark.parametrize("scores_per_call", [attention.SPLIT_SCORES_PER_CALL, 1])
+def test_each_sequence_attends_only_to_itself(scores_per_call, monkeypatch):
     """Changing one sequence leaves its padded neighbours' outputs exactly as they were."""
+    monkeypatch.setattr(attention, "SPLIT_SCORES_PER_CALL", scores_per_call)
     lengths = [30, 33, 35]
     qkv = large_logit_qkv(lengths)
     batch = PackedBatch(lengths, "cpu")
