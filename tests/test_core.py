@@ -89,6 +89,18 @@ def test_models_are_cached_and_dimension_views_share_weights(tiny_model_dir):
     assert cut.fingerprint != first.fingerprint and first.fingerprint
 
 
+def test_auto_and_explicit_placement_share_one_copy(tiny_model_dir):
+    """device=None and the device it means here load the weights once, not twice."""
+    from vecplug.modernbert.hardware import choose_dtype
+
+    auto = vecplug.load_model(str(tiny_model_dir))
+    auto_dtype = str(choose_dtype(None, "cpu")).replace("torch.", "")
+    assert vecplug.load_model(str(tiny_model_dir), device="cpu") is auto
+    assert vecplug.load_model(str(tiny_model_dir), device="cpu", dtype=auto_dtype) is auto
+    other = "float32" if auto_dtype != "float32" else "bfloat16"
+    assert vecplug.load_model(str(tiny_model_dir), dtype=other) is not auto
+
+
 def test_before_ingest_plugins_chain_change_and_drop(register_plugin):
     class Redact:
         @vecplug.hookimpl

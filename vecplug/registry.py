@@ -1,7 +1,10 @@
 """Resolve a model name, alias or directory to a loaded model, through the plugins.
 
 Loaded models are cached by (name, device, dtype), so every adapter and the
-CLI in one process share one copy of the weights.
+CLI in one process share one copy of the weights. A loader that knows what
+"auto" means on this machine (a ``placement(device, dtype)`` method) gets
+its requests normalised first, so ``device=None`` and ``device="cpu"``
+share one copy too.
 """
 from __future__ import annotations
 
@@ -103,6 +106,9 @@ def load_model(
             "supported in this version. Pass a model name or a local directory."
         )
     registration = resolve(name_or_path)
+    placement = getattr(registration.loader, "placement", None)
+    if placement is not None:
+        device, dtype = placement(device, dtype)
     key = (registration.spec.name, device, dtype)
     with _cache_lock:
         model = _cache.get(key)

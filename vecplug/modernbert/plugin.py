@@ -30,6 +30,14 @@ class ModernBertLoader:
             spec = dataclasses.replace(spec, dimensions=files.hidden_size, matryoshka_dims=matryoshka)
         return load_modernbert(spec, files, device, dtype, **options)
 
+    @staticmethod
+    def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
+        """The concrete (device, dtype) an auto request gets here: the model cache's key."""
+        from .hardware import choose_device, choose_dtype
+
+        device = choose_device(device)
+        return device, str(choose_dtype(dtype, device)).replace("torch.", "")
+
 
 @hookimpl
 def vecplug_register_models(register):
