@@ -7,8 +7,9 @@ import torch
 from vecplug.modernbert import attention
 from vecplug.modernbert.attention import PackedBatch, float32_scores, grouped_sdpa, split_scores_are_exact
 
-# lengths across the local window (65 tokens), padded groups and the block-local threshold
-LENGTHS = [1, 2, 17, 40, 41, 44, 64, 65, 66, 90, 129, 150, 191, 192, 300]
+# lengths across the local window (65 tokens), padded groups, the block-local threshold
+# and block edges (multiples of 32, one over, one under)
+LENGTHS = [1, 2, 17, 40, 41, 44, 64, 65, 66, 90, 129, 150, 191, 192, 224, 300, 545]
 
 
 def large_logit_qkv(lengths, seed=0) -> torch.Tensor:
@@ -40,7 +41,7 @@ def test_split_path_is_as_accurate_as_sdpa(window, scores_per_call, monkeypatch)
     assert any(attention.uses_split_attention(group, window, torch.bfloat16) for group in batch.groups)
 
     split_error = (grouped_sdpa(qkv, batch, window).float() - reference).abs().max().item()
-    monkeypatch.setattr(attention, "SPLIT_ATTENTION_MAX_LENGTH", 0)
+    monkeypatch.setattr(attention, "SPLIT_ATTENTION_MAX_LENGTH", 0)  # every group through SDPA
     sdpa_error = (grouped_sdpa(qkv, PackedBatch(LENGTHS, "cpu"), window).float() - reference).abs().max().item()
     # Both round probabilities and outputs to bf16 (errors ~0.03-0.05 on outputs up to ~10);
     # bf16-rounded scores would be ten times worse.
@@ -67,7 +68,19 @@ def test_split_path_only_where_it_is_exact_and_faster(monkeypatch):
     short, long = PackedBatch([40, 41], "cpu").groups[0], PackedBatch([300], "cpu").groups[0]
     assert attention.uses_split_attention(short, None, torch.bfloat16)
     assert not attention.uses_split_attention(short, None, torch.float32)  # float32 has its own exact kernel
-    assert not attention.uses_split_attention(long, 64, torch.bfloat16)  # block-local instead
+    assert not attention.uses_split_attention(long, 64, torch.bfloat16)  # block-local SDPA instead
     assert not attention.uses_split_attention(long, None, torch.bfloat16)  # flash kernel is as fast here
     monkeypatch.setattr(attention, "split_scores_are_exact", lambda: False)
     assert not attention.uses_split_attention(short, None, torch.bfloat16)
+
+
+@pytest.mark.parametrize("length", [192, 200, 255, 256, 257, 700])
+def test_block_local_matches_dense_band(length):
+    """Query blocks of 32 with their key spans: the same numbers as one dense band-masked product."""
+    generator = torch.Generator().manual_seed(length)
+    q, k, v = [(torch.randn(1, 3, length, 64, generator=generator) * 2.5).bfloat16() for _ in range(3)]
+    band = attention.band_mask(length, length, 0, 64, "cpu")
+    dense = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=band)
+    blocked = attention._local_block_attention(q, k, v, 64).float()
+    assert blocked.shape == dense.shape
+    assert (blocked - dense).abs().max().item() < 0.07  # bf16 outputs up to ~10: one rounding step
