@@ -62,7 +62,8 @@ def models(as_json):
 @click.option("--shape", type=click.Choice(["tiny", "small", "base", "large"]), default="base", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny model, few texts: a smoke run that checks the bench works.")
 @click.option("--full", is_flag=True, help="Every stdlib paragraph and document (fills GPU batches).")
-@click.option("--repeat", type=int, default=1, show_default=True, help="Timed passes over the texts.")
+@click.option("--repeat", type=int, default=1, show_default=True,
+              help="Timed passes over the texts; the fastest counts.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="vecplug's dtype (default: the fastest that keeps quality here).")
 @click.option("--device", default=None)
