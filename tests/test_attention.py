@@ -84,3 +84,62 @@ def test_block_local_matches_dense_band(length):
     blocked = attention._local_block_attention(q, k, v, 64).float()
     assert blocked.shape == dense.shape
     assert (blocked - dense).abs().max().item() < 0.07  # bf16 outputs up to ~10: one rounding step
+
+
+def reference_varlen_attn(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, *, window_size=(-1, -1), **_):
+    """The documented semantics of varlen_attn and flash-attn's varlen kernels, on the CPU.
+
+    Tokens (T, heads, d); each sequence between consecutive cu_seq offsets
+    attends to itself; window_size (left, right): query i sees keys i - left
+    to i + right, (-1, -1) = everything.
+    """
+    assert cu_seq_q.dtype == torch.int32 and torch.equal(cu_seq_q, cu_seq_k)
+    bounds = cu_seq_q.tolist()
+    assert max_q == max_k == max(b - a for a, b in zip(bounds, bounds[1:]))
+    out = torch.empty_like(q)
+    for start, stop in zip(bounds, bounds[1:]):
+        mask = None
+        if tuple(window_size) != (-1, -1):
+            left, right = window_size
+            query, key = torch.arange(stop - start)[:, None], torch.arange(stop - start)[None, :]
+            mask = (key >= query - left) & (key <= query + right)
+        q_, k_, v_ = (x[start:stop].transpose(0, 1) for x in (q, k, v))
+        out[start:stop] = torch.nn.functional.scaled_dot_product_attention(q_, k_, v_, attn_mask=mask).transpose(0, 1)
+    return out
+
+
+@pytest.fixture
+def cuda_kernels_on_cpu(monkeypatch):
+    """Stand-ins with the CUDA kernels' documented semantics, so our calls into them run here."""
+    import sys
+    import types
+
+    import torch.nn.attention.varlen as varlen
+
+    monkeypatch.setattr(varlen, "varlen_attn", reference_varlen_attn)
+    fake_flash_attn = types.ModuleType("flash_attn")
+    fake_flash_attn.flash_attn_varlen_qkvpacked_func = lambda qkv, cu, cu_k, max_q, max_k, window_size: (
+        reference_varlen_attn(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu, cu_k, max_q, max_k, window_size=window_size))
+    monkeypatch.setitem(sys.modules, "flash_attn", fake_flash_attn)
+
+
+@pytest.mark.parametrize("backend", ["torch_varlen", "flash_attn"])
+@pytest.mark.parametrize("window", [None, 64])
+def test_gpu_backends_pass_what_the_kernels_expect(backend, window, cuda_kernels_on_cpu):
+    """The CUDA back-ends' cu_seqlens, max lengths and (left, right) windows give grouped SDPA's numbers."""
+    qkv = large_logit_qkv(LENGTHS).float()
+    batch = PackedBatch(LENGTHS, "cpu")
+    expected = grouped_sdpa(qkv, batch, window)
+    got = attention.BACKENDS[backend](qkv, batch, window)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_model_runs_through_a_varlen_backend(tiny_model_dir, tiny_model, cuda_kernels_on_cpu, monkeypatch):
+    """The encoder's hand-off to a varlen back-end (qkv layout, windows per layer), checked end to end."""
+    from vecplug.modernbert.encoder import UnpaddedModernBert
+
+    monkeypatch.setattr(attention, "available_backends", lambda device, dtype: ["torch_varlen", "sdpa"])
+    encoder = UnpaddedModernBert(tiny_model_dir, "cpu", torch.float32, compile=False)
+    assert encoder.attention_name == "torch_varlen"
+    ids = tiny_model.tokenize(["search_document: " + "a longer text for the local window " * 20, "short one"])
+    torch.testing.assert_close(encoder.forward(ids), tiny_model.encoder.forward(ids), atol=1e-5, rtol=1e-5)
