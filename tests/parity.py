@@ -41,3 +41,25 @@ def texts_of_lengths(model, token_counts: list[int]) -> list[str]:
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(axis=1).min())
+
+
+def same_text_among_neighbours(model, probes: list[str], trials: int, seed: int = 0):
+    """Each probe embedded alone, then among 5-120 random stdlib paragraphs at a random place.
+
+    Returns (alone, among): row i of ``among`` is one trial's vector for the
+    probe whose alone-vector is row i of ``alone``.
+    """
+    from vecplug.testing import stdlib_paragraphs
+
+    paragraphs = list(stdlib_paragraphs()[:400])
+    rng = np.random.default_rng(seed)
+    alone, among = [], []
+    for probe in probes:
+        by_itself = model.embed_documents([probe])[0]
+        for _ in range(trials):
+            neighbours = list(rng.choice(paragraphs, size=int(rng.integers(5, 120)), replace=True))
+            place = int(rng.integers(0, len(neighbours) + 1))
+            neighbours.insert(place, probe)
+            alone.append(by_itself)
+            among.append(model.embed_documents(neighbours)[place])
+    return np.stack(alone), np.stack(among)

@@ -10,7 +10,7 @@ import pytest
 import vecplug
 from vecplug.testing import write_model
 
-from parity import min_cosine, reference_embeddings, texts_of_lengths
+from parity import min_cosine, reference_embeddings, same_text_among_neighbours, texts_of_lengths
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,18 @@ def test_base_shape_bfloat16(base_dir, texts_and_reference):
     texts, ids, reference = texts_and_reference
     model = vecplug.load_model(str(base_dir), dtype="bfloat16")
     assert min_cosine(model.embed_documents(texts), reference) >= 0.999
+
+
+def test_base_shape_bfloat16_same_vector_whatever_the_batch(base_dir):
+    """The exact-output figure in BENCHMARKS.md: bf16, full-size layers, padded attention groups."""
+    from vecplug.testing import stdlib_paragraphs
+
+    model = vecplug.load_model(str(base_dir), dtype="bfloat16")
+    probes = [stdlib_paragraphs()[index] for index in (3, 17, 101, 250)]
+    alone, among = same_text_among_neighbours(model, probes, trials=4)
+    identical = sum(np.array_equal(a, b) for a, b in zip(alone, among))
+    print(f"bf16 base shape: min cosine {min_cosine(among, alone):.7f}, bit-identical {identical}/{len(alone)}")
+    assert min_cosine(among, alone) >= 0.9999
 
 
 def test_compiled_layers_match_eager(tiny_model_dir, tiny_model):
