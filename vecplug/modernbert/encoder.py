@@ -8,9 +8,11 @@ numbers match transformers' ``ModernBertModel`` (tests prove it).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -237,12 +239,11 @@ class UnpaddedModernBert:
     @torch.inference_mode()
     def forward(self, token_ids: list[list[int]], pooling: str = "mean") -> torch.Tensor:
         """Pooled, L2-normalised float32 embeddings, one row per sequence."""
-        lengths = [len(ids) for ids in token_ids]
-        flat = torch.tensor([token for ids in token_ids for token in ids], dtype=torch.long, device=self.device)
-        batch = PackedBatch(lengths, self.device)
-        positions = torch.cat([torch.arange(length) for length in lengths]).to(self.device)
+        batch = PackedBatch([len(ids) for ids in token_ids], self.device)
+        flat = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=batch.total)
+        flat = torch.from_numpy(flat).to(self.device)
         rotary = {  # looked up and cast once per batch, shared by every layer
-            is_global: tuple(table.to(self.dtype) for table in tables.lookup(positions, batch.max_length))
+            is_global: tuple(table.to(self.dtype) for table in tables.lookup(batch.positions, batch.max_length))
             for is_global, tables in self.rotary.items()
         }
         hidden = self._norm(F.embedding(flat, self.weights["embeddings.tok_embeddings.weight"]), "embeddings.norm")
@@ -257,11 +258,8 @@ class UnpaddedModernBert:
         if pooling == "cls":
             pooled = hidden[batch.cu_seqlens[:-1].long()]
         else:
-            owner = torch.repeat_interleave(
-                torch.arange(len(lengths), device=self.device), torch.tensor(lengths, device=self.device)
-            )
-            sums = torch.zeros(len(lengths), hidden.shape[1], device=self.device).index_add_(0, owner, hidden)
-            pooled = sums / torch.tensor(lengths, dtype=torch.float32, device=self.device)[:, None]
+            sums = hidden.new_zeros(len(batch.lengths), hidden.shape[1]).index_add_(0, batch.sequence_of_token, hidden)
+            pooled = sums / batch.lengths_tensor[:, None]
         return F.normalize(pooled, dim=-1)
 
     def _fall_back_to_eager(self, error: Exception) -> None:
