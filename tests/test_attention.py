@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vecplug.modernbert import attention
-from vecplug.modernbert.attention import PackedBatch, float32_scores, grouped_sdpa, split_scores_are_exact
+from vecplug.modernbert import attention, grouped_attention
+from vecplug.modernbert.attention import PackedBatch
+from vecplug.modernbert.grouped_attention import float32_scores, grouped_sdpa, split_scores_are_exact
 from vecplug.modernbert.hardware import cpu_has_native_bf16
 
 # Where vecplug runs bf16 by default (a CPU with native bf16) the fast path must be
@@ -41,27 +42,27 @@ def test_split_scores_are_as_exact_as_float32():
 
 @fast_path_expected
 @pytest.mark.parametrize("window", [None, 64])
-@pytest.mark.parametrize("scores_per_call", [attention.SPLIT_SCORES_PER_CALL, 1])  # 1: a sequence per call
+@pytest.mark.parametrize("scores_per_call", [grouped_attention.SPLIT_SCORES_PER_CALL, 1])  # 1: a sequence per call
 def test_split_path_is_as_accurate_as_sdpa(window, scores_per_call, monkeypatch):
     """bf16 through the split path vs through PyTorch SDPA: same error against float32."""
-    monkeypatch.setattr(attention, "SPLIT_SCORES_PER_CALL", scores_per_call)
+    monkeypatch.setattr(grouped_attention, "SPLIT_SCORES_PER_CALL", scores_per_call)
     qkv = large_logit_qkv(LENGTHS)
     batch = PackedBatch(LENGTHS, "cpu")
     reference = grouped_sdpa(qkv.float(), batch, window)
-    assert any(attention.uses_split_attention(group, window, torch.bfloat16) for group in batch.groups)
+    assert any(grouped_attention.uses_split_attention(group, window, torch.bfloat16) for group in batch.groups)
 
     split_error = (grouped_sdpa(qkv, batch, window).float() - reference).abs().max().item()
-    monkeypatch.setattr(attention, "SPLIT_ATTENTION_MAX_LENGTH", 0)  # every group through SDPA
+    monkeypatch.setattr(grouped_attention, "SPLIT_ATTENTION_MAX_LENGTH", 0)  # every group through SDPA
     sdpa_error = (grouped_sdpa(qkv, PackedBatch(LENGTHS, "cpu"), window).float() - reference).abs().max().item()
     # Both round probabilities and outputs to bf16 (errors ~0.03-0.05 on outputs up to ~10);
     # bf16-rounded scores would be ten times worse.
     assert split_error <= 2 * sdpa_error
 
 
-@pytest.mark.parametrize("scores_per_call", [attention.SPLIT_SCORES_PER_CALL, 1])
+@pytest.mark.parametrize("scores_per_call", [grouped_attention.SPLIT_SCORES_PER_CALL, 1])
 def test_each_sequence_attends_only_to_itself(scores_per_call, monkeypatch):
     """Changing one sequence leaves its padded neighbours' outputs exactly as they were."""
-    monkeypatch.setattr(attention, "SPLIT_SCORES_PER_CALL", scores_per_call)
+    monkeypatch.setattr(grouped_attention, "SPLIT_SCORES_PER_CALL", scores_per_call)
     lengths = [30, 33, 35]
     qkv = large_logit_qkv(lengths)
     batch = PackedBatch(lengths, "cpu")
@@ -77,12 +78,12 @@ def test_each_sequence_attends_only_to_itself(scores_per_call, monkeypatch):
 @fast_path_expected
 def test_split_path_only_where_it_is_exact_and_faster(monkeypatch):
     short, long = PackedBatch([40, 41], "cpu").groups[0], PackedBatch([300], "cpu").groups[0]
-    assert attention.uses_split_attention(short, None, torch.bfloat16)
-    assert not attention.uses_split_attention(short, None, torch.float32)  # float32 has its own exact kernel
-    assert not attention.uses_split_attention(long, 64, torch.bfloat16)  # block-local SDPA instead
-    assert not attention.uses_split_attention(long, None, torch.bfloat16)  # flash kernel is as fast here
-    monkeypatch.setattr(attention, "split_scores_are_exact", lambda: False)
-    assert not attention.uses_split_attention(short, None, torch.bfloat16)
+    assert grouped_attention.uses_split_attention(short, None, torch.bfloat16)
+    assert not grouped_attention.uses_split_attention(short, None, torch.float32)  # float32 has its own exact kernel
+    assert not grouped_attention.uses_split_attention(long, 64, torch.bfloat16)  # block-local SDPA instead
+    assert not grouped_attention.uses_split_attention(long, None, torch.bfloat16)  # flash kernel is as fast here
+    monkeypatch.setattr(grouped_attention, "split_scores_are_exact", lambda: False)
+    assert not grouped_attention.uses_split_attention(short, None, torch.bfloat16)
 
 
 @pytest.mark.parametrize("length", [192, 200, 255, 256, 257, 700])
@@ -90,9 +91,9 @@ def test_block_local_matches_dense_band(length):
     """Query blocks of 32 with their key spans: the same numbers as one dense band-masked product."""
     generator = torch.Generator().manual_seed(length)
     q, k, v = [(torch.randn(1, 3, length, 64, generator=generator) * 2.5).bfloat16() for _ in range(3)]
-    band = attention.band_mask(length, length, 0, 64, "cpu")
+    band = grouped_attention.band_mask(length, length, 0, 64, "cpu")
     dense = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=band)
-    blocked = attention._local_block_attention(q, k, v, 64).float()
+    blocked = grouped_attention._local_block_attention(q, k, v, 64).float()
     assert blocked.shape == dense.shape
     assert (blocked - dense).abs().max().item() < 0.07  # bf16 outputs up to ~10: one rounding step
 

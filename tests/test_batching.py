@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vecplug
-from vecplug.modernbert.attention import BLOCK_LOCAL_MIN_LENGTH, plan_groups
+from vecplug.modernbert.grouped_attention import BLOCK_LOCAL_MIN_LENGTH, plan_groups
 from vecplug.modernbert.batching import pipelined, plan_batches
 from vecplug.testing import stdlib_paragraphs
 
