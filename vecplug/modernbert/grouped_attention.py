@@ -196,15 +196,16 @@ def split_bf16_attention(q, k, v, bias: torch.Tensor | None) -> torch.Tensor:
     n, heads, length, _ = q.shape
     out = torch.empty_like(q)
     step = max(1, SPLIT_SCORES_PER_CALL // (heads * length * length))
+    per_sequence = bias is not None and bias.dim() == 4 and bias.shape[0] > 1
     for first in range(0, n, step):
         part = slice(first, first + step)
-        per_sequence = bias is not None and bias.dim() == 4 and bias.shape[0] > 1
         part_bias = bias[part] if per_sequence else bias  # key masks are per sequence, bands shared
         _split_attention_into(q[part], k[part], v[part], part_bias, out[part])
     return out
 
 
 def _split_attention_into(q, k, v, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    """One call's worth of `split_bf16_attention`, written into ``out`` (a slice of its result)."""
     n, heads, length, dim = q.shape
     scores = float32_scores(q.view(n * heads, length, dim), k.view(n * heads, length, dim))
     scores = scores.view(n, heads, length, length)
