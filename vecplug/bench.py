@@ -89,24 +89,6 @@ def bench_model_dir(shape: str) -> Path:
     return cache
 
 
-def _time(function, warmup, repeat: int = 1) -> float:
-    """Seconds for the fastest of ``repeat`` calls of ``function``, after one warm-up call.
-
-    The fastest, not the mean: on a shared machine a pass only gets slower
-    when something else runs, so the minimum is the least noisy estimate
-    (the same rule for every engine).
-    """
-    warmup()
-    best = float("inf")
-    for _ in range(repeat):
-        _synchronize()
-        start = time.perf_counter()
-        function()
-        _synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def _synchronize() -> None:
     import torch
 
@@ -114,17 +96,15 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def run_vecplug(model_dir: Path, texts: list[str], dtype: str | None, device: str | None, repeat: int = 1):
+def vecplug_encoder(model_dir: Path, dtype: str | None, device: str | None):
+    """vecplug's document path with its defaults: ``(model, encode)``."""
     from .registry import load_model
 
     model = load_model(str(model_dir), device=device, dtype=dtype)
-    vectors = []
-    seconds = _time(lambda: vectors.append(model.embed_documents(texts)), lambda: model.embed_documents(texts),
-                    repeat)
-    return model, vectors[0], seconds
+    return model, model.embed_documents
 
 
-def run_sentence_transformers(model_dir: Path, texts: list[str], dtype: str, device: str, repeat: int = 1):
+def sentence_transformers_encoder(model_dir: Path, dtype: str, device: str):
     """sentence-transformers with its defaults, batch_size=32, the same prompt: what users would run."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -136,13 +116,34 @@ def run_sentence_transformers(model_dir: Path, texts: list[str], dtype: str, dev
     if dtype != "float32":
         model = model.to(getattr(torch, dtype))
 
-    def encode(batch):
-        return model.encode(batch, batch_size=32, prompt=DOCUMENT_PROMPT, normalize_embeddings=True,
-                            convert_to_numpy=True)
+    def encode(texts):
+        vectors = model.encode(texts, batch_size=32, prompt=DOCUMENT_PROMPT, normalize_embeddings=True,
+                               convert_to_numpy=True)
+        return vectors.astype("float32")
 
-    vectors = []
-    seconds = _time(lambda: vectors.append(encode(texts)), lambda: encode(texts[:64]), repeat)
-    return vectors[0].astype("float32"), seconds
+    return encode
+
+
+def time_in_turns(encoders: dict, texts: list[str], warmups: dict, repeat: int):
+    """The fastest of ``repeat`` passes of each encoder over ``texts``, the encoders taking turns.
+
+    Taking turns pass by pass, a slow spell on a shared machine slows every
+    engine's passes alike instead of all of one engine's; the fastest pass
+    counts, the same rule for every engine. Each encoder first runs its
+    warm-up texts (compilation, caches). Returns (seconds, vectors) by name.
+    """
+    for name, encode in encoders.items():
+        encode(warmups[name])
+    seconds: dict = {}
+    vectors: dict = {}
+    for _ in range(repeat):
+        for name, encode in encoders.items():
+            _synchronize()
+            start = time.perf_counter()
+            vectors[name] = encode(texts)
+            _synchronize()
+            seconds[name] = min(seconds.get(name, float("inf")), time.perf_counter() - start)
+    return seconds, vectors
 
 
 def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: str | None = None,
@@ -154,29 +155,25 @@ def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: st
 
     device = choose_device(device)
     vecplug_dtype = choose_dtype(dtype, device)
-    peaks = {}
+    vecplug_name = str(vecplug_dtype).replace("torch.", "")
+    model, embed = vecplug_encoder(model_dir, dtype, device)
+    encoders = {("sentence-transformers", st_dtype): sentence_transformers_encoder(model_dir, st_dtype, device)
+                for st_dtype in st_dtypes}
+    encoders[(f"vecplug ({model.encoder.attention_name})", vecplug_name)] = embed
+    peaks = {name: measure_matmul_peak(getattr(torch, name), device) for name in {*st_dtypes, vecplug_name}}
     rows: list[Row] = []
     texts_by_corpus = corpora(size)
     for corpus in corpus_names:
         texts = texts_by_corpus[corpus]
-        model, ours, seconds = run_vecplug(model_dir, texts, dtype, device, repeat)
+        warmups = {key: texts if key[0].startswith("vecplug") else texts[:64] for key in encoders}
+        seconds, vectors = time_in_turns(encoders, texts, warmups, repeat)
         lengths = [len(ids) for ids in model.tokenize([DOCUMENT_PROMPT + text for text in texts])]
-        tokens = sum(lengths)
         flops = model_flops(model.encoder.arch, lengths)
-        reference = None
-        for st_dtype in st_dtypes:
-            st_vectors, st_seconds = run_sentence_transformers(model_dir, texts, st_dtype, device, repeat)
-            if reference is None:
-                reference = st_vectors
-            cosine = float((st_vectors * reference).sum(1).min())
-            peak = peaks.setdefault(st_dtype, measure_matmul_peak(getattr(torch, st_dtype), device))
-            rows.append(Row(corpus, "sentence-transformers", st_dtype, len(texts), tokens, st_seconds, cosine,
-                            flops / st_seconds / peak))
-        name = str(vecplug_dtype).replace("torch.", "")
-        peak = peaks.setdefault(name, measure_matmul_peak(vecplug_dtype, device))
-        cosine = float((ours * reference).sum(1).min()) if reference is not None else None
-        rows.append(Row(corpus, f"vecplug ({model.encoder.attention_name})", name, len(texts), tokens, seconds,
-                        cosine, flops / seconds / peak))
+        reference = vectors.get(("sentence-transformers", "float32"), vectors.get(next(iter(encoders))))
+        for (engine, engine_dtype), engine_seconds in seconds.items():
+            cosine = float((vectors[(engine, engine_dtype)] * reference).sum(1).min())
+            rows.append(Row(corpus, engine, engine_dtype, len(texts), sum(lengths), engine_seconds, cosine,
+                            flops / engine_seconds / peaks[engine_dtype]))
     return rows, environment(device, vecplug_dtype, peaks)
 
 
