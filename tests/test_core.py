@@ -91,10 +91,10 @@ def test_models_are_cached_and_dimension_views_share_weights(tiny_model_dir):
 
 def test_auto_and_explicit_placement_share_one_copy(tiny_model_dir):
     """device=None and the device it means here load the weights once, not twice."""
-    from vecplug.modernbert.hardware import choose_dtype
+    from vecplug.modernbert.hardware import choose_dtype, dtype_name
 
     auto = vecplug.load_model(str(tiny_model_dir))
-    auto_dtype = str(choose_dtype(None, "cpu")).replace("torch.", "")
+    auto_dtype = dtype_name(choose_dtype(None, "cpu"))
     assert vecplug.load_model(str(tiny_model_dir), device="cpu") is auto
     assert vecplug.load_model(str(tiny_model_dir), device="cpu", dtype=auto_dtype) is auto
     other = "float32" if auto_dtype != "float32" else "bfloat16"

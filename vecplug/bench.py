@@ -151,11 +151,11 @@ def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: st
         repeat: int = 1):
     import torch
 
-    from .modernbert.hardware import choose_device, choose_dtype
+    from .modernbert.hardware import choose_device, choose_dtype, dtype_name
 
     device = choose_device(device)
     vecplug_dtype = choose_dtype(dtype, device)
-    vecplug_name = str(vecplug_dtype).replace("torch.", "")
+    vecplug_name = dtype_name(vecplug_dtype)
     model, embed = vecplug_encoder(model_dir, dtype, device)
     encoders = {("sentence-transformers", st_dtype): sentence_transformers_encoder(model_dir, st_dtype, device)
                 for st_dtype in st_dtypes}
@@ -180,13 +180,13 @@ def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: st
 def environment(device: str, dtype, peaks: dict) -> dict:
     import torch
 
-    from .modernbert.hardware import cpu_description
+    from .modernbert.hardware import cpu_description, dtype_name
 
     info = {
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_description(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "vecplug_dtype": str(dtype).replace("torch.", ""),
+        "vecplug_dtype": dtype_name(dtype),
         "matmul_peak_tflops": {name: round(peak / 1e12, 3) for name, peak in peaks.items()},
         "python": platform.python_version(),
     }

@@ -42,6 +42,11 @@ def choose_device(device: str | None) -> str:
     return device
 
 
+def dtype_name(dtype) -> str:
+    """"bfloat16" for torch.bfloat16: the spelling users pass and JSON records."""
+    return str(dtype).removeprefix("torch.")
+
+
 def choose_dtype(dtype: str | None, device: str):
     """bf16 on GPUs and bf16-capable CPUs, fp16 on GPUs without bf16, else fp32."""
     import torch

@@ -33,10 +33,10 @@ class ModernBertLoader:
     @staticmethod
     def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
         """The concrete (device, dtype) an auto request gets here: the model cache's key."""
-        from .hardware import choose_device, choose_dtype
+        from .hardware import choose_device, choose_dtype, dtype_name
 
         device = choose_device(device)
-        return device, str(choose_dtype(dtype, device)).replace("torch.", "")
+        return device, dtype_name(choose_dtype(dtype, device))
 
 
 @hookimpl
