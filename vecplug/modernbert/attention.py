@@ -51,13 +51,18 @@ class PackedBatch:
         return plan_groups(self.lengths, self.device)
 
 
+def varlen_window(window: int | None) -> tuple[int, int]:
+    """ModernBERT's half-width as the varlen kernels' (left, right); (-1, -1) is global."""
+    return (window, window) if window is not None else (-1, -1)
+
+
 def torch_varlen(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
     """``torch.nn.attention.varlen.varlen_attn`` (CUDA; sliding windows since torch 2.11)."""
     from torch.nn.attention.varlen import varlen_attn
 
-    window_size = (window, window) if window is not None else (-1, -1)
     return varlen_attn(
-        qkv[:, 0], qkv[:, 1], qkv[:, 2], batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length, window_size=window_size
+        qkv[:, 0], qkv[:, 1], qkv[:, 2], batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length,
+        window_size=varlen_window(window),
     )
 
 
@@ -65,9 +70,8 @@ def flash_attn_varlen(qkv, batch: PackedBatch, window: int | None) -> torch.Tens
     """flash-attn's packed-QKV varlen kernel (the ``gpu`` extra)."""
     from flash_attn import flash_attn_varlen_qkvpacked_func
 
-    window_size = (window, window) if window is not None else (-1, -1)
     return flash_attn_varlen_qkvpacked_func(
-        qkv, batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length, window_size=window_size
+        qkv, batch.cu_seqlens, batch.cu_seqlens, batch.max_length, batch.max_length, window_size=varlen_window(window)
     )
 
 

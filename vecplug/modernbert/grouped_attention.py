@@ -66,7 +66,8 @@ class AttentionGroup:
     gather: torch.Tensor | None = None
     valid: torch.Tensor | None = None
     key_mask: torch.Tensor | None = None  # (sequences, 1, 1, length), True = attend
-    _local_masks: dict = field(default_factory=dict)
+    _local_masks: dict = field(default_factory=dict)  # by window
+    _score_biases: dict = field(default_factory=dict)  # by window (None = global)
 
     def mask(self, window: int | None) -> torch.Tensor | None:
         """The attention mask for a global (None) or local layer, built once per batch."""
@@ -82,10 +83,10 @@ class AttentionGroup:
         mask = self.mask(window)
         if mask is None:
             return None
-        if ("bias", window) not in self._local_masks:
+        if window not in self._score_biases:
             bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
-            self._local_masks[("bias", window)] = bias
-        return self._local_masks[("bias", window)]
+            self._score_biases[window] = bias
+        return self._score_biases[window]
 
     @classmethod
     def build(cls, first_token: int, lengths: list[int], device) -> "AttentionGroup":
