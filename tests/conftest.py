@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 
 import vecplug  # noqa: E402
 from vecplug.testing import write_model  # noqa: E402
+from pg_rig import fresh_db, managed_db, pg_cluster  # noqa: E402,F401  (PostgreSQL, one cluster per session)
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ otherwise), in a folder that user owns, on a free port of 127.0.0.1 with
 fresh databases from it (``CREATE DATABASE`` takes a fraction of a second,
 a cluster a few seconds).
 
-The cluster has pgvector and plpython3u available. Database ``managed``
-stands for managed PostgreSQL: owned by role ``app``, which is no superuser
-and so can neither create plpython3u nor functions in it; pgvector is
-enabled there by the superuser, as a provider's console would.
+The cluster has pgvector and plpython3u available. ``managed_db`` stands
+for managed PostgreSQL: a database owned by role ``app``, which is no
+superuser and so can neither create plpython3u nor functions in it;
+pgvector is enabled there by the superuser, as a provider's console would.
+Role ``reader`` is an ordinary role for privilege tests.
 
 PostgreSQL comes from ``scripts/install_postgres.sh``. Without it these
 tests skip, unless ``VECPLUG_TEST_POSTGRES=required`` (``scripts/test.sh``
@@ -148,7 +149,6 @@ def prepare_roles_and_databases(cluster: Cluster) -> None:
         CREATE ROLE app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
         CREATE ROLE reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
     """)
-    cluster.create_database("managed", owner="app", extensions=("vector",))
 
 
 @pytest.fixture(scope="session")
@@ -162,12 +162,28 @@ def pg_cluster():
         shutil.rmtree(cluster.root, ignore_errors=True)
 
 
+def _database_name(request, prefix: str) -> str:
+    return prefix + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:50]
+
+
+def _drop_database(cluster: Cluster, name: str) -> None:
+    from psycopg import sql
+
+    with cluster.connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def fresh_db(pg_cluster, request):
     """A new, empty database for one test (pgvector available, not created), owned by the superuser."""
-    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:50]
-    yield pg_cluster.create_database(name)
-    with pg_cluster.connect() as conn:
-        from psycopg import sql
+    name = pg_cluster.create_database(_database_name(request, "t_"))
+    yield name
+    _drop_database(pg_cluster, name)
 
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+@pytest.fixture
+def managed_db(pg_cluster, request):
+    """A new database standing for managed PostgreSQL: owned by non-superuser ``app``, pgvector enabled."""
+    name = pg_cluster.create_database(_database_name(request, "m_"), owner="app", extensions=("vector",))
+    yield name
+    _drop_database(pg_cluster, name)

@@ -32,7 +32,7 @@ class SearchTargetError(VecplugError, LookupError):
 def search(conn, table, text: str, k: int = 10, column: str = "embedding", where: str | None = None,
            params: Sequence | Mapping | None = None, model=None, *, server_url: str | None = None,
            api_key: str | None = None, columns: Sequence[str] | None = None,
-           distance: str | None = None) -> list[dict]:
+           distance: str | None = None, explain: bool = False) -> list[dict]:
     """The ``k`` rows nearest to ``text`` (query prompt applied), best first, as dicts with ``"distance"``.
 
     ``table`` is one exact name (case, spaces and quotes are kept: it is
@@ -44,6 +44,8 @@ def search(conn, table, text: str, k: int = 10, column: str = "embedding", where
     vector column's type decides the model's dimensions must match.
     ``distance`` ("cosine", "l2", "inner_product", "l1") defaults to the
     index's, else cosine. ``conn``: a psycopg 3 connection or a DSN string.
+    ``explain=True`` returns PostgreSQL's plan (lines of ``EXPLAIN``) instead
+    of rows: does the search use the index?
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}")
@@ -58,11 +60,12 @@ def search(conn, table, text: str, k: int = 10, column: str = "embedding", where
 
         with psycopg.connect(conn, autocommit=True) as owned:
             return search(owned, table, text, k, column, where, params, model, server_url=server_url,
-                          api_key=api_key, columns=columns, distance=distance)
-    return _search(conn, table, text, k, column, where, params, model, server_url, api_key, columns, distance)
+                          api_key=api_key, columns=columns, distance=distance, explain=explain)
+    return _search(conn, table, text, k, column, where, params, model, server_url, api_key, columns, distance,
+                   explain)
 
 
-def _search(conn, table, text, k, column, where, params, model, server_url, api_key, columns, distance):
+def _search(conn, table, text, k, column, where, params, model, server_url, api_key, columns, distance, explain):
     from pgvector.psycopg import register_vector
     from psycopg import sql
     from psycopg.rows import dict_row
@@ -98,6 +101,9 @@ def _search(conn, table, text, k, column, where, params, model, server_url, api_
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         for name, value in options.items():
             cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+        if explain:
+            cursor.execute(sql.SQL("EXPLAIN ") + query, params)
+            return [row["QUERY PLAN"] for row in cursor.fetchall()]
         cursor.execute(query, params)
         return cursor.fetchall()
 

@@ -36,7 +36,10 @@ AS $$
         UNION ALL
         SELECT 'pg_type'::regclass, oid FROM pg_type WHERE typnamespace = 'vecplug'::regnamespace
     )
-    SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid)
+    SELECT DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass  -- a view, rather than its rule
+                         THEN pg_describe_object('pg_class'::regclass,
+                                                 (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid), 0)
+                         ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END
     FROM pg_depend d
     JOIN ours ON d.refclassid = ours.classid AND d.refobjid = ours.objid
     WHERE d.deptype IN ('n', 'a')
