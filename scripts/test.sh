@@ -26,6 +26,10 @@ wheel=$(ls dist/vecplug-*.whl)
 $PIP install --quiet "${wheel}[all,dev]"
 $PIP install --quiet --force-reinstall --no-deps "$wheel"
 
+# PostgreSQL 15 + plpython3u + pgvector for tests/test_pg_*.py (quick when already installed)
+./scripts/install_postgres.sh >/dev/null
+export VECPLUG_TEST_POSTGRES=required
+
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Run from tests/ so `import vecplug` finds the installed wheel, not the checkout.
 cd tests

@@ -7,22 +7,13 @@
 In SQL, once installed: ``ORDER BY embedding <=> vecplug.embed_query('...') LIMIT 10``.
 
 This package is the parent of the ``vecplug`` entry-point module
-(``vecplug_pgvector.plugin``), imported by ``vecplug --help``: nothing here
-imports psycopg, pgvector or torch until a function is called.
+(``vecplug_pgvector.plugin``), imported by ``vecplug --help``: its modules
+import psycopg, pgvector, urllib.request or torch only inside functions.
 """
 from __future__ import annotations
 
+from .installer import InstallError, InstallReport, install, uninstall
+from .search import SearchTargetError, search
+from .sqlfiles import sql_dir
+
 __all__ = ["InstallError", "InstallReport", "SearchTargetError", "install", "search", "sql_dir", "uninstall"]
-
-_LAZY = {
-    "install": "installer", "uninstall": "installer", "InstallReport": "installer", "InstallError": "installer",
-    "search": "search", "SearchTargetError": "search", "sql_dir": "sqlfiles",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import urllib.error
-import urllib.request
 
 from vecplug.errors import VecplugError
 
@@ -29,6 +27,9 @@ class ServedModel:
 
 def served_models(url: str, api_key: str | None = None, timeout: float = 10.0) -> list[ServedModel]:
     """``GET {url}/v1/models``, as ``ServedModel`` objects (those with vecplug's description)."""
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url.rstrip("/") + "/v1/models", headers={"Accept": "application/json"})
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
