@@ -8,7 +8,7 @@
 
 Importing this package is cheap: torch and friends load with the first model.
 """
-from .errors import ModelMismatchError, ModelNotAvailableError, UnknownModelError, VecplugError
+from .errors import InvalidSettingError, ModelMismatchError, ModelNotAvailableError, UnknownModelError, VecplugError
 from .hookspecs import hookimpl
 from .model import EmbeddingModel, ModelSpec
 from .plugins import load_plugins, pm
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MODEL",
     "EmbeddingModel",
+    "InvalidSettingError",
     "ModelMismatchError",
     "ModelNotAvailableError",
     "ModelSpec",

@@ -15,3 +15,7 @@ class ModelNotAvailableError(VecplugError, FileNotFoundError):
 
 class ModelMismatchError(VecplugError, ValueError):
     """A collection or column made with one model, used with another."""
+
+
+class InvalidSettingError(VecplugError, ValueError):
+    """A device, dtype, dimensions or environment setting that cannot work here, refused before any work."""
