@@ -33,10 +33,21 @@ SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0001_settings') 
 \ir core/migrations/0001_settings.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('0001_settings', 'migration');
 \endif
+SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0002_vectorizers') AS vecplug_apply \gset
+\if :vecplug_apply
+\ir core/migrations/0002_vectorizers.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('0002_vectorizers', 'migration');
+\endif
 
 -- Repeatable core files (plain SQL).
 \ir core/10_functions.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('core/10_functions.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir core/20_vectorizers.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('core/20_vectorizers.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir core/21_vectorizer_triggers.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('core/21_vectorizer_triggers.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 
 -- Query functions (plpython3u).
@@ -50,6 +61,9 @@ SELECT quote_ident(n.nspname) AS vecplug_vector_schema
 SET LOCAL search_path = vecplug, :vecplug_vector_schema, pg_catalog;
 \ir query/10_embed.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('query/10_embed.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir query/20_sync.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('query/20_sync.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 SET LOCAL search_path = pg_catalog, pg_temp;
 \else

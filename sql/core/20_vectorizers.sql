@@ -1,0 +1,508 @@
+-- vecplug vectorizers: embed a text column into a vector column of the same
+-- table, on insert and on update. Plain SQL/plpgsql (installs on managed
+-- PostgreSQL); the sync mode's trigger is in query/20_sync.sql (plpython3u).
+-- Repeatable: CREATE OR REPLACE and grants only.
+--
+--   SELECT vecplug.create_vectorizer('docs', 'body');     -- adds docs.embedding, an HNSW index, triggers
+--   $ vecplug pg worker --dsn ... --server-url ...          -- embeds what the triggers queue
+--
+-- Who may do what: a vectorizer sends a table's text to the embedding server
+-- vecplug's owner configured, so these functions run as that owner (SECURITY
+-- DEFINER) and check that the session's role owns the table (or may become
+-- its owner). vecplug's owner must be able to alter the table too: it owns
+-- it, is a superuser, or is a member of the table's owner.
+
+-- Each vectorizer with the current names of its table and columns (they are
+-- stored by number, so renames are followed). Internal: the worker and the
+-- functions below read it as vecplug's owner.
+CREATE OR REPLACE VIEW vecplug.vectorizer_columns AS
+SELECT n.nspname AS schema_name,
+       c.relname AS table_name,
+       t.attname AS text_column,
+       e.attname AS embedding_column,
+       x.attname AS next_column,
+       ARRAY(SELECT a.attname FROM unnest(v.key_attnums) WITH ORDINALITY AS k (attnum, position)
+             JOIN pg_attribute a ON a.attrelid = v.source AND a.attnum = k.attnum
+             ORDER BY k.position) AS key_columns,
+       ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+             FROM unnest(v.key_attnums) WITH ORDINALITY AS k (attnum, position)
+             JOIN pg_attribute a ON a.attrelid = v.source AND a.attnum = k.attnum
+             ORDER BY k.position) AS key_types,
+       CASE WHEN c.oid IS NULL THEN v.source_name || '.?'
+            ELSE quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.' || quote_ident(e.attname)
+       END AS name,
+       c.oid IS NOT NULL AS table_exists,
+       v.*  -- last: columns a later migration adds to vecplug.vectorizers append here
+FROM vecplug.vectorizers v
+LEFT JOIN pg_class c ON c.oid = v.source
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attribute t ON t.attrelid = v.source AND t.attnum = v.text_attnum AND NOT t.attisdropped
+LEFT JOIN pg_attribute e ON e.attrelid = v.source AND e.attnum = v.embedding_attnum AND NOT e.attisdropped
+LEFT JOIN pg_attribute x ON x.attrelid = v.source AND x.attnum = v.next_attnum AND NOT x.attisdropped;
+REVOKE ALL ON vecplug.vectorizer_columns FROM PUBLIC;
+
+-- Raise unless the session's role may act as the owner of `source`, and
+-- vecplug's owner (who runs these functions) may alter it.
+CREATE OR REPLACE FUNCTION vecplug._check_table_owner(source regclass, action text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner_oid oid;
+BEGIN
+    SELECT relowner INTO owner_oid FROM pg_class WHERE oid = source;
+    IF NOT (pg_has_role(session_user, owner_oid, 'MEMBER')
+            OR (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)) THEN
+        RAISE EXCEPTION 'vecplug: role % may not % on table %, which belongs to role %',
+            session_user, action, source, owner_oid::regrole
+            USING ERRCODE = '42501', HINT = 'Run it as the table''s owner.';
+    END IF;
+    IF NOT pg_has_role(current_user, owner_oid, 'USAGE') THEN
+        RAISE EXCEPTION 'vecplug: vecplug''s owner, role %, cannot alter table % (owned by %), so it cannot % there',
+            current_user, source, owner_oid::regrole, action
+            USING ERRCODE = '42501',
+                  HINT = format('As a superuser: GRANT %I TO %I; or install vecplug as the table''s owner.',
+                                owner_oid::regrole, current_user);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._check_table_owner(regclass, text) FROM PUBLIC;
+
+-- The schema of pgvector's types and operator classes.
+CREATE OR REPLACE FUNCTION vecplug._vector_schema() RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found name;
+BEGIN
+    SELECT n.nspname INTO found FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'vector';
+    IF found IS NULL THEN
+        RAISE EXCEPTION 'vecplug: pgvector is not enabled in database %', current_database()
+            USING ERRCODE = '55000',
+                  HINT = 'Run CREATE EXTENSION vector (as a superuser, or from your provider''s console).';
+    END IF;
+    RETURN found;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._vector_schema() FROM PUBLIC;
+
+-- Forget vectorizers whose table was dropped (their triggers went with it).
+CREATE OR REPLACE FUNCTION vecplug._forget_dropped_tables() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM vecplug.vectorizers v WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = v.source)
+        RETURNING id
+    ), queue AS (
+        DELETE FROM vecplug.queue WHERE vectorizer_id IN (SELECT id FROM gone)
+    ), failed AS (
+        DELETE FROM vecplug.failed WHERE vectorizer_id IN (SELECT id FROM gone)
+    )
+    DELETE FROM vecplug.activity WHERE vectorizer_id IN (SELECT id FROM gone)
+$$;
+REVOKE ALL ON FUNCTION vecplug._forget_dropped_tables() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION vecplug._drop_vectorizer_triggers(vectorizer_id integer, source regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    suffix text;
+BEGIN
+    FOREACH suffix IN ARRAY ARRAY['stale', 'stale_next', 'insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', format('vecplug_%s_%s', vectorizer_id, suffix), source);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._drop_vectorizer_triggers(integer, regclass) FROM PUBLIC;
+
+-- (Re)create the triggers of a vectorizer, for its mode and its columns now:
+--   vecplug_<id>_stale       BEFORE UPDATE OF text, per changed row: clears the vector (unless the
+--                            statement sets one itself), so a stale vector never answers a query
+--   vecplug_<id>_stale_next  the same for the shadow column of a re-embedding in progress
+--   vecplug_<id>_insert      AFTER INSERT, per statement: queues (async) or embeds (sync) the new rows
+--   vecplug_<id>_update      AFTER UPDATE, per statement: the same for rows whose text changed
+--   vecplug_<id>_delete      AFTER DELETE, per statement: forgets their queued and failed work
+--   vecplug_<id>_truncate    AFTER TRUNCATE: forgets all of it
+CREATE OR REPLACE FUNCTION vecplug._vectorizer_triggers(vectorizer_id integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns;
+    embed_function text;
+BEGIN
+    SELECT * INTO STRICT v FROM vecplug.vectorizer_columns WHERE id = vectorizer_id;
+    PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
+    embed_function := CASE v.mode WHEN 'sync' THEN 'vecplug._embed_changed' ELSE 'vecplug._queue_changed' END;
+    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
+                   'WHEN (OLD.%I IS DISTINCT FROM NEW.%I AND OLD.%I IS NOT DISTINCT FROM NEW.%I) '
+                   'EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
+                   format('vecplug_%s_stale', v.id), v.text_column, v.source,
+                   v.text_column, v.text_column, v.embedding_column, v.embedding_column, v.id, 'current');
+    IF v.next_column IS NOT NULL THEN
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
+                       'WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
+                       format('vecplug_%s_stale_next', v.id), v.text_column, v.source,
+                       v.text_column, v.text_column, v.id, 'next');
+    END IF;
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS vecplug_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)',
+                   format('vecplug_%s_insert', v.id), v.source, embed_function, v.id);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS vecplug_old NEW TABLE AS vecplug_new '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)',
+                   format('vecplug_%s_update', v.id), v.source, embed_function, v.id);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS vecplug_old '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._forget_deleted(%L)',
+                   format('vecplug_%s_delete', v.id), v.source, v.id);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION vecplug._forget_all(%L)',
+                   format('vecplug_%s_truncate', v.id), v.source, v.id);
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._vectorizer_triggers(integer) FROM PUBLIC;
+
+-- Add the vector column (or check the one there), sized and typed for the model.
+CREATE OR REPLACE FUNCTION vecplug._ensure_vector_column(source regclass, column_name name, storage text,
+                                                          dimensions integer) RETURNS smallint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    vector_schema name := vecplug._vector_schema();
+    found record;
+BEGIN
+    SELECT a.attnum, a.atttypmod, t.typname, tn.nspname, format_type(a.atttypid, a.atttypmod) AS shown INTO found
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace
+    WHERE a.attrelid = source AND a.attname = column_name AND a.attnum > 0 AND NOT a.attisdropped;
+    IF found.attnum IS NULL THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I %I.%I(%s)', source, column_name, vector_schema, storage, dimensions);
+        RETURN (SELECT attnum FROM pg_attribute WHERE attrelid = source AND attname = column_name);
+    END IF;
+    IF found.typname <> storage OR found.nspname <> vector_schema OR found.atttypmod <> dimensions THEN
+        RAISE EXCEPTION 'vecplug: column % of table % is %, which cannot hold this model''s vectors (%(%))',
+            quote_ident(column_name), source, found.shown, storage, dimensions
+            USING ERRCODE = '42804',
+                  HINT = format('Name a new column with embedding_column => ''...'' (vecplug adds it), or '
+                                'ALTER TABLE %s ALTER COLUMN %I TYPE %I.%I(%s).',
+                                source, column_name, vector_schema, storage, dimensions);
+    END IF;
+    RETURN found.attnum;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._ensure_vector_column(regclass, name, text, integer) FROM PUBLIC;
+
+-- An HNSW cosine index on the column, unless it has an HNSW or IVFFlat index already.
+CREATE OR REPLACE FUNCTION vecplug._ensure_vector_index(source regclass, attnum smallint, storage text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+                   WHERE i.indrelid = source AND i.indkey[0] = attnum AND am.amname IN ('hnsw', 'ivfflat')) THEN
+        EXECUTE format('CREATE INDEX ON %s USING hnsw (%I %I.%I)', source,
+                       (SELECT attname FROM pg_attribute a WHERE a.attrelid = source AND a.attnum = $2),
+                       vecplug._vector_schema(), storage || '_cosine_ops');
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._ensure_vector_index(regclass, smallint, text) FROM PUBLIC;
+
+-- Queue every row that has text and no vector (enqueue_existing, retry after a failed re-embedding).
+CREATE OR REPLACE FUNCTION vecplug._enqueue_rows_without_vector(vectorizer_id integer) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns;
+    queued bigint;
+BEGIN
+    SELECT * INTO STRICT v FROM vecplug.vectorizer_columns WHERE id = vectorizer_id;
+    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, pk) SELECT $1, ARRAY[%s] FROM %s t '
+                   'WHERE t.%I IS NOT NULL AND t.%I IS NULL',
+                   (SELECT string_agg(format('t.%I::text', k), ', ') FROM unnest(v.key_columns) AS k),
+                   v.source, v.text_column, v.embedding_column)
+        USING v.id;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    IF queued > 0 THEN
+        PERFORM pg_notify('vecplug_queue', v.id::text);
+    END IF;
+    RETURN queued;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._enqueue_rows_without_vector(integer) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION vecplug.create_vectorizer(
+    source regclass,
+    text_column name,
+    embedding_column name DEFAULT 'embedding',
+    mode text DEFAULT 'async',
+    dimensions integer DEFAULT NULL,
+    storage text DEFAULT 'vector',
+    index text DEFAULT 'hnsw',
+    enqueue_existing boolean DEFAULT true,
+    on_error text DEFAULT 'queue',
+    model text DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    relation record;
+    text_type record;
+    key_attnums smallint[];
+    settings jsonb := vecplug._server_settings();
+    model_name text := model;
+    fingerprint text;
+    model_dimensions integer;
+    matryoshka integer[];
+    embedding_attnum smallint;
+    existing integer;
+    new_id integer;
+    max_index_dimensions integer;
+BEGIN
+    IF source IS NULL OR text_column IS NULL OR embedding_column IS NULL THEN
+        RAISE EXCEPTION 'vecplug: source, text_column and embedding_column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('async', 'sync') THEN
+        RAISE EXCEPTION 'vecplug: mode must be ''async'' or ''sync'', not %', quote_nullable(mode) USING ERRCODE = '22023',
+            HINT = 'async: triggers queue rows for `vecplug pg worker`; sync: rows are embedded in the statement (needs plpython3u).';
+    END IF;
+    IF storage IS NULL OR storage NOT IN ('vector', 'halfvec') THEN
+        RAISE EXCEPTION 'vecplug: storage must be ''vector'' or ''halfvec'', not %', quote_nullable(storage)
+            USING ERRCODE = '22023';
+    END IF;
+    IF index IS NULL OR index NOT IN ('hnsw', 'none') THEN
+        RAISE EXCEPTION 'vecplug: index must be ''hnsw'' or ''none'', not %', quote_nullable(index) USING ERRCODE = '22023';
+    END IF;
+    IF on_error IS NULL OR on_error NOT IN ('queue', 'raise') THEN
+        RAISE EXCEPTION 'vecplug: on_error must be ''queue'' or ''raise'', not %', quote_nullable(on_error)
+            USING ERRCODE = '22023';
+    END IF;
+    IF enqueue_existing IS NULL THEN
+        RAISE EXCEPTION 'vecplug: enqueue_existing must be true or false' USING ERRCODE = '22004';
+    END IF;
+
+    SELECT c.relkind, c.relowner, n.nspname, c.relname INTO relation
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    IF relation.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'vecplug: % is not a table (a vectorizer needs a table or a partitioned table)', source
+            USING ERRCODE = '42809';
+    END IF;
+    PERFORM vecplug._check_table_owner(source, 'create a vectorizer');
+    PERFORM vecplug._forget_dropped_tables();
+
+    SELECT a.attnum, coalesce(bt.typcategory, t.typcategory) AS category, format_type(a.atttypid, a.atttypmod) AS shown
+    INTO text_type
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+    WHERE a.attrelid = source AND a.attname = text_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF text_type.attnum IS NULL THEN
+        RAISE EXCEPTION 'vecplug: table % has no column %', source, quote_ident(text_column) USING ERRCODE = '42703',
+            HINT = 'Names are exact: case and spaces count.';
+    ELSIF text_type.category <> 'S' THEN
+        RAISE EXCEPTION 'vecplug: column % of table % is %, not text', quote_ident(text_column), source, text_type.shown
+            USING ERRCODE = '42804', HINT = 'Embed a text, varchar or char column (a generated text column can combine others).';
+    END IF;
+
+    SELECT i.indkey::smallint[] INTO key_attnums FROM pg_index i WHERE i.indrelid = source AND i.indisprimary;
+    IF key_attnums IS NULL THEN
+        RAISE EXCEPTION 'vecplug: table % has no primary key', source USING ERRCODE = '42P16',
+            HINT = 'A vectorizer finds rows again by their primary key: ALTER TABLE ... ADD PRIMARY KEY (...), '
+                   'or add an identity column (ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY).';
+    END IF;
+
+    -- The model, its fingerprint and size: the one recorded at install (vecplug pg install --server-url),
+    -- unless another is named; then the first worker that embeds records its fingerprint.
+    IF model_name IS NULL OR model_name = settings->>'model' THEN
+        model_name := settings->>'model';
+        fingerprint := settings->>'model_fingerprint';
+        model_dimensions := (settings->>'dimensions')::integer;
+        matryoshka := string_to_array(nullif(settings->>'matryoshka_dims', ''), ',')::integer[];
+    END IF;
+    IF dimensions IS NULL THEN
+        IF model_dimensions IS NULL THEN
+            RAISE EXCEPTION 'vecplug: the size of the vectors is not known: pass dimensions => N'
+                USING ERRCODE = '22023',
+                      HINT = 'Or record the server''s model first: vecplug pg install --dsn ... --server-url URL.';
+        END IF;
+        dimensions := model_dimensions;
+    ELSIF dimensions < 1 THEN
+        RAISE EXCEPTION 'vecplug: dimensions must be a positive number, not %', dimensions USING ERRCODE = '22023';
+    ELSIF model_dimensions IS NOT NULL AND dimensions <> model_dimensions
+          AND NOT (dimensions < model_dimensions AND (matryoshka IS NULL OR dimensions = ANY (matryoshka))) THEN
+        RAISE EXCEPTION 'vecplug: model % gives % dimensions, or cuts to %; not %', model_name, model_dimensions,
+            coalesce(array_to_string(matryoshka, ', '), 'fewer'), dimensions USING ERRCODE = '22023';
+    END IF;
+    max_index_dimensions := CASE storage WHEN 'vector' THEN 2000 ELSE 4000 END;
+    IF index = 'hnsw' AND dimensions > max_index_dimensions THEN
+        RAISE EXCEPTION 'vecplug: pgvector''s HNSW index takes at most % dimensions of %, not %', max_index_dimensions,
+            storage, dimensions USING ERRCODE = '22023',
+            HINT = 'Use storage => ''halfvec'' (up to 4,000), fewer Matryoshka dimensions, or index => ''none''.';
+    END IF;
+    IF mode = 'sync' THEN
+        IF to_regprocedure('vecplug._embed_changed()') IS NULL THEN
+            RAISE EXCEPTION 'vecplug: sync mode needs vecplug''s query functions (plpython3u), which are not installed here'
+                USING ERRCODE = '0A000',
+                      HINT = 'Use mode => ''async'' and run vecplug pg worker, or install vecplug as a superuser where '
+                             'plpython3u is available.';
+        END IF;
+        IF fingerprint IS NULL THEN
+            RAISE EXCEPTION 'vecplug: sync mode needs the server''s model recorded at install' USING ERRCODE = '55000',
+                HINT = 'Run vecplug pg install --dsn ... --server-url URL while the server runs (its model is recorded), '
+                       'and leave model => NULL.';
+        END IF;
+    END IF;
+
+    SELECT v.id INTO existing FROM vecplug.vectorizers v JOIN pg_attribute a
+        ON a.attrelid = v.source AND a.attnum = v.embedding_attnum
+    WHERE v.source = $1 AND a.attname = embedding_column;
+    IF existing IS NOT NULL THEN
+        RAISE EXCEPTION 'vecplug: table % already has a vectorizer into column % (id %)', source,
+            quote_ident(embedding_column), existing USING ERRCODE = '42710',
+            HINT = format('Drop it first: SELECT vecplug.drop_vectorizer(%L, %L);', source, embedding_column);
+    END IF;
+    IF embedding_column = text_column OR embedding_column IN
+            (SELECT attname FROM pg_attribute WHERE attrelid = source AND attnum = ANY (key_attnums)) THEN
+        RAISE EXCEPTION 'vecplug: the embedding column % is the text column or part of the primary key',
+            quote_ident(embedding_column) USING ERRCODE = '22023';
+    END IF;
+
+    embedding_attnum := vecplug._ensure_vector_column(source, embedding_column, storage, dimensions);
+    INSERT INTO vecplug.vectorizers (source, text_attnum, embedding_attnum, key_attnums, mode, dimensions, storage,
+                                     index, on_error, model, model_fingerprint, source_name)
+    VALUES (source, text_type.attnum, embedding_attnum, key_attnums, mode, dimensions, storage, index, on_error,
+            model_name, fingerprint, quote_ident(relation.nspname) || '.' || quote_ident(relation.relname))
+    RETURNING id INTO new_id;
+    IF index = 'hnsw' THEN
+        PERFORM vecplug._ensure_vector_index(source, embedding_attnum, storage);
+    END IF;
+    PERFORM vecplug._vectorizer_triggers(new_id);
+    IF enqueue_existing THEN
+        PERFORM vecplug._enqueue_rows_without_vector(new_id);
+    END IF;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION vecplug.create_vectorizer(regclass, name, name, text, integer, text, text, boolean, text, text) IS
+    'Embed text_column of source into embedding_column on insert and update; returns the vectorizer''s id';
+GRANT EXECUTE ON FUNCTION vecplug.create_vectorizer(regclass, name, name, text, integer, text, text, boolean, text, text)
+    TO PUBLIC;
+
+-- The vectorizer of a table's embedding column, locked FOR UPDATE, after the owner check.
+CREATE OR REPLACE FUNCTION vecplug._vectorizer_for_update(source regclass, embedding_column name, action text)
+RETURNS vecplug.vectorizer_columns
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found vecplug.vectorizer_columns;
+BEGIN
+    IF source IS NULL OR embedding_column IS NULL THEN
+        RAISE EXCEPTION 'vecplug: source and embedding_column must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    PERFORM vecplug._check_table_owner(source, action);
+    PERFORM 1 FROM vecplug.vectorizers v JOIN pg_attribute a ON a.attrelid = v.source AND a.attnum = v.embedding_attnum
+    WHERE v.source = $1 AND a.attname = $2 FOR UPDATE OF v;  -- waits for workers' batches in flight
+    SELECT * INTO found FROM vecplug.vectorizer_columns c WHERE c.source = $1 AND c.embedding_column = $2;
+    IF found.id IS NULL THEN
+        RAISE EXCEPTION 'vecplug: table % has no vectorizer into column %', source, quote_ident(embedding_column)
+            USING ERRCODE = '42704', HINT = 'SELECT * FROM vecplug.status lists the vectorizers.';
+    END IF;
+    RETURN found;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._vectorizer_for_update(regclass, name, text) FROM PUBLIC;
+
+-- Remove a vectorizer: its triggers and its queued and failed work. The
+-- vector column and its index stay (the vectors are still good) unless
+-- drop_column. Returns how many queued rows were dropped with it.
+CREATE OR REPLACE FUNCTION vecplug.drop_vectorizer(
+    source regclass,
+    embedding_column name DEFAULT 'embedding',
+    drop_column boolean DEFAULT false
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'drop a vectorizer');
+    pending bigint;
+BEGIN
+    PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
+    SELECT count(DISTINCT pk) INTO pending FROM vecplug.queue WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.queue WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.activity WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.vectorizers WHERE id = v.id;
+    IF v.next_column IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.next_column);
+    END IF;
+    IF coalesce(drop_column, false) THEN
+        EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.embedding_column);
+    END IF;
+    IF pending > 0 THEN
+        RAISE NOTICE 'vecplug: % queued rows of % were still waiting for a vector; they keep none', pending, v.name;
+    END IF;
+    PERFORM vecplug._forget_dropped_tables();
+    RETURN pending;
+END
+$$;
+COMMENT ON FUNCTION vecplug.drop_vectorizer(regclass, name, boolean) IS
+    'Remove a vectorizer (triggers, queue); the vector column stays unless drop_column';
+GRANT EXECUTE ON FUNCTION vecplug.drop_vectorizer(regclass, name, boolean) TO PUBLIC;
+
+-- Queue the failed rows of a vectorizer again (after fixing what made them fail).
+CREATE OR REPLACE FUNCTION vecplug.retry_failed(source regclass, embedding_column name DEFAULT 'embedding')
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'retry failed rows');
+    moved bigint;
+BEGIN
+    WITH gone AS (DELETE FROM vecplug.failed WHERE vectorizer_id = v.id RETURNING pk, queued_at)
+    INSERT INTO vecplug.queue (vectorizer_id, pk, queued_at) SELECT v.id, pk, queued_at FROM gone;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    IF moved > 0 THEN
+        PERFORM pg_notify('vecplug_queue', v.id::text);
+    END IF;
+    RETURN moved;
+END
+$$;
+GRANT EXECUTE ON FUNCTION vecplug.retry_failed(regclass, name) TO PUBLIC;
+
+-- Per vectorizer: what waits, what failed, what was done. Everyone sees the
+-- vectorizers of the tables they may read.
+CREATE OR REPLACE VIEW vecplug.status AS
+SELECT v.id,
+       v.name AS vectorizer,
+       CASE WHEN v.table_exists THEN v.source END AS source,
+       v.text_column,
+       v.mode,
+       v.model,
+       v.dimensions,
+       coalesce(q.pending, 0) AS pending,
+       q.oldest_pending_age,
+       coalesce(q.retrying, 0) AS retrying,
+       coalesce(f.failed, 0) AS failed,
+       coalesce(a.embedded, 0) AS embedded,
+       coalesce(a.truncated, 0) AS truncated,
+       e.error AS last_error,
+       e.at AS last_error_at,
+       v.next_model AS reembedding_to
+FROM vecplug.vectorizer_columns v
+LEFT JOIN LATERAL (SELECT count(DISTINCT pk) AS pending, now() - min(queued_at) AS oldest_pending_age,
+                          count(DISTINCT pk) FILTER (WHERE attempts > 0) AS retrying
+                   FROM vecplug.queue WHERE vectorizer_id = v.id) q ON true
+LEFT JOIN LATERAL (SELECT count(*) AS failed FROM vecplug.failed WHERE vectorizer_id = v.id) f ON true
+LEFT JOIN LATERAL (SELECT sum(embedded) AS embedded, sum(truncated) AS truncated
+                   FROM vecplug.activity WHERE vectorizer_id = v.id) a ON true
+LEFT JOIN LATERAL (SELECT error, at FROM vecplug.activity WHERE vectorizer_id = v.id AND error IS NOT NULL
+                   ORDER BY at DESC LIMIT 1) e ON true
+WHERE NOT v.table_exists OR has_table_privilege(v.source, 'SELECT');
+COMMENT ON VIEW vecplug.status IS
+    'Per vectorizer: pending rows, oldest pending age, failed rows, rows embedded, truncated texts, last error';
+GRANT SELECT ON vecplug.status TO PUBLIC;
