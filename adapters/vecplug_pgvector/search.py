@@ -163,10 +163,17 @@ def _describe(conn, target, table, column, columns) -> dict:
 def _embedder(model, server_url, api_key):
     import vecplug
 
-    if server_url is not None:
-        from vecplug.client import RemoteModel
+    if server_url is None:
+        return model if isinstance(model, vecplug.EmbeddingModel) else vecplug.load_model(model)
+    from vecplug.client import RemoteModel
 
-        return RemoteModel(server_url, api_key=api_key)
-    if isinstance(model, vecplug.EmbeddingModel):
-        return model
-    return vecplug.load_model(model)
+    remote = RemoteModel(server_url, api_key=api_key)
+    if model is not None:
+        wanted = model.spec if isinstance(model, vecplug.EmbeddingModel) else None
+        if wanted is not None and wanted.fingerprint and wanted.fingerprint != remote.spec.fingerprint:
+            raise ModelMismatchError(f"the server at {remote.url} serves {remote.name} (fingerprint "
+                                     f"{remote.spec.fingerprint}), not {wanted.name} ({wanted.fingerprint})")
+        if wanted is None and model != remote.name and model not in remote.spec.aliases:
+            raise ModelMismatchError(f"the server at {remote.url} serves {remote.name}, not {model!r}: "
+                                     "pass the model it serves, or no model")
+    return remote
