@@ -63,7 +63,7 @@ def test_sql_files_ship_inside_the_package():
     assert root.parent.resolve() == package.resolve() or root.resolve().parent.name != "adapters"
     for name in ("install.sql", "uninstall.sql", "core/bootstrap.sql"):
         assert (root / name).is_file(), name
-    assert [file.name for file in sqlfiles.migrations()][0] == "0001_settings"
+    assert [file.name for file in sqlfiles.migrations()][0] == "0001_core"
     assert sqlfiles.repeatables("query")[0].name == "query/10_embed.sql"
     cli = Path(sys.executable).with_name("vecplug")
     printed = subprocess.run([str(cli), "pg", "sql-dir"], capture_output=True, text=True, check=True).stdout.strip()
