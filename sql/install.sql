@@ -49,6 +49,9 @@ INSERT INTO vecplug.migrations (name, kind) VALUES ('core/20_vectorizers.sql', '
 \ir core/21_vectorizer_triggers.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('core/21_vectorizer_triggers.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir core/22_reembed.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('core/22_reembed.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 
 -- Query functions (plpython3u).
 SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'vector')

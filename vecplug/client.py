@@ -34,6 +34,7 @@ from .model import EmbeddingModel, ModelSpec, check_kind, check_text
 
 API_KEY_ENV = "VECPLUG_API_KEY"
 FINGERPRINT_HEADER = "X-Vecplug-Fingerprint"
+TRUNCATED_HEADER = "X-Vecplug-Truncated"
 RETRY_STATUSES = (429, 503)
 # One request's texts: enough to fill a CPU batch several times over, well under
 # the server's per-request limits (2,048 texts, 8 MiB).
@@ -66,6 +67,9 @@ class RemoteModel(EmbeddingModel):
         self.batch_size = batch_size
         self._api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
         self._connections = ConnectionPool(self.url, timeout)
+        self._counters = {"truncated": 0}  # shared with with_dimensions views, like a local model's
+        self._counter_lock = threading.Lock()
+        self.served_name = None
         spec = self._fetch_spec()
         if fingerprint and spec.fingerprint != fingerprint:
             raise ModelMismatchError(
@@ -100,6 +104,11 @@ class RemoteModel(EmbeddingModel):
             for future in pending:
                 yield future.result()
 
+    @property
+    def truncated_count(self) -> int:
+        """Texts the server cut to max tokens for this client (its ``X-Vecplug-Truncated`` answers)."""
+        return self._counters["truncated"]
+
     def __repr__(self) -> str:
         return f"<RemoteModel {self.name} at {self.url} dim={self.dimensions}>"
 
@@ -109,6 +118,7 @@ class RemoteModel(EmbeddingModel):
         try:
             card = json.loads(data)["data"][0]
             fields = card["vecplug"]
+            self.served_name = card.get("id")
             return ModelSpec(name=fields["name"], dimensions=fields["dimensions"], max_tokens=fields["max_tokens"],
                              prompts=fields.get("prompts", {}), aliases=tuple(fields.get("aliases", ())),
                              matryoshka_dims=tuple(fields.get("matryoshka_dims", ())),
@@ -131,6 +141,10 @@ class RemoteModel(EmbeddingModel):
                 f"for {self.spec.fingerprint} ({self.spec.name}): the server's model changed. Refusing to mix "
                 "vectors of two models; load the model again to use the new one."
             )
+        truncated = headers.get(TRUNCATED_HEADER)
+        if truncated and truncated.isdigit():
+            with self._counter_lock:
+                self._counters["truncated"] += int(truncated)
         items = sorted(json.loads(data)["data"], key=lambda item: item["index"])
         vectors = np.stack([np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in items])
         if vectors.shape != (len(texts), self.spec.dimensions):

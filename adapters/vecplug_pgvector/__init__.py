@@ -4,6 +4,7 @@
     vecplug_pgvector.install(conn, server_url="http://127.0.0.1:8000")   # or: vecplug pg install --dsn ...
     vecplug_pgvector.record_model(conn, "docs", "embedding", model)       # after filling a column from Python
     vecplug_pgvector.search(conn, "docs", "how do I ...", k=10)           # query embedded in this process
+    vecplug_pgvector.Worker(dsn, server_url=...).run()                   # embed what vectorizers queue
 
 In SQL, once installed: ``ORDER BY embedding <=> vecplug.embed_query('...') LIMIT 10``.
 
@@ -17,6 +18,11 @@ from .columns import SearchTargetError, record_model
 from .installer import InstallError, InstallReport, install, uninstall
 from .search import search
 from .sqlfiles import sql_dir
+from .reembed import ReembedReport, reembed
+from .status import status
+from .vectorizers import VectorizerError
+from .worker import Worker, WorkerReport
 
 __all__ = ["InstallError", "InstallReport", "SearchTargetError", "install", "record_model", "search", "sql_dir",
            "uninstall"]
+__all__ += ["ReembedReport", "VectorizerError", "Worker", "WorkerReport", "reembed", "status"]

@@ -324,7 +324,7 @@ def _record_served_model(url, api_key, timeout, current: dict, wanted: dict, rep
         served = RemoteModel(url, api_key=api_key or "", timeout=timeout, retry_seconds=0).spec
     except ServerError as error:
         if url != current.get("server_url"):
-            wanted.update(model=None, model_fingerprint=None, dimensions=None)
+            wanted.update(model=None, model_fingerprint=None, dimensions=None, matryoshka_dims=None)
         report.notes.append(
             f"could not ask the embedding server for its model: {error} The URL is recorded; the query "
             "functions fail until the server answers. Run install again once it runs, to record its model "
@@ -338,3 +338,4 @@ def _record_served_model(url, api_key, timeout, current: dict, wanted: dict, rep
             f"{served.name!r} (fingerprint {served.fingerprint}). Vectors stored with the old model are not "
             "comparable with the new one's: re-embed them.")
     wanted.update(model=served.name, model_fingerprint=served.fingerprint, dimensions=str(served.dimensions))
+    wanted.update(matryoshka_dims=",".join(map(str, served.matryoshka_dims)) or None)  # for create_vectorizer

@@ -6,6 +6,7 @@ import vecplug
 
 @vecplug.hookimpl
 def vecplug_register_commands(cli):
+    from . import cli_vectorizers  # noqa: F401  (adds worker, reembed and status to `vecplug pg`)
     from .cli import pg
 
     cli.add_command(pg)

@@ -41,6 +41,17 @@ LEFT JOIN pg_attribute e ON e.attrelid = v.source AND e.attnum = v.embedding_att
 LEFT JOIN pg_attribute x ON x.attrelid = v.source AND x.attnum = v.next_attnum AND NOT x.attisdropped;
 REVOKE ALL ON vecplug.vectorizer_columns FROM PUBLIC;
 
+-- The fingerprint of a model's vectors cut to `dimensions` (Matryoshka): what
+-- vecplug.ModelSpec.truncated(dimensions).fingerprint computes in Python
+-- (sha256 of the JSON [[fingerprint], {"dimensions": n}], 24 hex digits).
+CREATE OR REPLACE FUNCTION vecplug._truncated_fingerprint(fingerprint text, dimensions integer) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT left(encode(sha256(convert_to(format('[[%s], {"dimensions": %s}]', to_jsonb(fingerprint), dimensions),
+                                         'UTF8')), 'hex'), 24)
+$$;
+
 -- Raise unless the session's role may act as the owner of `source`, and
 -- vecplug's owner (who runs these functions) may alter it.
 CREATE OR REPLACE FUNCTION vecplug._check_table_owner(source regclass, action text) RETURNS void
@@ -110,10 +121,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    suffix text;
+    trigger_name name;
 BEGIN
-    FOREACH suffix IN ARRAY ARRAY['stale', 'stale_next', 'insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', format('vecplug_%s_%s', vectorizer_id, suffix), source);
+    FOR trigger_name IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = source AND t.tgname IN
+            (SELECT format('vecplug_%s_%s', vectorizer_id, suffix)
+             FROM unnest(ARRAY['stale', 'stale_next', 'insert', 'update', 'delete', 'truncate']) AS suffix) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, source);
     END LOOP;
 END
 $$;
@@ -138,11 +151,14 @@ BEGIN
     SELECT * INTO STRICT v FROM vecplug.vectorizer_columns WHERE id = vectorizer_id;
     PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
     embed_function := CASE v.mode WHEN 'sync' THEN 'vecplug._embed_changed' ELSE 'vecplug._queue_changed' END;
+    -- "the statement did not set the vector itself": OLD.e IS NOT DISTINCT FROM NEW.e, spelt with
+    -- pgvector's schema-qualified = (the search_path here is pg_catalog only).
     EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
-                   'WHEN (OLD.%I IS DISTINCT FROM NEW.%I AND OLD.%I IS NOT DISTINCT FROM NEW.%I) '
-                   'EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
-                   format('vecplug_%s_stale', v.id), v.text_column, v.source,
-                   v.text_column, v.text_column, v.embedding_column, v.embedding_column, v.id, 'current');
+                   'WHEN (OLD.%I IS DISTINCT FROM NEW.%I AND coalesce(OLD.%I OPERATOR(%I.=) NEW.%I, '
+                   'OLD.%I IS NULL AND NEW.%I IS NULL)) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
+                   format('vecplug_%s_stale', v.id), v.text_column, v.source, v.text_column, v.text_column,
+                   v.embedding_column, vecplug._vector_schema(), v.embedding_column, v.embedding_column,
+                   v.embedding_column, v.id, 'current');
     IF v.next_column IS NOT NULL THEN
         EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
                        'WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
@@ -260,6 +276,7 @@ DECLARE
     matryoshka integer[];
     embedding_attnum smallint;
     existing integer;
+    recorded jsonb;
     new_id integer;
     max_index_dimensions integer;
 BEGIN
@@ -369,7 +386,33 @@ BEGIN
             quote_ident(embedding_column) USING ERRCODE = '22023';
     END IF;
 
+    IF fingerprint IS NOT NULL AND dimensions <> model_dimensions THEN
+        fingerprint := vecplug._truncated_fingerprint(fingerprint, dimensions);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = source AND a.attname = embedding_column
+                   AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        DELETE FROM vecplug.embedding_columns c WHERE c.table_oid = source AND c.column_name = embedding_column;
+    END IF;
     embedding_attnum := vecplug._ensure_vector_column(source, embedding_column, storage, dimensions);
+    -- The column's recorded model (vecplug_pgvector.record_model, or an earlier vectorizer) must be this one.
+    SELECT c.model INTO recorded FROM vecplug.embedding_columns c
+    WHERE c.table_oid = source AND c.column_name = embedding_column;
+    IF recorded IS NOT NULL AND (fingerprint IS NULL OR recorded->>'fingerprint' = fingerprint)
+       AND (recorded->>'dimensions')::integer = dimensions THEN
+        model_name := coalesce(model_name, recorded->>'name');
+        fingerprint := recorded->>'fingerprint';
+    ELSIF recorded IS NOT NULL THEN
+        RAISE EXCEPTION 'vecplug: column % of table % holds vectors of model % (% dimensions, fingerprint %), not of %',
+            quote_ident(embedding_column), source, recorded->>'name', recorded->>'dimensions',
+            recorded->>'fingerprint', coalesce(model_name, 'the model given') USING ERRCODE = '22023',
+            DETAIL = format('This vectorizer''s vectors: %s dimensions, fingerprint %s.', dimensions, fingerprint),
+            HINT = 'Embed into another column (embedding_column => ''...''), or re-embed the column with the new '
+                   'model (vecplug pg reembed).';
+    ELSIF fingerprint IS NOT NULL THEN
+        INSERT INTO vecplug.embedding_columns (table_oid, column_name, model)
+        VALUES (source, embedding_column,
+                jsonb_build_object('name', model_name, 'fingerprint', fingerprint, 'dimensions', dimensions));
+    END IF;
     INSERT INTO vecplug.vectorizers (source, text_attnum, embedding_attnum, key_attnums, mode, dimensions, storage,
                                      index, on_error, model, model_fingerprint, source_name)
     VALUES (source, text_type.attnum, embedding_attnum, key_attnums, mode, dimensions, storage, index, on_error,
@@ -441,6 +484,7 @@ BEGIN
     END IF;
     IF coalesce(drop_column, false) THEN
         EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.embedding_column);
+        DELETE FROM vecplug.embedding_columns c WHERE c.table_oid = v.source AND c.column_name = v.embedding_column;
     END IF;
     IF pending > 0 THEN
         RAISE NOTICE 'vecplug: % queued rows of % were still waiting for a vector; they keep none', pending, v.name;

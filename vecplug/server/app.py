@@ -31,6 +31,7 @@ from .middleware import Gate
 from .schemas import EmbeddingRequest, EmbeddingResponse, EmbedRequest, Health, ModelList, OpenAIError, TEIError
 
 FINGERPRINT_HEADER = "X-Vecplug-Fingerprint"
+TRUNCATED_HEADER = "X-Vecplug-Truncated"  # texts of the request cut to max tokens (the PostgreSQL worker counts them)
 
 
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
@@ -95,7 +96,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             "model": host.served_name,
             "usage": {"prompt_tokens": job.tokens, "total_tokens": job.tokens},
         }
-        return json_response(payload, headers={FINGERPRINT_HEADER: fingerprint(host, dimensions)})
+        return json_response(payload, headers={FINGERPRINT_HEADER: fingerprint(host, dimensions),
+                                               TRUNCATED_HEADER: str(job.truncated)})
 
     @app.get("/v1/models", responses={200: {"model": ModelList}, **error_responses(OpenAIError, 401, 503)})
     async def list_models():

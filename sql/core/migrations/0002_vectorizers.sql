@@ -24,7 +24,8 @@ CREATE TABLE vecplug.vectorizers (
     index text NOT NULL CHECK (index IN ('hnsw', 'none')),
     on_error text NOT NULL CHECK (on_error IN ('queue', 'raise')),
     model text,                                -- the model's served name; NULL: pinned by the first worker
-    model_fingerprint text,                    -- its full-dimension fingerprint; NULL: pinned by the first worker
+    model_fingerprint text,                    -- the fingerprint of its vectors at `dimensions` (as
+                                               -- vecplug.embedding_columns records it); NULL: pinned by the first worker
     -- A re-embedding in progress (vecplug pg reembed): the shadow column and its model.
     next_attnum smallint,
     next_model text,

@@ -1,0 +1,141 @@
+"""``vecplug pg worker | reembed | status``: the vectorizers' commands. Thin: the work is in ``worker``, ``reembed``, ``status``."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import click
+
+from .cli import DSN_HELP, pg
+
+MODEL_HELP = "Embed in this process with this model (a name or a local directory), instead of a server."
+SERVER_HELP = "A `vecplug serve` to embed with (API key: --api-key-file or $VECPLUG_API_KEY)."
+
+
+def _api_key(api_key_file: str | None) -> str | None:
+    if api_key_file:
+        with open(api_key_file, encoding="utf-8") as key_file:
+            return key_file.readline().strip() or None
+    return os.environ.get("VECPLUG_API_KEY") or None
+
+
+@pg.command()
+@click.option("--dsn", default="", help=DSN_HELP)
+@click.option("--server-url", default=None, help=SERVER_HELP + " Default: the server vecplug pg install recorded.")
+@click.option("--model", default=None, help=MODEL_HELP)
+@click.option("--device", default=None, help="With --model: cpu or cuda (default: the best there is).")
+@click.option("--dtype", default=None, help="With --model: float32, bfloat16 or float16 (default: the fastest that keeps quality).")
+@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File holding the server's API key (first line).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Rows per batch (one transaction each).")
+@click.option("--vectorizer", "vectorizers", multiple=True,
+              help="Serve only this vectorizer (id or name, e.g. public.docs.embedding); repeatable. Default: all.")
+@click.option("--once", is_flag=True, help="Drain what is queued now, then exit: 0, or 1 when rows are left because of errors.")
+@click.option("--max-attempts", type=click.IntRange(1), default=5, show_default=True,
+              help="Failures of a row on its own before it moves to vecplug.failed.")
+@click.option("--retry-delay", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Seconds before a failed row is tried again, doubling each time (at most an hour).")
+@click.option("--poll-interval", type=click.FloatRange(0.1), default=5.0, show_default=True,
+              help="Seconds between looks at the queue when no notification comes.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics on this port (0: any free one; the URL is logged).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics (0.0.0.0: all).")
+@click.option("--quiet", is_flag=True, help="No progress bar on a terminal.")
+def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, vectorizers, once, max_attempts,
+           retry_delay, poll_interval, metrics_port, metrics_host, quiet):
+    """Embed the rows that vectorizers queue (LISTEN for new ones); stop with SIGTERM or Ctrl-C.
+
+    Logs are JSON lines on stderr, unless stderr is a terminal: then a
+    progress bar and plain warnings.
+    """
+    from .vectorizers import VectorizerError
+    from .worker import Worker
+    from .worker_telemetry import configure_logging
+
+    if server_url and model:
+        raise click.UsageError("give --server-url or --model, not both")
+    if (device or dtype) and not model:
+        raise click.UsageError("--device and --dtype go with --model (a server chooses its own)")
+    person = sys.stderr.isatty()
+    handler = configure_logging(sys.stderr, structured=not person, level=30 if person else 20)
+    try:
+        runner = Worker(dsn, model, server_url=server_url, api_key=_api_key(api_key_file), device=device, dtype=dtype,
+                        batch_size=batch_size, vectorizers=list(vectorizers), max_attempts=max_attempts,
+                        retry_delay=retry_delay, poll_interval=poll_interval, metrics_port=metrics_port,
+                        metrics_host=metrics_host, show_progress=not quiet)
+        _stop_on_signals(runner)
+        if person:
+            click.echo(f"vecplug pg worker: {'draining the queue' if once else 'waiting for rows'} "
+                       "(Ctrl-C finishes the batch in hand and stops)", err=True)
+        report = runner.run(once=once)
+    except (VectorizerError, ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        import logging
+
+        logging.getLogger("vecplug_pgvector").removeHandler(handler)
+    if person or once:
+        click.echo(str(report), err=True)
+    sys.exit(report.exit_code if once else 0)
+
+
+def _stop_on_signals(runner) -> None:
+    """First SIGTERM / SIGINT: finish the batch in hand, then exit. A second one: stop now (the batch rolls back)."""
+    def handle(number, frame):
+        if runner.stopping:
+            raise KeyboardInterrupt
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+@pg.command()
+@click.option("--dsn", default="", help=DSN_HELP)
+@click.option("--vectorizer", required=True, help="The vectorizer: its id or name (see vecplug pg status).")
+@click.option("--model", default=None, help="The new model: " + MODEL_HELP)
+@click.option("--server-url", default=None, help="The new model: " + SERVER_HELP)
+@click.option("--dimensions", type=click.IntRange(1), default=None, help="Matryoshka size of the new vectors.")
+@click.option("--device", default=None, help="With --model: cpu or cuda.")
+@click.option("--dtype", default=None, help="With --model: float32, bfloat16 or float16.")
+@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File holding the server's API key (first line).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar on a terminal.")
+def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_key_file, batch_size, quiet):
+    """Embed every row again with another model into a shadow column, then swap it in (one transaction).
+
+    Queries keep using the current vectors until the swap. Afterwards, run
+    workers with the new model.
+    """
+    from .reembed import reembed as run_reembed
+    from .vectorizers import VectorizerError
+
+    if (model is None) == (server_url is None):
+        raise click.UsageError("give the new model: --model NAME or --server-url URL")
+    try:
+        report = run_reembed(dsn, vectorizer, model, server_url=server_url, api_key=_api_key(api_key_file),
+                             dimensions=dimensions, device=device, dtype=dtype, batch_size=batch_size,
+                             show_progress=not quiet)
+    except (VectorizerError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(str(report))
+
+
+@pg.command()
+@click.option("--dsn", default="", help=DSN_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per vectorizer, one per line.")
+def status(dsn, as_json):
+    """Per vectorizer: pending rows and their age, failed rows, rows embedded, truncated texts, last error."""
+    from .status import format_table
+    from .status import status as read_status
+
+    rows = read_status(dsn)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+    else:
+        click.echo(format_table(rows))

@@ -1,0 +1,196 @@
+"""``vecplug pg reembed``: move a vectorizer to another model while queries keep working.
+
+1. ``vecplug.begin_reembed`` adds a shadow column (``<column>_vecplug_next``)
+   and records the new model; from then on a changed text clears both columns.
+2. Every row is embedded into the shadow column in batches of its own
+   transactions, walking the primary key (keyset pagination), then walked
+   again for rows whose text changed meanwhile. Queries, inserts and the
+   worker (still filling the current column with the current model) go on.
+3. The shadow column gets its HNSW index (``CREATE INDEX CONCURRENTLY``).
+4. One transaction: lock the vectorizer and the table against writers,
+   embed what is still missing, and ``vecplug.finish_reembed`` swaps the
+   columns, the index name and the recorded model. Readers wait only for the
+   final ``ALTER TABLE``s. A deadlock with another session retries the step.
+
+Rows that cannot be embedded with the new model (a poisoned text) are
+queued at the swap, for workers of the new model, and counted in the report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import vecplug
+
+from . import vectorizers as vz
+from .batch import BatchResult, BatchRunner, Row
+
+SWAP_TRIES = 3
+
+
+@dataclasses.dataclass
+class ReembedReport:
+    vectorizer: str
+    model: str
+    fingerprint: str
+    dimensions: int
+    embedded: int = 0
+    queued: int = 0          # rows the new model could not embed: queued for the worker at the swap
+    truncated: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        text = (f"{self.vectorizer} now uses {self.model} ({self.dimensions} dimensions, fingerprint "
+                f"{self.fingerprint}): embedded {self.embedded} rows in {self.seconds:.1f} s")
+        if self.truncated:
+            text += f"; {self.truncated} texts truncated"
+        if self.queued:
+            text += f"; {self.queued} rows failed and are queued for workers of the new model"
+        return text + ". Run workers with this model from now on."
+
+
+def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = None, api_key: str | None = None,
+            dimensions: int | None = None, device: str | None = None, dtype: str | None = None,
+            batch_size: int = 64, show_progress: bool = True) -> ReembedReport:
+    """Re-embed every row of ``vectorizer`` (id or name) with ``model`` (or the server at ``server_url``), then swap.
+
+    ``dimensions``: Matryoshka size of the new vectors (default the model's).
+    Resumable: run it again after an interruption with the same model.
+    """
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from vecplug.progress import progress
+
+    started = time.perf_counter()
+    embedder = _load(model, server_url, api_key, device, dtype)
+    view = embedder.with_dimensions(dimensions or embedder.spec.dimensions)
+    name = getattr(embedder, "served_name", None) or embedder.spec.name
+    with psycopg.connect(dsn, autocommit=True, application_name="vecplug pg reembed") as conn:
+        register_vector(conn)
+        found = vz.resolve(vz.load_all(conn), vectorizer)
+        if not found.exists:
+            raise vz.VectorizerError(f"the table of vectorizer {found.name} is gone")
+        table = _regclass_text(conn, found)
+        with conn.transaction():
+            conn.execute("SELECT vecplug.begin_reembed(%s::regclass, %s, %s, %s, %s)",
+                         [table, found.embedding_column, name, view.spec.fingerprint, view.spec.dimensions])
+        current = vz.load_one(conn, found.id)
+        view = vz.model_for(current, embedder, next_column=True)
+        report = ReembedReport(current.name, name, view.spec.fingerprint, view.spec.dimensions)
+        runner = BatchRunner(conn, embedder, batch_size=batch_size)
+        total = conn.execute(_missing_count_sql(current)).fetchone()[0]
+        with progress(total=total, desc="re-embedding", unit="row", quiet=not show_progress) as bar:
+            for _ in range(3):  # the walk, then catch-up walks for texts changed meanwhile
+                if not _walk(conn, runner, current, view, report, bar):
+                    break
+        _build_index(conn, current)
+        for attempt in range(SWAP_TRIES):
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT 1 FROM vecplug.vectorizers WHERE id = %s FOR UPDATE", [current.id])
+                    conn.execute(_lock_sql(current))
+                    _walk(conn, runner, current, view, report, None, transaction=False)
+                    report.queued = conn.execute("SELECT vecplug.finish_reembed(%s::regclass, %s, true)",
+                                                 [table, current.embedding_column]).fetchone()[0]
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == SWAP_TRIES - 1:
+                    raise
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _load(model, server_url, api_key, device, dtype):
+    if (model is None) == (server_url is None):
+        raise ValueError("give the new model: model (a name or a loaded model) or server_url, one of them")
+    if server_url is not None:
+        from vecplug.client import RemoteModel
+
+        return RemoteModel(server_url, api_key=api_key)
+    if isinstance(model, vecplug.EmbeddingModel):
+        return model
+    return vecplug.load_model(model, device=device, dtype=dtype)
+
+
+def _regclass_text(conn, vectorizer: vz.Vectorizer) -> str:
+    from psycopg import sql
+
+    return sql.Identifier(vectorizer.schema, vectorizer.table).as_string(conn)
+
+
+def _walk(conn, runner: BatchRunner, vectorizer, view, report: ReembedReport, bar, transaction: bool = True) -> int:
+    """One pass in key order over the rows with text and no shadow vector; returns the rows embedded."""
+    embedded_before = report.embedded
+    last_key = None
+    while True:
+        query = _scan_sql(vectorizer, after=last_key is not None)
+        parameters = [*(last_key or ()), runner.batch_size]
+        if transaction:
+            with conn.transaction():
+                found = _embed_batch(conn, runner, vectorizer, view, report, query, parameters)
+        else:
+            found = _embed_batch(conn, runner, vectorizer, view, report, query, parameters)
+        if not found:
+            return report.embedded - embedded_before
+        last_key = found[-1].key
+        if bar is not None:
+            bar.update(len(found))
+
+
+def _embed_batch(conn, runner, vectorizer, view, report, query, parameters) -> list[Row]:
+    rows = [Row(tuple(key), [], 0, text, md5) for key, text, md5 in conn.execute(query, parameters).fetchall()]
+    if rows:
+        result = BatchResult()
+        runner.embed_rows(vectorizer, view, rows, vectorizer.next_column, result, lambda *failure: None)
+        report.embedded += result.embedded
+        report.truncated += result.truncated
+    return rows
+
+
+def _scan_sql(vectorizer: vz.Vectorizer, after: bool):
+    from psycopg import sql
+
+    keys = [sql.SQL("t.{}").format(sql.Identifier(column)) for column in vectorizer.key_columns]
+    condition = sql.SQL("t.{text} IS NOT NULL AND t.{shadow} IS NULL").format(
+        text=sql.Identifier(vectorizer.text_column), shadow=sql.Identifier(vectorizer.next_column))
+    if after:
+        condition = sql.SQL("{} AND ({}) > ({})").format(condition, sql.SQL(", ").join(keys), sql.SQL(", ").join(
+            sql.SQL("(%s)::{}").format(sql.SQL(type_name)) for type_name in vectorizer.key_types))
+    return sql.SQL("SELECT ARRAY[{texts}], t.{text}::text, md5(t.{text}::text) FROM {table} t WHERE {condition} "
+                   "ORDER BY {keys} LIMIT %s").format(
+        texts=sql.SQL(", ").join(sql.SQL("{}::text").format(key) for key in keys),
+        text=sql.Identifier(vectorizer.text_column), table=sql.Identifier(vectorizer.schema, vectorizer.table),
+        condition=condition, keys=sql.SQL(", ").join(keys))
+
+
+def _missing_count_sql(vectorizer: vz.Vectorizer):
+    from psycopg import sql
+
+    return sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL AND {} IS NULL").format(
+        sql.Identifier(vectorizer.schema, vectorizer.table), sql.Identifier(vectorizer.text_column),
+        sql.Identifier(vectorizer.next_column))
+
+
+def _lock_sql(vectorizer: vz.Vectorizer):
+    from psycopg import sql
+
+    return sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+        sql.Identifier(vectorizer.schema, vectorizer.table))
+
+
+def _build_index(conn, vectorizer: vz.Vectorizer) -> None:
+    """The shadow column's HNSW index, built without blocking writers (unless one is there)."""
+    from psycopg import sql
+
+    if vectorizer.index != "hnsw":
+        return
+    exists = conn.execute("""
+        SELECT EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+                       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                       WHERE i.indrelid = %s::regclass AND a.attname = %s AND i.indisvalid)
+    """, [_regclass_text(conn, vectorizer), vectorizer.next_column]).fetchone()[0]
+    if not exists:
+        conn.execute(sql.SQL("CREATE INDEX CONCURRENTLY ON {} USING hnsw ({} {}.{})").format(
+            sql.Identifier(vectorizer.schema, vectorizer.table), sql.Identifier(vectorizer.next_column),
+            sql.Identifier(vectorizer.vector_schema), sql.Identifier(f"{vectorizer.storage}_cosine_ops")))

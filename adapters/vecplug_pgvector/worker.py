@@ -1,0 +1,398 @@
+"""``vecplug pg worker``: embeds what async vectorizers queue, and loses nothing.
+
+    worker = vecplug_pgvector.Worker(dsn, server_url="http://127.0.0.1:8000")
+    worker.run()            # until worker.stop() (the CLI: SIGTERM / Ctrl-C), finishing the batch in hand
+    worker.run(once=True)   # drain what is queued now; the report says what is left
+
+Each batch is one transaction (``batch.BatchRunner``). Between batches the
+worker goes round the vectorizers in turn; when every queue is empty it
+waits for a ``pg_notify`` from the triggers (LISTEN), or ``poll_interval``
+at most, so a lost notification costs seconds, not rows. When the server or
+the database is unavailable it backs off (1 s doubling to 30 s), reconnects
+and carries on: rows stay queued meanwhile and no attempt is counted. A
+vectorizer whose recorded model differs from the worker's is refused (it
+would mix two vector spaces in one column), and the others are served.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+import vecplug
+from vecplug.errors import ModelMismatchError
+
+from . import vectorizers as vz
+from .batch import BatchRunner, DatabaseLost, Outage
+from .worker_telemetry import WorkerMetrics
+
+LISTEN_CHANNEL = "vecplug_queue"
+MAX_BACKOFF_S = 30.0
+QUEUE_GAUGE_EVERY_S = 10.0
+FOLD_ACTIVITY_EVERY_S = 60.0
+SERVER_RETRY_S = 5.0  # RemoteModel's own retries per request; the worker's backoff takes over after
+
+
+@dataclasses.dataclass
+class WorkerReport:
+    """What a run did; ``exit_code`` is what ``vecplug pg worker --once`` exits with."""
+
+    embedded: int = 0
+    skipped: int = 0
+    errors: int = 0
+    failed: int = 0
+    truncated: int = 0
+    batches: int = 0
+    left: int = 0                        # rows still queued because of errors (counted at the end of --once)
+    refused: dict = dataclasses.field(default_factory=dict)   # vectorizer name -> why
+    outage: str | None = None            # why a --once run ended early
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if not (self.left or self.failed or self.refused or self.outage) else 1
+
+    def add(self, result) -> None:
+        self.embedded += result.embedded
+        self.skipped += result.skipped
+        self.errors += result.errors
+        self.failed += result.failed
+        self.truncated += result.truncated
+        self.batches += 1
+
+    def __str__(self) -> str:
+        parts = [f"embedded {self.embedded} rows in {self.batches} batches"]
+        if self.skipped:
+            parts.append(f"{self.skipped} queued rows needed no vector")
+        if self.truncated:
+            parts.append(f"{self.truncated} texts truncated to the model's max tokens")
+        if self.errors:
+            parts.append(f"{self.errors} row errors")
+        if self.failed:
+            parts.append(f"{self.failed} rows moved to vecplug.failed")
+        if self.left:
+            parts.append(f"{self.left} rows left queued after errors")
+        parts += [f"refused {name}: {why}" for name, why in self.refused.items()]
+        if self.outage:
+            parts.append(f"stopped by an outage: {self.outage}")
+        return "; ".join(parts)
+
+
+class Worker:
+    """Embeds the queued rows of a database's async vectorizers (and the sync ones' fallbacks).
+
+    ``dsn``: a libpq connection string (the worker opens, and reopens, its
+    own connections); connect as the role that installed vecplug. The model:
+    ``server_url`` (a ``vecplug serve``; API key from ``api_key`` or
+    ``$VECPLUG_API_KEY``), or ``model`` (a name for ``vecplug.load_model``,
+    or a loaded model), or neither: the server recorded by ``vecplug pg
+    install``. ``vectorizers``: ids or names to serve (default all).
+    A row that fails on its own ``max_attempts`` times moves to
+    ``vecplug.failed``; between attempts it waits ``retry_delay`` seconds,
+    doubling.
+    """
+
+    def __init__(self, dsn: str, model=None, *, server_url: str | None = None, api_key: str | None = None,
+                 device: str | None = None, dtype: str | None = None, batch_size: int = 64,
+                 vectorizers: list[str] | None = None, max_attempts: int = 5, retry_delay: float = 10.0,
+                 poll_interval: float = 5.0, metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
+                 show_progress: bool = True):
+        if not isinstance(dsn, str):
+            raise TypeError("dsn must be a libpq connection string: the worker opens (and reopens) its own connections")
+        if model is not None and server_url is not None:
+            raise ValueError("give model or server_url, not both")
+        for name, value, least in (("batch_size", batch_size, 1), ("max_attempts", max_attempts, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, not {value!r}")
+        if retry_delay < 0 or poll_interval <= 0:
+            raise ValueError("retry_delay must be >= 0 and poll_interval > 0 seconds")
+        self.dsn = dsn
+        self.server_url, self.api_key = server_url, api_key
+        self.device, self.dtype = device, dtype
+        self._model = model if isinstance(model, vecplug.EmbeddingModel) else None
+        self._model_name = model if isinstance(model, str) else None
+        self.batch_size, self.max_attempts, self.retry_delay = batch_size, max_attempts, retry_delay
+        self.poll_interval = poll_interval
+        self.wanted = list(vectorizers or [])
+        self.metrics_port, self.metrics_host = metrics_port, metrics_host
+        self.show_progress = show_progress
+        self.log = logging.getLogger("vecplug_pgvector.worker")
+        self._stop = threading.Event()
+        self.conn = self.listen_conn = None
+        self.runner: BatchRunner | None = None
+        self.metrics: WorkerMetrics | None = None
+        self._refused: dict[int, str] = {}
+        self._last_gauges = self._last_fold = 0.0
+
+    # -- control --------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from ``run`` (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, once: bool = False) -> WorkerReport:
+        """Serve until ``stop()``; with ``once``, until no due row is left (or an outage), then return."""
+        import psycopg
+
+        from vecplug.progress import progress
+
+        report = WorkerReport()
+        self.metrics = WorkerMetrics(self.metrics_port, self.metrics_host)
+        backoff = 1.0
+        outage_kind = None
+        bar = None
+        try:
+            while not self.stopping:
+                try:
+                    self._connect()
+                    self._ensure_model()
+                    if outage_kind:
+                        self.log.info("%s available again: carrying on", outage_kind, extra={"fields": {
+                            "event": "recovered", "kind": outage_kind}})
+                        self.metrics.availability(outage_kind, True)
+                        outage_kind = None
+                    if bar is None:
+                        bar = progress(total=self._pending() if once else None, desc="vecplug pg worker", unit="row",
+                                       quiet=not self.show_progress)
+                    handled = self._round(report, bar)
+                    backoff = 1.0
+                    if handled:
+                        continue
+                    if once:
+                        break
+                    self._wait_for_work(self.poll_interval)
+                except (Outage, psycopg.OperationalError) as error:
+                    if isinstance(error, psycopg.OperationalError):  # outside a batch: reading the vectorizers
+                        error = DatabaseLost(" ".join(str(error).split()))
+                    kind = "database" if isinstance(error, DatabaseLost) else "server"
+                    if kind == "database":
+                        self._close()
+                    if outage_kind != kind:
+                        self.log.warning("%s unavailable (%s): rows stay queued; retrying", kind, error,
+                                         extra={"fields": {"event": "outage", "kind": kind, "error": str(error)}})
+                        self.metrics.availability(kind, False)
+                        outage_kind = kind
+                    if once:
+                        report.outage = str(error)
+                        break
+                    self._sleep(backoff)
+                    backoff = min(MAX_BACKOFF_S, backoff * 2)
+            if once and not report.outage and self.conn is not None:
+                report.left = self._left_after_errors()
+        finally:
+            if bar is not None:
+                bar.close()
+            self._close()
+            self.metrics.close()
+        self.log.info("worker stopped: %s", report, extra={"fields": {"event": "stopped", **dataclasses.asdict(report)}})
+        return report
+
+    # -- connections and the model ----------------------------------------------------------------------------
+    def _connect(self) -> None:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        if self.conn is not None and not self.conn.closed and not self.conn.broken:
+            return
+        self._close()
+        try:
+            self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="vecplug pg worker")
+            register_vector(self.conn)
+            self.listen_conn = psycopg.connect(self.dsn, autocommit=True, application_name="vecplug pg worker listen")
+            self.listen_conn.execute(f"LISTEN {LISTEN_CHANNEL}")
+        except psycopg.OperationalError as error:
+            self._close()
+            raise DatabaseLost(" ".join(str(error).split())) from error
+        except psycopg.ProgrammingError as error:  # register_vector: no vector type
+            self._close()
+            raise vz.VectorizerError(f"cannot use this database: {error} (is pgvector enabled?)") from None
+
+    def _close(self) -> None:
+        for connection in (self.conn, self.listen_conn):
+            if connection is not None:
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
+        self.conn = self.listen_conn = None
+        self.runner = None
+
+    def _ensure_model(self) -> None:
+        if self._model is None:
+            if self._model_name is not None:
+                self._model = vecplug.load_model(self._model_name, device=self.device, dtype=self.dtype)
+            else:
+                url, key = self.server_url, self.api_key
+                if url is None:
+                    url, key = self._installed_server()
+                from vecplug.client import RemoteModel
+
+                try:
+                    self._model = RemoteModel(url, api_key=key, retry_seconds=SERVER_RETRY_S)
+                except vecplug.ServerError as error:
+                    raise Outage(str(error)) from error
+            spec = self._model.spec
+            self.log.info("embedding with %s (%d dimensions, fingerprint %s)", spec.name, spec.dimensions,
+                          spec.fingerprint, extra={"fields": {"event": "model", "model": spec.name,
+                                                               "fingerprint": spec.fingerprint}})
+        if self.runner is None:
+            self.runner = BatchRunner(self.conn, self._model, batch_size=self.batch_size,
+                                      max_attempts=self.max_attempts, retry_delay=self.retry_delay)
+
+    def _installed_server(self) -> tuple[str, str | None]:
+        import psycopg
+
+        try:
+            with self.conn.transaction():
+                settings = dict(self.conn.execute(
+                    "SELECT name, value FROM vecplug.settings WHERE name IN ('server_url', 'api_key')").fetchall())
+        except psycopg.errors.InsufficientPrivilege:
+            raise vz.VectorizerError("no model given (--server-url or --model), and this role may not read the "
+                                     "server recorded by vecplug pg install") from None
+        if not settings.get("server_url"):
+            raise vz.VectorizerError("no model given: pass --server-url URL (a vecplug serve) or --model NAME; "
+                                     "vecplug pg install recorded no server either")
+        return settings["server_url"], self.api_key or settings.get("api_key")
+
+    # -- the work -----------------------------------------------------------------------------------------------
+    def _served(self) -> list[vz.Vectorizer]:
+        found = vz.load_all(self.conn)
+        if not self.wanted:
+            return [v for v in found if v.exists]
+        return [vz.resolve(found, wanted) for wanted in self.wanted]
+
+    def _round(self, report: WorkerReport, bar) -> int:
+        """One batch of each served vectorizer; returns the queue rows handled."""
+        handled = 0
+        for vectorizer in self._served():
+            if self.stopping:
+                break
+            try:
+                vectorizer = self._pin_model(vectorizer)
+                result = self.runner.run(vectorizer)
+            except ModelMismatchError as error:
+                self._refuse(vectorizer, error, report)
+                continue
+            if self._refused.pop(vectorizer.id, None):
+                report.refused.pop(vectorizer.name, None)
+            if not result.locked:
+                continue
+            handled += result.locked
+            report.add(result)
+            self.metrics.batch(vectorizer.name, result)
+            bar.update(result.embedded + result.skipped + result.failed)
+            if bar.total is not None and bar.n > bar.total:
+                bar.total = bar.n
+            self.log.info("%s: embedded %d rows in %.2f s", vectorizer.name, result.embedded, result.seconds,
+                          extra={"fields": {"event": "batch", "vectorizer": vectorizer.name,
+                                            **dataclasses.asdict(result)}})
+            if result.errors:
+                self.log.warning("%s: %d rows failed (%d moved to vecplug.failed): %s", vectorizer.name,
+                                 result.errors, result.failed, result.last_error,
+                                 extra={"fields": {"event": "row_errors", "vectorizer": vectorizer.name,
+                                                   "errors": result.errors, "failed": result.failed,
+                                                   "error": result.last_error}})
+        self._housekeeping()
+        return handled
+
+    def _pin_model(self, vectorizer: vz.Vectorizer) -> vz.Vectorizer:
+        """A vectorizer created without a known model takes this worker's (checked by name first)."""
+        if vectorizer.model_fingerprint:
+            return vectorizer
+        view = vz.model_for(vectorizer, self._model)
+        name = vectorizer.model or getattr(self._model, "served_name", None) or view.spec.name
+        import json
+
+        with self.conn.transaction():
+            pinned = self.conn.execute(
+                "UPDATE vecplug.vectorizers SET model = %s, model_fingerprint = %s "
+                "WHERE id = %s AND model_fingerprint IS NULL RETURNING source::oid",
+                [name, view.spec.fingerprint, vectorizer.id]).fetchone()
+            if pinned:
+                self.conn.execute(
+                    "INSERT INTO vecplug.embedding_columns (table_oid, column_name, model) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING", [pinned[0], vectorizer.embedding_column,
+                                               json.dumps({**view.spec.to_dict(), "name": name})])
+                self.log.info("%s: recorded model %s (fingerprint %s)", vectorizer.name, name, view.spec.fingerprint,
+                              extra={"fields": {"event": "pinned", "vectorizer": vectorizer.name}})
+        return vz.load_one(self.conn, vectorizer.id) or vectorizer
+
+    def _refuse(self, vectorizer: vz.Vectorizer, error: ModelMismatchError, report: WorkerReport) -> None:
+        report.refused[vectorizer.name] = str(error)
+        if self._refused.get(vectorizer.id) == str(error):
+            return
+        self._refused[vectorizer.id] = str(error)
+        self.log.error("refusing to write to %s: %s", vectorizer.name, error,
+                       extra={"fields": {"event": "refused", "vectorizer": vectorizer.name, "error": str(error)}})
+        with self.conn.transaction():
+            self.conn.execute("INSERT INTO vecplug.activity (vectorizer_id, error) VALUES (%s, %s)",
+                              [vectorizer.id, f"worker refused: {error}"])
+
+    def _pending(self) -> int:
+        ids = [vectorizer.id for vectorizer in self._served()]
+        with self.conn.transaction():
+            return self.conn.execute("SELECT count(*) FROM vecplug.queue WHERE vectorizer_id = ANY(%s)",
+                                     [ids]).fetchone()[0]
+
+    def _left_after_errors(self) -> int:
+        ids = [vectorizer.id for vectorizer in self._served()]
+        with self.conn.transaction():
+            return self.conn.execute(
+                "SELECT count(DISTINCT (vectorizer_id, pk)) FROM vecplug.queue "
+                "WHERE vectorizer_id = ANY(%s) AND (attempts > 0 OR vectorizer_id = ANY(%s))",
+                [ids, list(self._refused)]).fetchone()[0]
+
+    def _housekeeping(self) -> None:
+        """Queue gauges every few seconds; fold the activity log now and then (one worker at a time)."""
+        now = time.monotonic()
+        if self.metrics.server is not None and now - self._last_gauges >= QUEUE_GAUGE_EVERY_S:
+            self._last_gauges = now
+            with self.conn.transaction():
+                rows = self.conn.execute(
+                    "SELECT v.id, v.name, count(DISTINCT q.pk), extract(epoch FROM now() - min(q.queued_at)) "
+                    "FROM vecplug.vectorizer_columns v LEFT JOIN vecplug.queue q ON q.vectorizer_id = v.id "
+                    "GROUP BY v.id, v.name").fetchall()
+            for _, name, pending, oldest in rows:
+                self.metrics.queue(name, pending, float(oldest) if oldest is not None else None)
+        if now - self._last_fold >= FOLD_ACTIVITY_EVERY_S:
+            self._last_fold = now
+            with self.conn.transaction():
+                if self.conn.execute("SELECT pg_try_advisory_xact_lock(hashtext('vecplug fold activity'))"
+                                     ).fetchone()[0]:
+                    self.conn.execute(FOLD_ACTIVITY)
+
+    def _wait_for_work(self, seconds: float) -> None:
+        """Until a notification, ``stop()``, or ``seconds``; a broken LISTEN connection is a database outage."""
+        import psycopg
+
+        deadline = time.monotonic() + seconds
+        try:
+            while not self.stopping and time.monotonic() < deadline:
+                for _ in self.listen_conn.notifies(timeout=min(0.5, max(0.01, deadline - time.monotonic())),
+                                                   stop_after=1):
+                    for _ in self.listen_conn.notifies(timeout=0.01):  # the rest of a burst: one round serves them
+                        pass
+                    return
+        except psycopg.OperationalError as error:
+            raise DatabaseLost(" ".join(str(error).split())) from error
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+
+# Fold each vectorizer's activity rows older than a minute into one sum row
+# and one row for the latest error, so the log stays small.
+FOLD_ACTIVITY = """
+    WITH old AS (
+        DELETE FROM vecplug.activity WHERE at < now() - interval '1 minute' RETURNING *
+    ), sums AS (
+        INSERT INTO vecplug.activity (vectorizer_id, embedded, truncated, at)
+        SELECT vectorizer_id, sum(embedded), sum(truncated), max(at) FROM old GROUP BY vectorizer_id
+    )
+    INSERT INTO vecplug.activity (vectorizer_id, error, at)
+    SELECT DISTINCT ON (vectorizer_id) vectorizer_id, error, at FROM old WHERE error IS NOT NULL
+    ORDER BY vectorizer_id, at DESC
+"""

@@ -1,0 +1,144 @@
+-- Changing a vectorizer's model without downtime (what `vecplug pg reembed`
+-- drives; usable from SQL too). Plain plpgsql. Repeatable.
+--
+--   SELECT vecplug.begin_reembed('docs', 'embedding', 'new-model', '<fingerprint>', 768);
+--       adds the shadow column embedding_vecplug_next; queries keep using embedding
+--   UPDATE docs SET embedding_vecplug_next = ... ;   -- every row (vecplug pg reembed does this in batches)
+--   SELECT vecplug.finish_reembed('docs', 'embedding');
+--       in one transaction: the shadow column becomes embedding (with its index), the
+--       vectorizer records the new model, the old vectors go
+--
+-- While it runs, a changed text clears both columns, the worker keeps
+-- filling the current one with the current model, and the shadow column is
+-- caught up before the swap.
+
+CREATE OR REPLACE FUNCTION vecplug.begin_reembed(
+    source regclass,
+    embedding_column name,
+    model text,
+    model_fingerprint text,
+    dimensions integer
+) RETURNS name
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'start a re-embedding');
+    shadow name;
+    shadow_attnum smallint;
+BEGIN
+    IF model IS NULL OR model_fingerprint IS NULL OR dimensions IS NULL OR dimensions < 1 THEN
+        RAISE EXCEPTION 'vecplug: begin_reembed needs the new model''s name, fingerprint and dimensions'
+            USING ERRCODE = '22023';
+    END IF;
+    IF dimensions > CASE v.storage WHEN 'vector' THEN 2000 ELSE 4000 END AND v.index = 'hnsw' THEN
+        RAISE EXCEPTION 'vecplug: pgvector''s HNSW index takes at most % dimensions of %, not %',
+            CASE v.storage WHEN 'vector' THEN 2000 ELSE 4000 END, v.storage, dimensions USING ERRCODE = '22023';
+    END IF;
+    IF v.next_column IS NOT NULL THEN
+        IF v.next_model_fingerprint = model_fingerprint AND v.next_dimensions = dimensions THEN
+            RETURN v.next_column;  -- resuming
+        END IF;
+        RAISE EXCEPTION 'vecplug: % is already being re-embedded, to % (% dimensions)', v.name, v.next_model,
+            v.next_dimensions USING ERRCODE = '55000',
+            HINT = format('Finish that one, or cancel it: SELECT vecplug.cancel_reembed(%L, %L);', v.source,
+                          v.embedding_column);
+    END IF;
+    shadow := left(v.embedding_column, 49) || '_vecplug_next';
+    IF EXISTS (SELECT FROM pg_attribute WHERE attrelid = v.source AND attname = shadow AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'vecplug: table % already has a column %', v.source, quote_ident(shadow)
+            USING ERRCODE = '42701', HINT = 'Rename or drop it; vecplug uses that name for the re-embedding.';
+    END IF;
+    shadow_attnum := vecplug._ensure_vector_column(v.source, shadow, v.storage, dimensions);
+    UPDATE vecplug.vectorizers SET next_attnum = shadow_attnum, next_model = begin_reembed.model,
+        next_model_fingerprint = begin_reembed.model_fingerprint, next_dimensions = begin_reembed.dimensions
+    WHERE id = v.id;
+    PERFORM vecplug._vectorizer_triggers(v.id);
+    RETURN shadow;
+END
+$$;
+GRANT EXECUTE ON FUNCTION vecplug.begin_reembed(regclass, name, text, text, integer) TO PUBLIC;
+
+-- The swap, in the caller's transaction: refuses while rows with text lack a
+-- new vector, unless queue_missing (they are then queued for workers of the
+-- new model). Returns how many rows were queued so.
+CREATE OR REPLACE FUNCTION vecplug.finish_reembed(
+    source regclass,
+    embedding_column name,
+    queue_missing boolean DEFAULT false
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'finish a re-embedding');
+    missing bigint;
+    old_index name;
+    new_index regclass;
+BEGIN
+    IF v.next_column IS NULL THEN
+        RAISE EXCEPTION 'vecplug: % is not being re-embedded', v.name USING ERRCODE = '55000',
+            HINT = 'Start with vecplug pg reembed (or vecplug.begin_reembed).';
+    END IF;
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v.source);  -- writers wait; readers go on
+    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', v.source, v.text_column,
+                   v.next_column) INTO missing;
+    IF missing > 0 AND NOT coalesce(queue_missing, false) THEN
+        RAISE EXCEPTION 'vecplug: % rows of % have no vector in % yet', missing, v.source, quote_ident(v.next_column)
+            USING ERRCODE = '55000', HINT = 'Embed them first (vecplug pg reembed does), or pass queue_missing => true.';
+    END IF;
+    IF v.index = 'hnsw' THEN
+        PERFORM vecplug._ensure_vector_index(v.source, v.next_attnum, v.storage);
+    END IF;
+    SELECT ic.relname INTO old_index FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = ic.relam
+    WHERE i.indrelid = v.source AND i.indkey[0] = v.embedding_attnum AND am.amname IN ('hnsw', 'ivfflat') LIMIT 1;
+    SELECT i.indexrelid::regclass INTO new_index FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = ic.relam
+    WHERE i.indrelid = v.source AND i.indkey[0] = v.next_attnum AND am.amname IN ('hnsw', 'ivfflat') LIMIT 1;
+    PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
+    EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.embedding_column);
+    EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', v.source, v.next_column, v.embedding_column);
+    IF old_index IS NOT NULL AND new_index IS NOT NULL THEN
+        EXECUTE format('ALTER INDEX %s RENAME TO %I', new_index, old_index);  -- dropped with the old column
+    END IF;
+    UPDATE vecplug.vectorizers SET embedding_attnum = next_attnum, model = next_model,
+        model_fingerprint = next_model_fingerprint, dimensions = next_dimensions,
+        next_attnum = NULL, next_model = NULL, next_model_fingerprint = NULL, next_dimensions = NULL
+    WHERE id = v.id;
+    INSERT INTO vecplug.embedding_columns (table_oid, column_name, model)
+    VALUES (v.source, v.embedding_column, jsonb_build_object('name', v.next_model,
+            'fingerprint', v.next_model_fingerprint, 'dimensions', v.next_dimensions))
+    ON CONFLICT (table_oid, column_name) DO UPDATE SET model = EXCLUDED.model, recorded_at = now();
+    -- Every row with text now has the new model's vector of its current text (or is queued below):
+    -- what was queued for the old model is done.
+    DELETE FROM vecplug.queue WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
+    PERFORM vecplug._vectorizer_triggers(v.id);
+    IF missing > 0 THEN
+        PERFORM vecplug._enqueue_rows_without_vector(v.id);
+        RAISE NOTICE 'vecplug: % rows of % got no vector from the new model; they are queued', missing, v.name;
+    END IF;
+    RETURN missing;
+END
+$$;
+GRANT EXECUTE ON FUNCTION vecplug.finish_reembed(regclass, name, boolean) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION vecplug.cancel_reembed(source regclass, embedding_column name) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'cancel a re-embedding');
+BEGIN
+    IF v.next_column IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
+    EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.next_column);
+    UPDATE vecplug.vectorizers SET next_attnum = NULL, next_model = NULL, next_model_fingerprint = NULL,
+        next_dimensions = NULL WHERE id = v.id;
+    PERFORM vecplug._vectorizer_triggers(v.id);
+END
+$$;
+GRANT EXECUTE ON FUNCTION vecplug.cancel_reembed(regclass, name) TO PUBLIC;
