@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 import vecplug  # noqa: E402
 from vecplug.testing import write_model  # noqa: E402
 from pg_rig import fresh_db, managed_db, pg_cluster  # noqa: E402,F401  (PostgreSQL, one cluster per session)
+from pg_vectorizer_helpers import vz_server  # noqa: E402,F401  (an embedding server for the vectorizer tests)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ import vecplug_pgvector  # noqa: E402
 from vecplug_pgvector import sqlfiles  # noqa: E402
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
+LATEST = sqlfiles.latest_version()  # the schema version this checkout installs
+NEXT = f"{LATEST + 1:04d}"  # a migration a later vecplug would add
 
 
 def catalog_state(conn) -> list[tuple]:
@@ -83,13 +85,13 @@ def test_install_sql_names_every_file_in_order():
 def test_install_creates_both_layers(pg_cluster, fresh_db):
     with pg_cluster.connect(fresh_db) as conn:
         report = vecplug_pgvector.install(conn, CLOSED_PORT_URL, connect_timeout=2, read_timeout=7)
-        assert report.previous_version == 0 and report.version == 1
+        assert report.previous_version == 0 and report.version == LATEST
         assert report.query_functions == "installed"
         assert "CREATE EXTENSION vector" in report.applied and "query/10_embed.sql" in report.applied
         assert set(report.settings_changed) >= {"server_url", "connect_timeout", "read_timeout"}
         assert any("could not ask the embedding server for its model" in note and "http://127.0.0.1:9" in note
                    for note in report.notes)
-        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == 1
+        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == LATEST
         settings = dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
         assert settings["server_url"] == CLOSED_PORT_URL
         assert (settings["connect_timeout"], settings["read_timeout"]) == ("2", "7")
@@ -135,7 +137,7 @@ def _sql_copy(tmp_path: Path, name: str) -> Path:
 def test_a_later_version_upgrades_in_place(pg_cluster, fresh_db, tmp_path):
     version_1 = _sql_copy(tmp_path, "v1")
     version_2 = _sql_copy(tmp_path, "v2")
-    (version_2 / "core" / "migrations" / "0002_notes.sql").write_text("""
+    (version_2 / "core" / "migrations" / f"{NEXT}_notes.sql").write_text("""
         CREATE TABLE vecplug.notes (id bigint PRIMARY KEY, body text NOT NULL);
         INSERT INTO vecplug.settings (name, value, description) VALUES ('notes_enabled', 'yes', 'a v2 setting');
     """)
@@ -149,15 +151,15 @@ def test_a_later_version_upgrades_in_place(pg_cluster, fresh_db, tmp_path):
         vecplug_pgvector.install(conn, _sql_root=version_1)
         conn.execute("UPDATE vecplug.settings SET value = '7' WHERE name = 'read_timeout'")  # the user's own choice
         upgraded = vecplug_pgvector.install(conn, _sql_root=version_2)
-        assert (upgraded.previous_version, upgraded.version) == (1, 2)
-        assert upgraded.applied == ["0002_notes.sql", "core/10_functions.sql", "core/20_notes.sql"]
-        assert "upgraded vecplug schema from version 1 to 2" in str(upgraded)
-        assert conn.execute("SELECT vecplug.schema_version(), vecplug.note_count()").fetchone() == (2, 0)
+        assert (upgraded.previous_version, upgraded.version) == (LATEST, LATEST + 1)
+        assert upgraded.applied == [f"{NEXT}_notes.sql", "core/10_functions.sql", "core/20_notes.sql"]
+        assert f"upgraded vecplug schema from version {LATEST} to {LATEST + 1}" in str(upgraded)
+        assert conn.execute("SELECT vecplug.schema_version(), vecplug.note_count()").fetchone() == (LATEST + 1, 0)
         settings = dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
         assert settings["read_timeout"] == "7" and settings["notes_enabled"] == "yes"
         before = catalog_state(conn)
         assert not vecplug_pgvector.install(conn, _sql_root=version_2).changed
-        with pytest.raises(vecplug_pgvector.InstallError, match=r"schema version 2 .*newer than this vecplug's 1"):
+        with pytest.raises(vecplug_pgvector.InstallError, match=rf"schema version {LATEST + 1} .*newer than this vecplug's {LATEST}"):
             vecplug_pgvector.install(conn, _sql_root=version_1)
         assert catalog_state(conn) == before
 
@@ -182,7 +184,7 @@ def test_uninstall_refuses_while_objects_outside_depend_on_it(pg_cluster, fresh_
         conn.execute("CREATE VIEW installed AS SELECT vecplug.schema_version() AS version")
         with pytest.raises(vecplug_pgvector.InstallError, match=r"view public.installed.*Nothing was changed"):
             vecplug_pgvector.uninstall(conn)
-        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == 1
+        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == LATEST
         dropped = vecplug_pgvector.uninstall(conn, cascade=True)
         assert dropped == ["default value for column embedding of table public.docs", "view public.installed"]
         assert conn.execute("SELECT to_regclass('docs') IS NOT NULL, to_regclass('installed')").fetchone() == (True,
@@ -208,7 +210,7 @@ def test_psql_route_installs_what_the_installer_installs(pg_cluster, fresh_db):
             assert catalog_definition(by_psql) == catalog_definition(by_python)
             # The installer takes over a psql install: repeatable files once (psql records no checksum), then nothing.
             taken_over = vecplug_pgvector.install(by_psql)
-            assert taken_over.applied == ["core/10_functions.sql", "query/10_embed.sql"]
+            assert taken_over.applied == [file.name for layer in ("core", "query") for file in sqlfiles.repeatables(layer)]
             assert not vecplug_pgvector.install(by_psql).changed
         uninstalled = run_psql(pg_cluster, fresh_db, "-1", "-f", str(root / "uninstall.sql"))
         assert uninstalled.returncode == 0, uninstalled.stderr
@@ -222,10 +224,10 @@ def test_managed_postgres_installs_the_core_with_a_plain_notice(pg_cluster, mana
     """No superuser, so no plpython3u: the core installs and the report says what to do instead."""
     with pg_cluster.connect(managed_db, user="app") as conn:
         report = vecplug_pgvector.install(conn, CLOSED_PORT_URL)
-        assert report.version == 1 and report.query_functions == "not installed"
+        assert report.version == LATEST and report.query_functions == "not installed"
         text = str(report)
         assert "role 'app' is not a superuser" in text and "vecplug_pgvector.search(conn, table, text)" in text
-        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == 1
+        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == LATEST
         assert conn.execute("SELECT to_regprocedure('vecplug.embed_query(text, text, integer)')").fetchone()[0] is None
         assert conn.execute("SELECT value FROM vecplug.settings WHERE name = 'server_url'").fetchone()[0] \
             == CLOSED_PORT_URL
@@ -240,7 +242,7 @@ def test_without_pgvector_the_core_still_installs_and_the_report_says_why(pg_clu
         assert report.query_functions == "not installed"
         assert any("pgvector is available but not enabled" in note and "CREATE EXTENSION vector" in note
                    for note in report.notes)
-        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == 1
+        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == LATEST
 
 
 def test_another_role_cannot_change_an_installed_schema(pg_cluster, fresh_db):
@@ -269,7 +271,7 @@ def test_an_ordinary_role_can_neither_read_nor_change_the_settings(pg_cluster, f
         for statement in forbidden:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
-        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == 1
+        assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == LATEST
     with pg_cluster.connect(fresh_db) as conn:
         assert conn.execute("SELECT value FROM vecplug.settings WHERE name = 'server_url'").fetchone()[0] \
             == CLOSED_PORT_URL
@@ -298,7 +300,7 @@ def test_cli_install_and_uninstall(pg_cluster, fresh_db, tmp_path):
                                 "--api-key-file", str(key_file), "--read-timeout", "12"],
                                capture_output=True, text=True, timeout=120)
     assert installed.returncode == 0, installed.stderr
-    assert f"installed vecplug schema version 1 in database '{fresh_db}'" in installed.stdout
+    assert f"installed vecplug schema version {LATEST} in database '{fresh_db}'" in installed.stdout
     assert "query functions (vecplug.embed_query, embed_document, embed_documents): installed" in installed.stdout
     assert "could not ask the embedding server for its model" in installed.stdout
     with pg_cluster.connect(fresh_db) as conn:

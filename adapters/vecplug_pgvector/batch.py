@@ -118,8 +118,15 @@ class BatchRunner:
             row.attempts = max(row.attempts, attempts)
         kept = self.embed_rows(current, view, list(by_key.values()), current.embedding_column, result,
                                self._record_failure)
-        done_ids += [queue_id for row in by_key.values() if row.key not in kept for queue_id in row.queue_ids]
+        done = [row for row in by_key.values() if row.key not in kept]
+        done_ids += [queue_id for row in done for queue_id in row.queue_ids]
         self.conn.execute("DELETE FROM vecplug.queue WHERE id = ANY(%s)", [done_ids])
+        if done and self.conn.execute("SELECT EXISTS (SELECT FROM vecplug.failed WHERE vectorizer_id = %s)",
+                                      [current.id]).fetchone()[0]:
+            # a row that failed before (its text since changed) and went through now is no failure any more
+            self.conn.execute(vz.forget_failed_sql(current), [[row.key[index] for row in done]
+                                                             for index in range(len(current.key_columns))]
+                              + [current.id])
         self.conn.execute("INSERT INTO vecplug.activity (vectorizer_id, embedded, truncated, error) "
                           "VALUES (%s, %s, %s, %s)", [current.id, result.embedded, result.truncated, result.last_error])
 

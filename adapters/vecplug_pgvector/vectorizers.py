@@ -209,3 +209,15 @@ def write_sql(vectorizer: Vectorizer, column: str):
     """).format(table=_table(vectorizer), column=sql.Identifier(column), value=value, arrays=arrays,
                 keys=sql.SQL(", ").join(keys), text=sql.Identifier(vectorizer.text_column),
                 match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])))
+
+
+def forget_failed_sql(vectorizer: Vectorizer):
+    """Delete the failed rows of these keys. Parameters: one text[] per key column, then the vectorizer id."""
+    from psycopg import sql
+
+    count = len(vectorizer.key_columns)
+    keys = [sql.Identifier(f"k{index}") for index in range(count)]
+    return sql.SQL("DELETE FROM vecplug.failed f USING unnest({arrays}) AS x ({keys}) "
+                   "WHERE f.vectorizer_id = %s AND f.pk = ARRAY[{values}]").format(
+        arrays=sql.SQL(", ").join([sql.SQL("%s::text[]")] * count), keys=sql.SQL(", ").join(keys),
+        values=sql.SQL(", ").join(sql.SQL("x.{}").format(key) for key in keys))

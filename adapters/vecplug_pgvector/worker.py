@@ -141,6 +141,9 @@ class Worker:
 
         report = WorkerReport()
         self.metrics = WorkerMetrics(self.metrics_port, self.metrics_host)
+        if self.metrics.url:
+            self.log.info("metrics on %s", self.metrics.url, extra={"fields": {"event": "metrics",
+                                                                              "url": self.metrics.url}})
         backoff = 1.0
         outage_kind = None
         bar = None

@@ -26,14 +26,16 @@ DECLARE
     v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'start a re-embedding');
     shadow name;
     shadow_attnum smallint;
+    max_index_dimensions integer;
 BEGIN
     IF model IS NULL OR model_fingerprint IS NULL OR dimensions IS NULL OR dimensions < 1 THEN
         RAISE EXCEPTION 'vecplug: begin_reembed needs the new model''s name, fingerprint and dimensions'
             USING ERRCODE = '22023';
     END IF;
-    IF dimensions > CASE v.storage WHEN 'vector' THEN 2000 ELSE 4000 END AND v.index = 'hnsw' THEN
+    max_index_dimensions := (CASE v.storage WHEN 'vector' THEN 2000 ELSE 4000 END);
+    IF v.index = 'hnsw' AND dimensions > max_index_dimensions THEN
         RAISE EXCEPTION 'vecplug: pgvector''s HNSW index takes at most % dimensions of %, not %',
-            CASE v.storage WHEN 'vector' THEN 2000 ELSE 4000 END, v.storage, dimensions USING ERRCODE = '22023';
+            max_index_dimensions, v.storage, dimensions USING ERRCODE = '22023';
     END IF;
     IF v.next_column IS NOT NULL THEN
         IF v.next_model_fingerprint = model_fingerprint AND v.next_dimensions = dimensions THEN
