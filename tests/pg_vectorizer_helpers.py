@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -119,8 +120,8 @@ class WorkerProcess:
         self.log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen([*(launcher or VECPLUG_CLI), "pg", "worker", "--dsn", dsn, *args],
-                                        stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                        env=server_env(), text=True)
+                                        stdout=subprocess.DEVNULL, stderr=self._log, stdin=subprocess.DEVNULL,
+                                        env=server_env(PYTHONFAULTHANDLER="1"))
 
     def log_lines(self) -> list[dict]:
         lines = []
@@ -141,13 +142,18 @@ class WorkerProcess:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; a worker that does not stop dumps its threads' stacks into its log (SIGABRT)."""
         if self.alive():
             self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: stacks into the log
+                try:
+                    self.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
         self._log.close()
         return self.process.returncode
 

@@ -374,16 +374,19 @@ class Worker:
         deadline = time.monotonic() + seconds
         try:
             while not self.stopping and time.monotonic() < deadline:
-                for _ in self.listen_conn.notifies(timeout=min(0.5, max(0.01, deadline - time.monotonic())),
-                                                   stop_after=1):
-                    for _ in self.listen_conn.notifies(timeout=0.01):  # the rest of a burst: one round serves them
-                        pass
+                # list(): the generator must finish, it holds the connection's lock while suspended
+                if list(self.listen_conn.notifies(timeout=min(0.5, max(0.01, deadline - time.monotonic())),
+                                                  stop_after=1)):
+                    list(self.listen_conn.notifies(timeout=0.01))  # the rest of a burst: one round serves them
                     return
         except psycopg.OperationalError as error:
             raise DatabaseLost(" ".join(str(error).split())) from error
 
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+        """Short naps, not Event.wait: a signal handler calling stop() must never find the Event's lock held here."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 # Fold each vectorizer's activity rows older than a minute into one sum row
