@@ -22,4 +22,19 @@ BEGIN
 END
 $$;
 
+-- With cascade, a re-embedding in progress leaves no shadow column behind
+-- (the vectorizers' triggers go with their functions; vector columns stay).
+DO $$
+DECLARE
+    shadow record;
+BEGIN
+    IF to_regclass('vecplug.vectorizer_columns') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR shadow IN SELECT source, next_column FROM vecplug.vectorizer_columns WHERE next_column IS NOT NULL LOOP
+        EXECUTE format('ALTER TABLE %s DROP COLUMN %I', shadow.source, shadow.next_column);
+    END LOOP;
+END
+$$;
+
 DROP SCHEMA IF EXISTS vecplug CASCADE;

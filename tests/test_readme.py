@@ -75,6 +75,18 @@ def test_readme_cli_examples_run(readme_env, tmp_path):
         assert process.stdout.strip(), f"{command} printed nothing"
 
 
+def postgres_steps() -> list[tuple[str, str]]:
+    """The `$ vecplug pg` lines ("command") and ```sql blocks ("sql"), in the README's order."""
+    steps = []
+    for language, body in re.findall(r"```(console|sql)\n(.*?)```", README.read_text(), flags=re.S):
+        if language == "sql":
+            steps.append(("sql", body))
+        else:
+            steps += [("command", line[2:].split("  #")[0].strip()) for line in body.splitlines()
+                      if line.startswith("$ vecplug pg")]
+    return steps
+
+
 def test_readme_postgres_examples_run(readme_env, small_model_dir, pg_cluster, tmp_path):
     pytest.importorskip("psycopg")
     pytest.importorskip("fastapi")
@@ -90,25 +102,33 @@ def test_readme_postgres_examples_run(readme_env, small_model_dir, pg_cluster, t
         def adapt(text: str) -> str:
             return text.replace(README_DSN, dsn).replace(README_SERVER_URL, server.url)
 
-        pg_commands = [adapt(c) for c in console_commands() if c.startswith("vecplug pg")]
-        assert any(command.startswith("vecplug pg install") for command in pg_commands)
+        steps = postgres_steps()
+        assert any(kind == "command" and step.startswith("vecplug pg install") for kind, step in steps)
+        assert any(kind == "sql" for kind, step in steps), "the README has no SQL"
         bin_dir = Path(sys.executable).parent
-        for command in pg_commands:
-            argv = shlex.split(command)
-            process = subprocess.run([str(bin_dir / argv[0]), *argv[1:]], cwd=tmp_path, env=readme_env,
-                                     capture_output=True, text=True, timeout=300)
-            assert process.returncode == 0, f"{command}: {process.stderr[-3000:]}"
-            assert "query functions (vecplug.embed_query, embed_document, embed_documents): installed" \
-                in process.stdout, process.stdout
-        sql_blocks = blocks("sql")
-        assert sql_blocks, "the README has no SQL"
-        for index, block in enumerate(sql_blocks):
+        outputs = []
+        for index, (kind, step) in enumerate(steps):  # in the order a reader meets them
+            if kind == "command":
+                argv = shlex.split(adapt(step))
+                process = subprocess.run([str(bin_dir / argv[0]), *argv[1:]], cwd=tmp_path, env=readme_env,
+                                         capture_output=True, text=True, timeout=300)
+                assert process.returncode == 0, f"{step}: {process.stderr[-3000:]}"
+                if step.startswith("vecplug pg install"):
+                    assert "query functions (vecplug.embed_query, embed_document, embed_documents): installed" \
+                        in process.stdout, process.stdout
+                outputs.append(process.stdout + process.stderr)
+                continue
             script = tmp_path / f"readme_{index}.sql"
-            script.write_text(adapt(block).replace("vector(768)", f"vector({dimensions})"))
+            script.write_text(adapt(step).replace("vector(768)", f"vector({dimensions})"))
             psql = subprocess.run([str(pg_cluster.bin_dir / "psql"), "-X", "-v", "ON_ERROR_STOP=1", dsn, "-f",
                                    str(script)], capture_output=True, text=True, timeout=300)
             assert psql.returncode == 0, f"SQL block {index}: {psql.stderr[-3000:]}"
-        assert "(3 rows)" in psql.stdout, psql.stdout  # the last block's top-10 query over the three rows
+            if "how long can a document be?" in step:
+                assert "(3 rows)" in psql.stdout, psql.stdout  # the top-10 query over the three rows
+            outputs.append(psql.stdout)
+        everything = "\n".join(outputs)
+        assert "embedded 3 rows" in everything  # the worker embedded the articles the SQL inserted
+        assert "public.articles.embedding" in everything  # and vecplug.status / vecplug pg status show them
         python = [adapt(block) for block in blocks("python") if NEEDS_POSTGRES in block]
         assert python
         (tmp_path / "readme_postgres.py").write_text("\n\n".join(python))
