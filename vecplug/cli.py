@@ -20,21 +20,83 @@ def cli():
 
 @cli.command()
 @click.argument("texts", nargs=-1)
+@click.option("-i", "--input", "input_path", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              default=None, help="Read texts from this file ('-': stdin). Default: stdin when no TEXTS are given.")
+@click.option("--input-format", type=click.Choice(["auto", "lines", "jsonl"]), default="auto", show_default=True,
+              help="lines: one text per line; jsonl: JSON objects with a text field; auto: jsonl for "
+                   ".jsonl/.ndjson files or a first line that is such an object.")
+@click.option("--text-field", default="text", show_default=True, help="The JSON lines field holding the text.")
+@click.option("-o", "--output", "output_path", default=None,
+              help="Write here instead of stdout: a .npy file (float32 rows) or JSON lines.")
 @click.option("--query", "as_query", is_flag=True, help="Embed as search queries (query prompt).")
 @click.option("-m", "--model", default=None, help="Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base).")
-@click.option("--dimensions", type=int, default=None, help="Matryoshka truncation, e.g. 256.")
+@click.option("--dimensions", type=click.IntRange(min=1), default=None, help="Matryoshka truncation, e.g. 256.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None)
-@click.option("--device", default=None, help="cpu or cuda (default: cuda if available).")
-def embed(texts, as_query, model, dimensions, dtype, device):
-    """Embed TEXTS (or stdin lines when none are given); print one JSON line each."""
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+def embed(texts, input_path, input_format, text_field, output_path, as_query, model, dimensions, dtype, device,
+          quiet):
+    """Embed TEXTS, a file or stdin, streaming: one JSON line per text (or .npy rows) as they are done.
+
+    Input lines lose their line ending (\\n or \\r\\n); JSON lines keep their other
+    fields in the output, with "embedding" added.
+    """
+    from . import embed_io
+    from .cli_checks import check_device, check_dimensions, check_writable_file
+
+    if texts and input_path:
+        raise click.UsageError("give TEXTS or --input, not both")
+    check_writable_file(output_path, "--output")
+    check_device(device)
+    check_dimensions(dimensions, model)
+    lines, total, source = _embed_input(texts, input_path)
+    first_line, lines = embed_io.peek_first_line(iter(lines))
+    if input_format == "auto":
+        input_format = "lines" if texts else embed_io.detect_input_format(input_path, first_line, text_field)
+    records = embed_io.InputRecords(lines, input_format, text_field, source)
+    _embed_stream(records, total, output_path, "query" if as_query else "document", model, dimensions, dtype,
+                  device, quiet)
+
+
+def _embed_input(texts, input_path):
+    """(lines, total or None, name for errors): arguments, a file (counted first, for the bar) or stdin."""
+    from . import embed_io
+
+    if texts:
+        return list(texts), len(texts), "argument"
+    if input_path and input_path != "-":
+        with open(input_path, "rb") as handle:
+            total = sum(1 for _ in handle)
+
+        def file_lines():
+            with open(input_path, "rb") as handle:
+                yield from embed_io.decoded_lines(handle, input_path)
+
+        return file_lines(), total, input_path
+    return embed_io.decoded_lines(click.get_binary_stream("stdin"), "stdin"), None, "stdin"
+
+
+def _embed_stream(records, total, output_path, kind, model, dimensions, dtype, device, quiet):
+    from pathlib import Path
+
+    from . import embed_io
+    from .progress import progress
     from .registry import load_model
 
-    if not texts:
-        texts = [line.rstrip("\n") for line in sys.stdin]
     loaded = load_model(model, device=device, dtype=dtype, dimensions=dimensions)
-    vectors = loaded.embed(list(texts), "query" if as_query else "document")
-    for text, vector in zip(texts, vectors):
-        click.echo(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vector]}))
+    if output_path and output_path.endswith(".npy"):
+        writer = embed_io.NpyWriter(Path(output_path), loaded.dimensions)
+    elif output_path and output_path != "-":
+        writer = embed_io.JsonLinesWriter(open(output_path, "w", encoding="utf-8"), owns_stream=True)
+    else:
+        writer = embed_io.JsonLinesWriter(click.get_text_stream("stdout"))
+    try:
+        with progress(total=total, desc="embedding", unit="text", quiet=quiet) as bar:
+            for chunk in loaded.iter_embed_chunks(records, kind):
+                writer.write(records.take(len(chunk)), chunk)
+                bar.update(len(chunk))
+    finally:
+        writer.close()
 
 
 @cli.command()
@@ -62,11 +124,11 @@ def models(as_json):
 @click.option("--shape", type=click.Choice(["tiny", "small", "base", "large"]), default="base", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny model, few texts: a smoke run that checks the bench works.")
 @click.option("--full", is_flag=True, help="Every stdlib paragraph and document (fills GPU batches).")
-@click.option("--repeat", type=int, default=1, show_default=True,
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Timed passes over the texts; the fastest counts.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="vecplug's dtype (default: the fastest that keeps quality here).")
-@click.option("--device", default=None)
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available).")
 @click.option("--corpus", "corpora", multiple=True, type=click.Choice(["paragraphs", "long"]),
               help="Which texts (default: both).")
 @click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(["float32", "bfloat16", "float16"]),
@@ -77,7 +139,13 @@ def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, 
     from pathlib import Path
 
     from . import bench as benchmark
+    from .cli_checks import check_device, check_writable_file
 
+    check_writable_file(json_path, "--json")
+    check_device(device)
+    if model and not Path(model).is_dir():
+        raise click.BadParameter(f"{model} is not a model directory (the bench compares with sentence-transformers "
+                                 "on the same files)", param_hint="'--model'")
     model_dir = Path(model) if model else benchmark.bench_model_dir("tiny" if quick else shape)
     rows, environment = benchmark.run(
         model_dir, size="quick" if quick else "full" if full else "cpu", dtype=dtype, device=device, repeat=repeat,
@@ -106,16 +174,28 @@ _register_plugin_commands()
 
 
 def main():
-    """Entry point: vecplug's own errors print as one line, not a traceback."""
+    """Entry point: ordinary mistakes and vecplug's own errors print one line, never a traceback.
+
+    Usage mistakes (a bad option value, a missing folder) exit 2, like click's
+    own; vecplug's errors (an unknown or missing model, a model mismatch) exit 1.
+    """
     from .errors import VecplugError
 
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(1)
+    except click.UsageError as error:
+        click.echo(f"Error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except VecplugError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
+    except BrokenPipeError:  # `vecplug embed ... | head`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
