@@ -1,19 +1,17 @@
 """``vecplug embed`` streams, and every ordinary CLI mistake is one line and exit 2, before any work."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 
 import numpy as np
 import pytest
+
+from terminal import run_with_terminal_stderr
 
 
 def vecplug_command(*args: str, **options) -> subprocess.CompletedProcess:
@@ -129,33 +127,14 @@ def test_not_utf8_names_the_line(tiny_model_dir, tmp_path):
     assert "line 2 is not UTF-8" in process.stderr
 
 
-def _run_with_terminal_stderr(args: list[str]) -> tuple[int, str]:
-    """Run with stderr on a pseudo-terminal, as a person would see it; returns (exit code, what stderr showed)."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=terminal)
-    os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            data = os.read(controller, 4096)
-        except OSError:  # the other end closed
-            break
-        if not data:
-            break
-        shown += data
-    os.close(controller)
-    return process.wait(timeout=120), shown.decode(errors="replace")
-
-
 def test_progress_on_a_terminal_and_not_with_quiet(tiny_model_dir, tmp_path):
     source = tmp_path / "texts.txt"
     source.write_text("\n".join(f"text number {number}" for number in range(300)) + "\n")
     command = [sys.executable, "-m", "vecplug", "embed", "-m", str(tiny_model_dir), "-i", str(source),
                "-o", str(tmp_path / "out.jsonl")]
-    code, shown = _run_with_terminal_stderr(command)
+    code, shown = run_with_terminal_stderr(command)
     assert code == 0, shown
     assert "embedding" in shown and "300/300" in shown
-    code, shown = _run_with_terminal_stderr(command + ["--quiet"])
+    code, shown = run_with_terminal_stderr(command + ["--quiet"])
     assert code == 0 and shown == ""
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 300

@@ -134,7 +134,8 @@ def models(as_json):
 @click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(["float32", "bfloat16", "float16"]),
               help="sentence-transformers dtypes to compare with (default: float32 and bfloat16).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write results as JSON.")
-def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, json_path):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, json_path, quiet):
     """vecplug vs sentence-transformers on the same model files and texts, side by side."""
     from pathlib import Path
 
@@ -150,6 +151,7 @@ def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, 
     rows, environment = benchmark.run(
         model_dir, size="quick" if quick else "full" if full else "cpu", dtype=dtype, device=device, repeat=repeat,
         st_dtypes=tuple(st_dtypes) or ("float32", "bfloat16"), corpus_names=tuple(corpora) or ("paragraphs", "long"),
+        quiet=quiet,
     )
     click.echo(json.dumps(environment))
     click.echo(benchmark.format_table(rows))

@@ -52,3 +52,14 @@ def vecplug_before_ingest(records, target):
 @hookspec
 def vecplug_register_commands(cli):
     """Add click commands or groups to the ``vecplug`` CLI (e.g. ``vecplug pg``)."""
+
+
+@hookspec
+def vecplug_engine_report(device, dtype):
+    """Describe the engine this plugin runs models on, here: return a dict or None.
+
+    ``device`` and ``dtype`` are what the user would ask for (None: auto). The
+    dict names the engine (``"engine"``) and what it would use and why
+    (device, dtype, back-ends, threads ...); ``vecplug doctor`` prints it.
+    A loaded model's own ``EmbeddingModel.engine_report()`` says what it uses.
+    """

@@ -78,3 +78,10 @@ def vecplug_embed(texts, kind, model, dimensions):
     if not isinstance(registration.loader, ModernBertLoader):
         return None
     return load_model(model, dimensions=dimensions).embed(texts, kind)
+
+
+@hookimpl
+def vecplug_engine_report(device, dtype):
+    from .report import engine_report
+
+    return engine_report(device, dtype)
