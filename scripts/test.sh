@@ -25,6 +25,11 @@ rm -rf dist build
 wheel=$(ls dist/vecplug-*.whl)
 $PIP install --quiet "${wheel}[all,dev]"
 $PIP install --quiet --force-reinstall --no-deps "$wheel"
+# the MiniLM model plugin: its own distribution, built and installed like a third party's
+"$VENV/bin/python" -m build --wheel --outdir dist plugins/vecplug-minilm >/dev/null
+plugin_wheel=$(ls dist/vecplug_minilm-*.whl)
+$PIP install --quiet "$plugin_wheel"
+$PIP install --quiet --force-reinstall --no-deps "$plugin_wheel"
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Run from tests/ so `import vecplug` finds the installed wheel, not the checkout.
