@@ -160,6 +160,31 @@ def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, 
 
 
 @cli.command()
+@click.option("-m", "--model", default=None,
+              help="Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base, "
+                   "else the offline vecplug-minilm plugin).")
+@click.option("--dsn", default=None, help="Also fill and query this PostgreSQL database (never without it).")
+@click.option("--tiny", is_flag=True, help="A generated random-weight ModernBERT: mechanics only, meaningless answers.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
+              help="Keep the Chroma and Qdrant stores in this folder (default: a temporary one, removed after).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+def demo(model, dsn, tiny, folder, quiet):
+    """Embed a small shipped corpus into Chroma and Qdrant (and PostgreSQL with --dsn), ask each the same questions."""
+    from pathlib import Path
+
+    from .demo.run import run_demo
+
+    if model and tiny:
+        raise click.UsageError("give --model or --tiny, not both")
+    if folder:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise click.BadParameter(f"cannot create {folder}: {error.strerror}", param_hint="'--dir'") from None
+    run_demo(model, dsn, tiny, quiet, Path(folder) if folder else None)
+
+
+@cli.command()
 def plugins():
     """List loaded plugins and the hooks they implement."""
     from .plugins import get_plugins

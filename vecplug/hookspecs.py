@@ -63,3 +63,17 @@ def vecplug_engine_report(device, dtype):
     (device, dtype, back-ends, threads ...); ``vecplug doctor`` prints it.
     A loaded model's own ``EmbeddingModel.engine_report()`` says what it uses.
     """
+
+
+@hookspec
+def vecplug_demo_store(folder, dsn, model):
+    """A database for ``vecplug demo`` to fill and query, or None.
+
+    ``folder`` (a ``pathlib.Path``) is the demo's own folder for local stores;
+    ``dsn`` is the PostgreSQL connection string the user gave, or None (a
+    plugin never writes into a database nobody named); ``model`` is the
+    loaded ``vecplug.EmbeddingModel``. The store has ``name`` (str),
+    ``add(ids, texts)`` (embeds and writes), ``search(question, limit)``
+    returning ``[(id, cosine similarity), ...]`` best first, and ``close()``;
+    a store that writes into ``dsn`` sets ``uses_dsn = True``.
+    """
