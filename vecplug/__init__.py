@@ -14,6 +14,7 @@ from .model import EmbeddingModel, ModelSpec
 from .plugins import load_plugins, pm
 from .records import Record, Target, before_ingest
 from .registry import DEFAULT_MODEL, clear_cache, default_model_name, embed, load_model, registered_models
+from .spaces import check_same_space, same_space
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "UnknownModelError",
     "VecplugError",
     "before_ingest",
+    "check_same_space",
     "clear_cache",
     "default_model_name",
     "embed",
@@ -36,4 +38,5 @@ __all__ = [
     "load_plugins",
     "pm",
     "registered_models",
+    "same_space",
 ]
