@@ -185,6 +185,43 @@ def demo(model, dsn, tiny, folder, quiet):
 
 
 @cli.command()
+@click.option("--dsn", default=None, help="Also check this PostgreSQL: pgvector, plpython3u, schema vecplug, its model.")
+@click.option("--server-url", default=None, help="Also check this `vecplug serve`: health and the model it serves.")
+@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File whose first line is the server's API key (default: $VECPLUG_API_KEY).")
+@click.option("--device", default=None, help="Report for this device (cpu, cuda, cuda:N) instead of the automatic choice.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+              help="Report for this dtype instead of the automatic choice.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
+def doctor(dsn, server_url, api_key_file, device, dtype, as_json):
+    """What vecplug will use here and why (torch, CUDA, attention, dtype, threads, matmul rate, plugins, models),
+    and with --dsn / --server-url whether PostgreSQL and the server answer and agree on the model.
+
+    Exits 1 when a check fails.
+    """
+    import os
+
+    from .cli_checks import check_device
+    from .doctor import format_checks, run_checks
+
+    check_device(device)
+    if server_url and not server_url.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{server_url!r} is not an http:// or https:// URL", param_hint="'--server-url'")
+    api_key = os.environ.get("VECPLUG_API_KEY") or None
+    if api_key_file:
+        with open(api_key_file, encoding="utf-8") as key_file:
+            api_key = key_file.readline().strip() or None
+    checks = run_checks(dsn, server_url, api_key, device, dtype)
+    if as_json:
+        for check in checks:
+            click.echo(json.dumps(check.to_dict()))
+    else:
+        click.echo(format_checks(checks))
+    if any(check.status == "fail" for check in checks):
+        sys.exit(1)
+
+
+@cli.command()
 def plugins():
     """List loaded plugins and the hooks they implement."""
     from .plugins import get_plugins

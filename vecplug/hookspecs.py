@@ -77,3 +77,15 @@ def vecplug_demo_store(folder, dsn, model):
     returning ``[(id, cosine similarity), ...]`` best first, and ``close()``;
     a store that writes into ``dsn`` sets ``uses_dsn = True``.
     """
+
+
+@hookspec
+def vecplug_doctor_checks(dsn, server_url):
+    """Checks for ``vecplug doctor --dsn DSN [--server-url URL]``: return a list of dicts or None.
+
+    Each dict has ``section`` (e.g. "PostgreSQL"), ``name``, ``status`` ("ok",
+    "info", "warn" or "fail") and ``detail`` (what was found, and what to do
+    when it is wrong). A plugin checks only what it owns (the pgvector adapter:
+    reachable, pgvector, plpython3u, schema vecplug, the model it records
+    against the server's) and returns None when ``dsn`` is not its concern.
+    """

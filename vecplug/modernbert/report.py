@@ -74,7 +74,7 @@ def engine_report(device: str | None = None, dtype: str | None = None, attention
         "attention_reason": "asked for" if attention and attention != backends[0] else why,
         "attention_backends": backends,
         "compiled": compiled,
-        "compile_reason": ("VECPLUG_COMPILE" if compile_setting is not None
+        "compiled_reason": ("VECPLUG_COMPILE" if compile_setting is not None
                            else "CUDA: fused layers" if concrete_device.startswith("cuda")
                            else "CPU: eager (compiled layers ran 3x slower here)"),
         "threads": torch.get_num_threads(),

