@@ -31,6 +31,17 @@ plugin_wheel=$(ls dist/vecplug_minilm-*.whl)
 $PIP install --quiet "$plugin_wheel"
 $PIP install --quiet --force-reinstall --no-deps "$plugin_wheel"
 
+# Debian's docker-compose, for tests/test_compose.py (`docker-compose config`; no Docker engine needed)
+if ! command -v docker-compose >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q update >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends \
+            docker-compose >/dev/null
+    else
+        echo "test.sh: docker-compose is missing; install it once: sudo apt-get install docker-compose" >&2
+    fi
+fi
+
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Run from tests/ so `import vecplug` finds the installed wheel, not the checkout.
 cd tests
