@@ -42,6 +42,10 @@ if ! command -v docker-compose >/dev/null; then
     fi
 fi
 
+# PostgreSQL 15 + plpython3u + pgvector for tests/test_pg_*.py (quick when already installed)
+./scripts/install_postgres.sh >/dev/null
+export VECPLUG_TEST_POSTGRES=required
+
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Run from tests/ so `import vecplug` finds the installed wheel, not the checkout.
 cd tests

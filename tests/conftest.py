@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 
 import vecplug  # noqa: E402
 from vecplug.testing import write_model  # noqa: E402
+from pg_rig import fresh_db, managed_db, pg_cluster  # noqa: E402,F401  (PostgreSQL, one cluster per session)
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +80,12 @@ def tiny_model_no_prompts_dir(tmp_path_factory):
 def tiny_model(tiny_model_dir):
     """The tiny model loaded in float32 (exact comparisons)."""
     return vecplug.load_model(str(tiny_model_dir), dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_dir):
+    """One ``vecplug serve`` of the tiny model in float32 (exact parity), shared by the server tests."""
+    from vecplug.testing import running_server
+
+    with running_server(tiny_model_dir, "--dtype", "float32") as server:
+        yield server

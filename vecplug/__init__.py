@@ -8,7 +8,14 @@
 
 Importing this package is cheap: torch and friends load with the first model.
 """
-from .errors import ModelMismatchError, ModelNotAvailableError, UnknownModelError, VecplugError
+from .errors import (
+    ModelMismatchError,
+    ModelNotAvailableError,
+    ServerError,
+    ServerUnavailableError,
+    UnknownModelError,
+    VecplugError,
+)
 from .hookspecs import hookimpl
 from .model import EmbeddingModel, ModelSpec
 from .plugins import load_plugins, pm
@@ -25,6 +32,8 @@ __all__ = [
     "ModelNotAvailableError",
     "ModelSpec",
     "Record",
+    "ServerError",
+    "ServerUnavailableError",
     "Target",
     "UnknownModelError",
     "VecplugError",

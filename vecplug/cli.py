@@ -229,6 +229,11 @@ def plugins():
     click.echo(json.dumps(get_plugins(), indent=2))
 
 
+from .server.cli import serve as _serve  # noqa: E402  (click only; the server loads when it runs)
+
+cli.add_command(_serve)
+
+
 def _register_plugin_commands():
     load_plugins()
     pm.hook.vecplug_register_commands(cli=cli)

@@ -15,3 +15,16 @@ class ModelNotAvailableError(VecplugError, FileNotFoundError):
 
 class ModelMismatchError(VecplugError, ValueError):
     """A collection or column made with one model, used with another."""
+
+
+class ServerError(VecplugError):
+    """A ``vecplug serve`` server refused a request; the message is the server's, with its URL."""
+
+    def __init__(self, message: str, url: str = "", status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class ServerUnavailableError(ServerError, ConnectionError):
+    """A server that did not answer (refused, busy or loading) for longer than the client's retry time."""

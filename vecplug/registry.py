@@ -94,17 +94,24 @@ def load_model(
     dtype: str | None = None,
     dimensions: int | None = None,
 ) -> EmbeddingModel:
-    """Load (or reuse) a model: hub id, alias, local directory, or None for the default.
+    """Load (or reuse) a model: hub id, alias, local directory, server URL, or None for the default.
+
+    An ``http(s)://`` URL gives a ``vecplug.client.RemoteModel`` for a running
+    ``vecplug serve`` (API key from ``$VECPLUG_API_KEY``).
 
     ``device``: "cpu", "cuda" or None (auto). ``dtype``: "float32", "bfloat16",
     "float16" or None (the fastest that keeps quality on this hardware).
     ``dimensions``: Matryoshka truncation then re-normalisation.
     """
-    if isinstance(name_or_path, str) and name_or_path.startswith(("http://", "https://")):
-        raise UnknownModelError(
-            f"{name_or_path} is a URL; remote models served by `vecplug serve` are not "
-            "supported in this version. Pass a model name or a local directory."
-        )
+    from .client import RemoteModel, is_url
+
+    if is_url(name_or_path):
+        if device is not None or dtype is not None:
+            raise ValueError(
+                f"{name_or_path} is a server: it runs the model on its own device and dtype "
+                "(`vecplug serve --device/--dtype`); pass neither with a URL"
+            )
+        return RemoteModel(name_or_path).with_dimensions(dimensions)
     registration = resolve(name_or_path)
     placement = getattr(registration.loader, "placement", None)
     if placement is not None:

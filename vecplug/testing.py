@@ -143,3 +143,83 @@ def _write_sentence_transformers_files(directory: Path, hidden_size: int, prompt
     dump("special_tokens_map.json", special)
     dump("tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_tokens,
                                    "clean_up_tokenization_spaces": False, **special})
+
+
+class ServerProcess:
+    """A ``vecplug serve`` subprocess started by ``running_server``: its URL, process and log."""
+
+    def __init__(self, process, log_path: Path):
+        self.process = process
+        self.log_path = log_path
+        self.url = ""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, wait for the drain, return the exit status (SIGKILL after ``timeout``)."""
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def running_server(model, *args: str, env: dict | None = None, timeout: float = 180.0, launcher=None):
+    """Start ``vecplug serve`` on a free port of 127.0.0.1 for ``model``; stop it on exit.
+
+    A context manager yielding a ``ServerProcess`` once ``/health`` answers
+    200. Extra ``args`` go to the command line (``"--dimensions", "32"``);
+    ``env`` replaces the environment (an API key goes in
+    ``VECPLUG_API_KEY``). ``launcher`` is the command that runs the vecplug
+    CLI (default ``python -m vecplug``; a script that registers a plugin
+    first serves that plugin's model). Used by vecplug's tests; handy for your own.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def manage():
+        import os
+        import re
+        import subprocess
+        import sys
+        import tempfile
+        import time
+        import urllib.error
+        import urllib.request
+
+        log_fd, log_name = tempfile.mkstemp(prefix="vecplug-serve-", suffix=".log")
+        command = [*(launcher or [sys.executable, "-m", "vecplug"]), "serve", "--model", str(model), "--port", "0", *args]
+        process = subprocess.Popen(command, stdout=log_fd, stderr=log_fd, env=env if env is not None else os.environ,
+                                   stdin=subprocess.DEVNULL)
+        os.close(log_fd)
+        server = ServerProcess(process, Path(log_name))
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                found = re.search(r"listening on (http://\S+)", server.log())
+                if found and not server.url:
+                    server.url = found.group(1)
+                if server.url:
+                    try:
+                        with urllib.request.urlopen(server.url + "/health", timeout=5) as response:
+                            if response.status == 200:
+                                break
+                    except (urllib.error.URLError, OSError):
+                        pass
+                if process.poll() is not None:
+                    raise RuntimeError(f"vecplug serve exited with {process.returncode}:\n{server.log()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"vecplug serve was not ready after {timeout:g} s:\n{server.log()[-3000:]}")
+                time.sleep(0.1)
+            yield server
+        finally:
+            server.stop()
+            server.log_path.unlink(missing_ok=True)
+
+    return manage()

@@ -1,1 +1,19 @@
-"""vecplug adapter: pgvector."""
+"""vecplug's PostgreSQL/pgvector adapter: schema ``vecplug``, SQL embedding functions, ``search``.
+
+    import vecplug_pgvector
+    vecplug_pgvector.install(conn, server_url="http://127.0.0.1:8000")   # or: vecplug pg install --dsn ...
+    vecplug_pgvector.search(conn, "docs", "how do I ...", k=10)           # query embedded in this process
+
+In SQL, once installed: ``ORDER BY embedding <=> vecplug.embed_query('...') LIMIT 10``.
+
+This package is the parent of the ``vecplug`` entry-point module
+(``vecplug_pgvector.plugin``), imported by ``vecplug --help``: its modules
+import psycopg, pgvector, urllib.request or torch only inside functions.
+"""
+from __future__ import annotations
+
+from .installer import InstallError, InstallReport, install, uninstall
+from .search import SearchTargetError, search
+from .sqlfiles import sql_dir
+
+__all__ = ["InstallError", "InstallReport", "SearchTargetError", "install", "search", "sql_dir", "uninstall"]

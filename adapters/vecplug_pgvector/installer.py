@@ -1,0 +1,342 @@
+"""Install, upgrade and uninstall schema ``vecplug``: what ``vecplug pg install|uninstall`` run.
+
+One transaction, under an advisory lock, so two installs at once wait for
+each other and a failure leaves the database as it was. Layers:
+
+- core (plain SQL): always, also on managed PostgreSQL without a superuser;
+- query functions (plpython3u): only when pgvector is enabled, plpython3u is
+  available and the role is a superuser; otherwise the report says why and
+  what the user does instead (``vecplug_pgvector.search`` in the application).
+
+Migrations apply once; repeatable files apply when their checksum changed,
+so installing twice changes nothing. The report says what was done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from pathlib import Path
+
+from vecplug.errors import VecplugError
+
+from . import sqlfiles
+from .server_probe import ServedModel, ServerUnavailableError, served_models
+
+MAX_TIMEOUT_S = 3600
+LOCK = "SELECT pg_advisory_xact_lock(hashtext('vecplug install'))"
+
+
+class InstallError(VecplugError, RuntimeError):
+    """The database is not in a state this vecplug can install into; nothing was changed."""
+
+
+@dataclasses.dataclass
+class InstallReport:
+    """What ``install`` did and could not do; ``str()`` is what the CLI prints."""
+
+    database: str
+    role: str
+    previous_version: int
+    version: int
+    applied: list[str] = dataclasses.field(default_factory=list)
+    query_functions: str = "not installed"  # "installed", "up to date" or "not installed"
+    settings_changed: list[str] = dataclasses.field(default_factory=list)
+    server: ServedModel | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.settings_changed)
+
+    def __str__(self) -> str:
+        if self.previous_version == 0:
+            head = f"installed vecplug schema version {self.version}"
+        elif self.previous_version < self.version:
+            head = f"upgraded vecplug schema from version {self.previous_version} to {self.version}"
+        else:
+            head = f"vecplug schema version {self.version} " + ("updated" if self.changed else "already up to date")
+        lines = [f"{head} in database {self.database!r} (as role {self.role!r})"]
+        if self.applied:
+            lines.append("  applied: " + ", ".join(self.applied))
+        lines.append("  core (settings, version, plain SQL): installed")
+        lines.append(f"  query functions (vecplug.embed_query, embed_document, embed_documents): {self.query_functions}")
+        if self.settings_changed:
+            lines.append("  settings changed: " + ", ".join(self.settings_changed))
+        if self.server:
+            lines.append(f"  server model: {self.server.name} ({self.server.dimensions} dimensions, "
+                         f"fingerprint {self.server.fingerprint})")
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class _Facts:
+    database: str
+    role: str
+    superuser: bool
+    vector_schema: str | None
+    vector_available: bool
+    plpython_available: bool
+    plpython_installed: bool
+    schema_owner: str | None
+    may_act_as_owner: bool
+    has_migrations_table: bool
+
+
+def install(conn, server_url: str | None = None, *, api_key: str | None = None,
+            connect_timeout: float | None = None, read_timeout: float | None = None,
+            _sql_root: Path | None = None) -> InstallReport:
+    """Install or upgrade schema ``vecplug`` in ``conn``'s database; return what was done.
+
+    ``conn`` is a psycopg 3 connection or a DSN string. ``server_url`` (the
+    ``vecplug serve`` the SQL functions call), ``api_key`` (``""`` clears it)
+    and the timeouts (seconds) are stored in ``vecplug.settings``; None keeps
+    what is there. With a URL, the server is asked for its model, which is
+    recorded too. ``_sql_root`` replaces the packaged SQL (tests).
+    """
+    checked = _checked_settings(server_url, api_key, connect_timeout, read_timeout)
+    with _connection(conn) as connection, connection.transaction():
+        connection.execute(LOCK)
+        facts = _facts(connection)
+        report = InstallReport(facts.database, facts.role, 0, sqlfiles.latest_version(_sql_root))
+        if facts.schema_owner and not facts.may_act_as_owner:
+            raise InstallError(
+                f"schema vecplug in database {facts.database!r} belongs to role {facts.schema_owner!r}; "
+                f"role {facts.role!r} cannot change it: run install as {facts.schema_owner!r} (or a superuser)")
+        old_search_path = connection.execute("SELECT current_setting('search_path')").fetchone()[0]
+        _set_search_path(connection, "pg_catalog, pg_temp")
+        _ensure_pgvector(connection, facts, report)
+        applied = _apply_core(connection, facts, report, _sql_root)
+        _apply_query_layer(connection, facts, report, applied, _sql_root)
+        _store_settings(connection, checked, report)
+        _set_search_path(connection, old_search_path)
+    return report
+
+
+def uninstall(conn, cascade: bool = False) -> list[str]:
+    """Drop schema ``vecplug`` and everything in it; return the objects outside it dropped along.
+
+    Objects elsewhere that depend on vecplug (a column default calling
+    ``vecplug.embed_document``, a view, a trigger) make it refuse, naming
+    them, unless ``cascade``. pgvector and plpython3u stay: others may use them.
+    """
+    with _connection(conn) as connection, connection.transaction():
+        connection.execute(LOCK)
+        if connection.execute("SELECT to_regnamespace('vecplug')").fetchone()[0] is None:
+            return []
+        dependents = [row[0] for row in connection.execute("SELECT object FROM vecplug.dependents()")]
+        if dependents and not cascade:
+            raise InstallError("objects outside schema vecplug depend on it: " + "; ".join(dependents)
+                               + ". Drop them first, or uninstall with cascade (--cascade) to drop them too. "
+                               "Nothing was changed.")
+        connection.execute("SELECT set_config('vecplug.cascade', %s, true)", ["on" if cascade else "off"])
+        connection.execute((sqlfiles.sql_dir() / "uninstall.sql").read_text(encoding="utf-8"))
+    return dependents
+
+
+class _connection:
+    """A connection from a DSN (closed at the end), or the caller's own (left open)."""
+
+    def __init__(self, conn):
+        self.given = conn
+        self.owned = None
+
+    def __enter__(self):
+        if isinstance(self.given, str):
+            import psycopg
+
+            self.owned = psycopg.connect(self.given, autocommit=True)
+            return self.owned
+        return self.given
+
+    def __exit__(self, *exc):
+        if self.owned is not None:
+            self.owned.close()
+
+
+def _checked_settings(server_url, api_key, connect_timeout, read_timeout) -> dict:
+    """The settings to store, validated before anything touches the database."""
+    checked = {}
+    if server_url is not None:
+        location = urllib.parse.urlsplit(server_url)
+        if location.scheme not in ("http", "https") or not location.hostname:
+            raise ValueError(f"server_url must be an http:// or https:// URL, not {server_url!r}")
+        checked["server_url"] = server_url.rstrip("/")
+    if api_key is not None:
+        if any(character.isspace() for character in api_key):
+            raise ValueError("the API key contains white space (a stray newline in the key file?)")
+        checked["api_key"] = api_key or None
+    for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+        if value is not None:
+            if not 0 < float(value) <= MAX_TIMEOUT_S:
+                raise ValueError(f"{name} must be between 0 and {MAX_TIMEOUT_S} seconds, not {value!r}")
+            checked[name] = f"{float(value):g}"
+    return checked
+
+
+def _facts(connection) -> _Facts:
+    row = connection.execute("""
+        SELECT current_database(), current_user, r.rolsuper,
+               (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                WHERE e.extname = 'vector'),
+               EXISTS (SELECT FROM pg_available_extensions WHERE name = 'vector'),
+               EXISTS (SELECT FROM pg_available_extensions WHERE name = 'plpython3u'),
+               EXISTS (SELECT FROM pg_extension WHERE extname = 'plpython3u'),
+               (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'vecplug'),
+               coalesce((SELECT pg_has_role(current_user, nspowner, 'USAGE') FROM pg_namespace
+                         WHERE nspname = 'vecplug'), true),
+               to_regclass('vecplug.migrations') IS NOT NULL
+        FROM pg_roles r WHERE r.rolname = current_user
+    """).fetchone()
+    return _Facts(*row)
+
+
+def _set_search_path(connection, value: str) -> None:
+    connection.execute("SELECT set_config('search_path', %s, true)", [value])
+
+
+def _ensure_pgvector(connection, facts: _Facts, report: InstallReport) -> None:
+    if facts.vector_schema:
+        return
+    if not facts.vector_available:
+        report.notes.append(
+            "pgvector is not installed on this server, so there is no vector type: the query functions "
+            "cannot be installed and embeddings cannot be stored. Install pgvector, run CREATE EXTENSION "
+            "vector, then run install again.")
+        return
+    try:
+        with connection.transaction():  # a savepoint: a refusal must not abort the install
+            connection.execute("CREATE EXTENSION vector SCHEMA public")
+    except Exception as error:  # psycopg.errors.InsufficientPrivilege, mostly
+        report.notes.append(
+            f"pgvector is available but not enabled in database {facts.database!r}, and role {facts.role!r} "
+            f"may not enable it ({str(error).strip()}): ask a superuser, or your provider's console, to run "
+            "CREATE EXTENSION vector, then run install again.")
+        return
+    facts.vector_schema = "public"
+    report.applied.append("CREATE EXTENSION vector")
+
+
+def _applied(connection) -> dict[str, str | None]:
+    return dict(connection.execute("SELECT name, checksum FROM vecplug.migrations").fetchall())
+
+
+def _record(connection, file: sqlfiles.SqlFile, kind: str) -> None:
+    from vecplug import __version__
+
+    connection.execute("""
+        INSERT INTO vecplug.migrations (name, kind, checksum, vecplug_version) VALUES (%s, %s, %s, %s)
+        ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,
+            vecplug_version = EXCLUDED.vecplug_version, applied_at = now()
+    """, [file.name, kind, file.checksum, __version__])
+
+
+def _apply_core(connection, facts: _Facts, report: InstallReport, root: Path | None) -> dict[str, str | None]:
+    if not facts.has_migrations_table:
+        connection.execute(sqlfiles.bootstrap(root).text())
+    applied = _applied(connection)
+    migrations = sqlfiles.migrations(root)
+    known = {file.name for file in migrations}
+    done = [name for name in applied if name[:1].isdigit()]
+    report.previous_version = max((int(name.split("_", 1)[0]) for name in done), default=0)
+    unknown = sorted(set(done) - known)
+    if unknown:
+        raise InstallError(
+            f"database {facts.database!r} has vecplug schema version {report.previous_version} "
+            f"(migrations {', '.join(unknown)}), newer than this vecplug's {report.version}: "
+            "upgrade vecplug (pip install -U vecplug). Nothing was changed.")
+    for file in migrations:
+        if file.name not in applied:
+            connection.execute(file.text())
+            _record(connection, file, "migration")
+            report.applied.append(f"{file.name}.sql")
+    for file in sqlfiles.repeatables("core", root):
+        if applied.get(file.name) != file.checksum:
+            connection.execute(file.text())
+            _record(connection, file, "repeatable")
+            report.applied.append(file.name)
+    return applied
+
+
+def _apply_query_layer(connection, facts: _Facts, report: InstallReport, applied: dict, root: Path | None) -> None:
+    files = sqlfiles.repeatables("query", root)
+    outdated = [file for file in files if applied.get(file.name) != file.checksum]
+    installed_before = any(file.name in applied for file in files)
+    if not outdated:
+        report.query_functions = "up to date"
+        return
+    reason = _why_no_query_layer(facts)
+    if reason:
+        report.query_functions = "left as they were (outdated)" if installed_before else "not installed"
+        report.notes.append(reason)
+        return
+    if not facts.plpython_installed:
+        connection.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
+        report.applied.append("CREATE EXTENSION plpython3u")
+    from psycopg import sql
+
+    search_path = sql.SQL("vecplug, {}, pg_catalog").format(sql.Identifier(facts.vector_schema))
+    _set_search_path(connection, search_path.as_string(connection))
+    for file in outdated:
+        connection.execute(file.text())
+        _record(connection, file, "repeatable")
+        report.applied.append(file.name)
+    _set_search_path(connection, "pg_catalog, pg_temp")
+    report.query_functions = "installed"
+
+
+def _why_no_query_layer(facts: _Facts) -> str | None:
+    """Why the plpython3u functions cannot be installed here, and what the user does instead; None if they can."""
+    instead = ("Embed queries in your application instead: vecplug_pgvector.search(conn, table, text) runs the "
+               "same index-friendly query with the model in your process (or server_url=...).")
+    if not facts.vector_schema:
+        return "The SQL query functions need pgvector (see above). " + instead
+    if not facts.plpython_available:
+        return ("plpython3u is not available on this server (as on most managed PostgreSQL), so the SQL "
+                "functions vecplug.embed_query / embed_document cannot exist here. " + instead)
+    if not facts.superuser:
+        return (f"role {facts.role!r} is not a superuser, and only a superuser may create plpython3u functions: "
+                "the SQL query functions are not installed (run install again as a superuser to add them). "
+                + instead)
+    return None
+
+
+def _store_settings(connection, checked: dict, report: InstallReport) -> None:
+    current = dict(connection.execute("SELECT name, value FROM vecplug.settings").fetchall())
+    wanted = dict(checked)
+    url = wanted.get("server_url", current.get("server_url"))
+    if "server_url" in wanted or "api_key" in wanted:
+        key = wanted.get("api_key", current.get("api_key"))
+        timeout = min(float(wanted.get("read_timeout", current.get("read_timeout") or 60)), 30.0)
+        _record_served_model(url, key, timeout, current, wanted, report)
+    for name, value in wanted.items():
+        if current.get(name) != value:
+            connection.execute("UPDATE vecplug.settings SET value = %s, updated_at = now() WHERE name = %s",
+                               [value, name])
+            report.settings_changed.append(name)
+
+
+def _record_served_model(url, api_key, timeout, current: dict, wanted: dict, report: InstallReport) -> None:
+    """Ask the server for its model and put its name, fingerprint and dimensions into ``wanted``."""
+    try:
+        models = served_models(url, api_key, timeout=timeout)
+    except ServerUnavailableError as error:
+        if url != current.get("server_url"):
+            wanted.update(model=None, model_fingerprint=None, dimensions=None)
+        report.notes.append(
+            f"{error}. The URL is recorded; the query functions fail until the server answers. Run install "
+            "again once it runs, to record its model (its fingerprint guards against a model swap).")
+        return
+    if len(models) > 1:
+        wanted.update(model=None, model_fingerprint=None, dimensions=None)
+        report.notes.append(f"the server at {url} serves {len(models)} models ({', '.join(m.name for m in models)}): "
+                            "name one in each call, vecplug.embed_query(text, model => '...').")
+        return
+    served = report.server = models[0]
+    previous = current.get("model_fingerprint")
+    if previous and previous != served.fingerprint:
+        report.notes.append(
+            f"the server's model changed: recorded {current.get('model')!r} (fingerprint {previous}), now "
+            f"{served.name!r} (fingerprint {served.fingerprint}). Vectors stored with the old model are not "
+            "comparable with the new one's: re-embed them.")
+    wanted.update(model=served.name, model_fingerprint=served.fingerprint, dimensions=str(served.dimensions))

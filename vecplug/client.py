@@ -1,0 +1,269 @@
+"""``RemoteModel``: a model served by ``vecplug serve``, used exactly like a local one.
+
+    model = vecplug.load_model("http://127.0.0.1:8080")   # or RemoteModel(url, api_key=...)
+    model.embed_documents(["text"]); model.embed_queries(["question"]); model.spec.fingerprint
+
+It speaks the server's OpenAI-compatible ``/v1/embeddings`` with the
+``input_type`` extension, so the server applies the prompts, and asks for
+base64 vectors (exact float32, a third of the JSON size).
+
+The HTTP client is the standard library's ``http.client``, with a small pool
+of keep-alive connections: the core then needs no HTTP dependency, so a
+PostgreSQL worker or a Chroma app can use a server with a plain
+``pip install vecplug``. The retries that matter here (429 with
+Retry-After, 503 while the model loads or a server restarts, refused
+connections) are policy a library like httpx leaves to its caller anyway.
+Proxies are not used: the client connects to the URL it is given.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import random
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from .errors import ModelMismatchError, ServerError, ServerUnavailableError
+from .model import EmbeddingModel, ModelSpec, check_kind, check_text
+
+API_KEY_ENV = "VECPLUG_API_KEY"
+FINGERPRINT_HEADER = "X-Vecplug-Fingerprint"
+RETRY_STATUSES = (429, 503)
+# One request's texts: enough to fill a CPU batch several times over, well under
+# the server's per-request limits (2,048 texts, 8 MiB).
+BATCH_TEXTS = 256
+BATCH_CHARS = 2_000_000
+IN_FLIGHT = 2  # requests a stream keeps going, so the server has the next one while it embeds this one
+
+
+def is_url(name) -> bool:
+    return isinstance(name, str) and name.startswith(("http://", "https://"))
+
+
+class RemoteModel(EmbeddingModel):
+    """A ``vecplug serve`` server's model with the local model's interface.
+
+    ``api_key`` defaults to ``$VECPLUG_API_KEY``. ``fingerprint``: refuse a
+    server whose model has another one (ModelMismatchError). Requests that
+    meet 429, 503 or a refused connection are retried with growing pauses
+    (honouring Retry-After) for up to ``retry_seconds``, then
+    ServerUnavailableError names the server. ``timeout`` bounds one request.
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, *, fingerprint: str | None = None,
+                 timeout: float = 300.0, retry_seconds: float = 60.0, batch_size: int = BATCH_TEXTS):
+        if not is_url(url):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        self.url = base_url(url)
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self.batch_size = batch_size
+        self._api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
+        self._connections = ConnectionPool(self.url, timeout)
+        spec = self._fetch_spec()
+        if fingerprint and spec.fingerprint != fingerprint:
+            raise ModelMismatchError(
+                f"the server at {self.url} serves {spec.name} with fingerprint {spec.fingerprint}, "
+                f"not the expected {fingerprint}: its vectors are not comparable with the ones you have. "
+                "Point at a server running the original model."
+            )
+        super().__init__(spec)
+
+    # -- what a local model offers -----------------------------------------------
+    def embed_batch(self, texts: list[str]):
+        raise NotImplementedError(
+            "RemoteModel has the server apply prompts; call embed(texts, kind), embed_documents or embed_queries"
+        )
+
+    def iter_embed_chunks(self, texts: Iterable[str], kind: str = "document") -> Iterator:
+        """Requests of up to ``batch_size`` texts, two in flight, vectors in input order."""
+        check_kind(kind)
+        requests = chunks((check_text(text, index) for index, text in enumerate(texts)), self.batch_size)
+        first = next(requests, None)
+        if first is None:
+            return
+        second = next(requests, None)
+        if second is None:  # one request: no threads
+            yield self._embed(first, kind)
+            return
+        with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="vecplug-client") as pool:
+            pending = [pool.submit(self._embed, first, kind), pool.submit(self._embed, second, kind)]
+            for chunk in requests:
+                yield pending.pop(0).result()
+                pending.append(pool.submit(self._embed, chunk, kind))
+            for future in pending:
+                yield future.result()
+
+    def __repr__(self) -> str:
+        return f"<RemoteModel {self.name} at {self.url} dim={self.dimensions}>"
+
+    # -- the wire ---------------------------------------------------------------------
+    def _fetch_spec(self) -> ModelSpec:
+        _, data = self._request("GET", "/v1/models")
+        try:
+            card = json.loads(data)["data"][0]
+            fields = card["vecplug"]
+            return ModelSpec(name=fields["name"], dimensions=fields["dimensions"], max_tokens=fields["max_tokens"],
+                             prompts=fields.get("prompts", {}), aliases=tuple(fields.get("aliases", ())),
+                             matryoshka_dims=tuple(fields.get("matryoshka_dims", ())),
+                             fingerprint=fields.get("fingerprint", ""))
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise ServerError(f"{self.url}/v1/models did not describe a vecplug model ({error!r}); "
+                              "is this a `vecplug serve` server?", self.url) from None
+
+    def _embed(self, texts: list[str], kind: str):
+        import numpy as np
+
+        payload = {"input": texts, "input_type": kind, "encoding_format": "base64"}
+        if self.spec.dimensions != self._full_spec.dimensions:
+            payload["dimensions"] = self.spec.dimensions
+        headers, data = self._request("POST", "/v1/embeddings", json.dumps(payload).encode())
+        served = headers.get(FINGERPRINT_HEADER)
+        if served and self.spec.fingerprint and served != self.spec.fingerprint:
+            raise ModelMismatchError(
+                f"the server at {self.url} now answers with fingerprint {served}, but this client was set up "
+                f"for {self.spec.fingerprint} ({self.spec.name}): the server's model changed. Refusing to mix "
+                "vectors of two models; load the model again to use the new one."
+            )
+        items = sorted(json.loads(data)["data"], key=lambda item: item["index"])
+        vectors = np.stack([np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in items])
+        if vectors.shape != (len(texts), self.spec.dimensions):
+            raise ServerError(f"{self.url} returned vectors of shape {vectors.shape} for {len(texts)} texts of "
+                              f"{self.spec.dimensions} dimensions", self.url)
+        return vectors.astype(np.float32, copy=False)
+
+    def _headers(self, body: bytes | None) -> dict:
+        headers = {"Accept": "application/json", "User-Agent": "vecplug-client"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _request(self, method: str, path: str, body: bytes | None = None):
+        """One request with retries on 429, 503 and failed connections, for up to ``retry_seconds``."""
+        deadline = time.monotonic() + self.retry_seconds
+        tries = 0
+        while True:
+            tries += 1
+            retry_after = None
+            try:
+                status, headers, data = self._connections.request(method, path, body, self._headers(body))
+            except TimeoutError:
+                raise ServerError(f"{self.url} did not answer {method} {path} within {self.timeout:g} s "
+                                  "(RemoteModel timeout)", self.url) from None
+            except (OSError, http.client.HTTPException) as error:
+                problem = f"cannot connect ({error or type(error).__name__})"
+            else:
+                if status < 400:
+                    return headers, data
+                message = error_message(data)
+                if status not in RETRY_STATUSES:
+                    raise ServerError(f"{self.url} answered {method} {path} with {status}: {message}"
+                                      + (f" (set ${API_KEY_ENV} or pass api_key=)" if status == 401 else ""),
+                                      self.url, status)
+                problem = f"{status}: {message}"
+                retry_after = parse_retry_after(headers.get("Retry-After"))
+            pause = max(retry_after or 0.0, backoff(tries))
+            if time.monotonic() + pause > deadline:
+                raise ServerUnavailableError(
+                    f"the vecplug server at {self.url} did not answer {method} {path} within "
+                    f"{self.retry_seconds:g} s ({tries} tries); last: {problem}. "
+                    "Is `vecplug serve` running there, and reachable?", self.url)
+            time.sleep(pause)
+
+
+def base_url(url: str) -> str:
+    """``http://host:port[/prefix]``: no trailing slash, no ``/v1`` (an OpenAI-style base URL works too)."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    """Lists of at most ``size`` texts and about ``BATCH_CHARS`` characters."""
+    chunk: list[str] = []
+    chars = 0
+    for text in texts:
+        if chunk and (len(chunk) >= size or chars + len(text) > BATCH_CHARS):
+            yield chunk
+            chunk, chars = [], 0
+        chunk.append(text)
+        chars += len(text)
+    if chunk:
+        yield chunk
+
+
+def backoff(tries: int) -> float:
+    """0.1 s, doubling to at most 5 s, with jitter so that many clients do not retry in step."""
+    return min(5.0, 0.1 * 2 ** (tries - 1)) * random.uniform(0.5, 1.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    try:
+        return min(60.0, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_message(data: bytes) -> str:
+    """The server's message from an OpenAI- or TEI-shaped error body, else the body itself."""
+    try:
+        error = json.loads(data).get("error")
+        return error.get("message", str(error)) if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        return data[:300].decode("utf-8", "replace") or "(no body)"
+
+
+class ConnectionPool:
+    """Keep-alive connections to one server, shared by threads (one connection per request at a time)."""
+
+    def __init__(self, url: str, timeout: float, keep: int = 4):
+        parts = urllib.parse.urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port
+        self.prefix = parts.path
+        self.timeout = timeout
+        self.keep = keep
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _new(self) -> http.client.HTTPConnection:
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def request(self, method: str, path: str, body: bytes | None, headers: dict):
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is not None:
+            try:
+                return self._send(connection, method, path, body, headers)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                pass  # the server closed an idle keep-alive connection; try once on a new one
+        return self._send(self._new(), method, path, body, headers)
+
+    def _send(self, connection, method, path, body, headers):
+        try:
+            connection.request(method, self.prefix + path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except BaseException:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            with self._lock:
+                if len(self._idle) < self.keep:
+                    self._idle.append(connection)
+                    connection = None
+            if connection is not None:
+                connection.close()
+        return response.status, response.headers, data

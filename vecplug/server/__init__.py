@@ -1,0 +1,16 @@
+"""``vecplug serve``: one resident model for many clients over HTTP.
+
+Modules, each with one job:
+
+- ``cli``: the ``vecplug serve`` command (click only; everything heavy loads
+  when the command runs, so ``vecplug --help`` stays instant)
+- ``config``: the server's settings, checked once
+- ``engine``: loads the model in its own thread, warms it up, owns it
+- ``batching``: merges the texts of concurrent requests into the engine's
+  token-budget batches, tokenizing while the previous batch runs
+- ``schemas``: request and response bodies (OpenAI and TEI), input checks
+- ``errors``: error bodies in the OpenAI and TEI shapes
+- ``middleware``: request size limit, API key, refusing work while draining
+- ``metrics``: Prometheus counters, gauges and histograms
+- ``app``: the FastAPI routes
+"""

@@ -1,0 +1,291 @@
+"""Dynamic batching: the texts of concurrent requests share the engine's forward passes.
+
+Two threads own the model. The tokenizer thread tokenizes each request as it
+arrives; the engine thread fills a token budget from the tokenized texts, in
+arrival order across requests, and runs one forward pass per budget. So the
+next requests are tokenized while a batch runs, a request of one short query
+rides along with whatever else is waiting, and no request waits behind more
+than the budget that is already running. Results go back to each request in
+its own order, through the callback it was submitted with.
+
+Models without the fast path (``tokenize`` + ``embed_token_ids``, which the
+built-in ModernBERT has) go through ``embed_batch`` in batches of
+``model.batch_size`` texts on the engine thread alone.
+
+The queue is bounded in texts: a request that does not fit is refused
+(``QueueFull``, with a retry estimate) instead of growing memory and latency
+without limit. A request cancelled before its texts enter a batch (its client
+hung up) is dropped; its texts are never embedded.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+log = logging.getLogger("vecplug.server")
+
+
+class QueueFull(Exception):
+    def __init__(self, queued: int, limit: int, retry_after: int):
+        super().__init__(f"{queued} texts queued, limit {limit}")
+        self.queued, self.limit, self.retry_after = queued, limit, retry_after
+
+
+class TextsTooLong(Exception):
+    """Texts over the model's max tokens, in a request that asked not to truncate."""
+
+    def __init__(self, indices: list[int], max_tokens: int):
+        super().__init__(f"texts {indices} exceed {max_tokens} tokens")
+        self.indices, self.max_tokens = indices, max_tokens
+
+
+class ShuttingDown(Exception):
+    pass
+
+
+class Job:
+    """One request's texts on their way through the batcher.
+
+    ``texts`` carry their prompt already. When every text is embedded (or the
+    job failed) ``on_done(job)`` is called once, from a batcher thread: then
+    ``vectors`` holds full-dimension rows in input order, or ``error`` is set.
+    """
+
+    __slots__ = ("texts", "on_done", "reject_truncated", "token_ids", "tokens", "truncated", "vectors",
+                 "error", "next_index", "embedded", "cancelled", "submitted_at", "finished")
+
+    def __init__(self, texts: list[str], on_done: Callable[["Job"], None], reject_truncated: bool = False):
+        self.texts = texts
+        self.on_done = on_done
+        self.reject_truncated = reject_truncated
+        self.token_ids: list[list[int]] | None = None
+        self.tokens = 0
+        self.truncated = 0
+        self.vectors: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.next_index = 0  # the next text to put in a batch
+        self.embedded = 0
+        self.cancelled = False
+        self.finished = False
+        self.submitted_at = time.perf_counter()
+
+
+def has_fast_path(model) -> bool:
+    return callable(getattr(model, "tokenize", None)) and callable(getattr(model, "embed_token_ids", None))
+
+
+class Batcher:
+    def __init__(self, model, *, max_queue_texts: int, max_batch_tokens: int | None = None, metrics=None):
+        self.model = model
+        self.fast = has_fast_path(model)
+        self.token_budget = max_batch_tokens or getattr(model, "token_budget", None) or 2048
+        self.batch_texts = max(1, int(getattr(model, "batch_size", 32) or 32))
+        self.max_queue_texts = max_queue_texts
+        self.metrics = metrics
+        self.queued_texts = 0
+        self._condition = threading.Condition()
+        self._to_tokenize: deque[Job] = deque()
+        self._ready: deque[Job] = deque()
+        self._tokenizing = False
+        self._stopping = False
+        self._texts_per_second: float | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- life cycle ------------------------------------------------------
+    def start(self) -> None:
+        if self.fast:
+            self._threads.append(threading.Thread(target=self._tokenize_loop, name="vecplug-tokenizer", daemon=True))
+        self._threads.append(threading.Thread(target=self._engine_loop, name="vecplug-engine", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish what is queued, then end the threads; jobs still queued after ``timeout`` fail."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        with self._condition:
+            leftovers = [*self._to_tokenize, *self._ready]
+            self._to_tokenize.clear()
+            self._ready.clear()
+        for job in leftovers:
+            self._finish(job, ShuttingDown("the server is shutting down"))
+
+    # -- called from the event loop ----------------------------------------
+    def submit(self, texts: list[str], on_done: Callable[[Job], None], reject_truncated: bool = False) -> Job:
+        """Queue a request's texts, or raise QueueFull / ShuttingDown at once."""
+        job = Job(texts, on_done, reject_truncated)
+        with self._condition:
+            if self._stopping:
+                raise ShuttingDown("the server is shutting down")
+            if self.queued_texts + len(texts) > self.max_queue_texts:
+                raise QueueFull(self.queued_texts, self.max_queue_texts, self._retry_after(len(texts)))
+            self.queued_texts += len(texts)
+            (self._to_tokenize if self.fast else self._ready).append(job)
+            self._condition.notify_all()
+        self._observe_queue()
+        return job
+
+    def cancel(self, job: Job) -> int:
+        """Drop a job whose client has gone; returns how many of its texts will not be embedded."""
+        with self._condition:
+            if job.cancelled or job.finished:
+                return 0
+            job.cancelled = True
+            dropped = len(job.texts) - job.next_index
+            job.next_index = len(job.texts)
+            self.queued_texts -= dropped
+        self._observe_queue()
+        return dropped
+
+    # -- the tokenizer thread ------------------------------------------------
+    def _tokenize_loop(self) -> None:
+        while True:
+            with self._condition:
+                while not self._to_tokenize and not self._stopping:
+                    self._condition.wait()
+                if not self._to_tokenize:
+                    return
+                job = self._to_tokenize.popleft()
+                if job.cancelled:
+                    continue
+                self._tokenizing = True
+            try:
+                self._tokenize(job)
+            except Exception as error:  # a tokenizer failure fails this request only
+                log.exception("tokenizing a request failed")
+                with self._condition:
+                    self._tokenizing = False
+                    self._forget(job)
+                self._finish(job, error)
+                continue
+            with self._condition:
+                self._tokenizing = False
+                if job.error is not None:
+                    self._forget(job)
+                elif not job.cancelled:
+                    self._ready.append(job)
+                self._condition.notify_all()
+            if job.error is not None:
+                self._finish(job, job.error)
+
+    def _tokenize(self, job: Job) -> None:
+        before = getattr(self.model, "truncated_count", 0)
+        job.token_ids = self.model.tokenize(job.texts)
+        job.truncated = getattr(self.model, "truncated_count", 0) - before
+        job.tokens = sum(len(ids) for ids in job.token_ids)
+        if job.reject_truncated and job.truncated:
+            limit = self.model.max_tokens
+            indices = [index for index, ids in enumerate(job.token_ids) if len(ids) >= limit]
+            job.error = TextsTooLong(indices, limit)
+
+    def _forget(self, job: Job) -> None:
+        """Take a job's untaken texts off the queue count (caller holds the lock)."""
+        self.queued_texts -= len(job.texts) - job.next_index
+        job.next_index = len(job.texts)
+
+    # -- the engine thread ---------------------------------------------------
+    def _engine_loop(self) -> None:
+        while True:
+            with self._condition:
+                while not self._ready and not (self._stopping and self._drained()):
+                    self._condition.wait()
+                if not self._ready:
+                    return
+                batch = self._take_batch()
+            self._observe_queue()
+            if batch:
+                self._run(batch)
+
+    def _drained(self) -> bool:
+        return not self._to_tokenize and not self._tokenizing and not self._ready
+
+    def _take_batch(self) -> list[tuple[Job, int]]:
+        """Texts in arrival order until the token budget (or, without the fast path, batch size) is full."""
+        batch: list[tuple[Job, int]] = []
+        tokens = 0
+        while self._ready:
+            job = self._ready[0]
+            if job.cancelled or job.error is not None:
+                self._ready.popleft()
+                self._forget(job)  # a cancelled job is already off the count: no-op then
+                continue
+            if self.fast:
+                length = len(job.token_ids[job.next_index])
+                if batch and tokens + length > self.token_budget:
+                    break
+                tokens += length
+            elif len(batch) >= self.batch_texts:
+                break
+            batch.append((job, job.next_index))
+            job.next_index += 1
+            if job.next_index == len(job.texts):
+                self._ready.popleft()
+        self.queued_texts -= len(batch)
+        return batch
+
+    def _run(self, batch: list[tuple[Job, int]]) -> None:
+        started = time.perf_counter()
+        try:
+            if self.fast:
+                vectors = self.model.embed_token_ids([job.token_ids[index] for job, index in batch])
+            else:
+                vectors = self.model.embed_batch([job.texts[index] for job, index in batch])
+            vectors = np.asarray(vectors, dtype=np.float32)
+        except Exception as error:
+            log.exception("a forward pass failed")
+            for job in {id(job): job for job, _ in batch}.values():
+                job.error = error
+                self._finish(job, error)
+            return
+        seconds = time.perf_counter() - started
+        self._observe_batch(batch, seconds)
+        for row, (job, index) in enumerate(batch):
+            if job.error is not None:
+                continue
+            if job.vectors is None:
+                job.vectors = np.empty((len(job.texts), vectors.shape[1]), dtype=np.float32)
+            job.vectors[index] = vectors[row]
+            job.embedded += 1
+            if job.embedded == len(job.texts):
+                self._finish(job)
+
+    def _finish(self, job: Job, error: BaseException | None = None) -> None:
+        if job.finished:
+            return
+        job.finished = True
+        if error is not None:
+            job.error = error
+        try:
+            job.on_done(job)
+        except Exception:  # the loop may be closed at shutdown; nobody is waiting then
+            log.debug("could not deliver a result", exc_info=True)
+
+    # -- estimates and metrics -------------------------------------------------
+    def _retry_after(self, incoming: int) -> int:
+        """Seconds until the queue has room for ``incoming`` texts, at the throughput seen so far."""
+        rate = self._texts_per_second
+        if not rate:
+            return 1
+        backlog = self.queued_texts + incoming - self.max_queue_texts
+        return max(1, min(60, math.ceil(max(backlog, incoming) / rate)))
+
+    def _observe_batch(self, batch: list[tuple[Job, int]], seconds: float) -> None:
+        rate = len(batch) / max(seconds, 1e-6)
+        self._texts_per_second = rate if self._texts_per_second is None else 0.8 * self._texts_per_second + 0.2 * rate
+        if self.metrics is None:
+            return
+        tokens = sum(len(job.token_ids[index]) for job, index in batch) if self.fast else 0
+        self.metrics.observe_batch(len(batch), tokens, seconds)
+
+    def _observe_queue(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_texts.set(self.queued_texts)

@@ -1,0 +1,58 @@
+"""The server's settings, checked once when ``vecplug serve`` starts."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+API_KEY_ENV = "VECPLUG_API_KEY"
+# OpenAI's own limit on texts per request; also bounds one request's share of the queue.
+MAX_REQUEST_TEXTS = 2048
+# A request body above this is refused unread (413): 2,048 texts of 4 KB, or one
+# text far beyond what 8,192 tokens can read. Tokenizing megabytes only to cut them
+# at max_tokens would stall every other client.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+DEFAULT_QUEUE_TEXTS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    model: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    dimensions: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_batch_tokens: int | None = None  # None: the model's own budget (2,048 on CPU, 65,536 on GPU)
+    max_queue_texts: int = DEFAULT_QUEUE_TEXTS
+    max_request_texts: int = MAX_REQUEST_TEXTS
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    served_name: str | None = None
+    access_log: bool = False
+
+    def __post_init__(self):
+        for name in ("max_queue_texts", "max_request_texts", "max_request_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}")
+        if self.max_request_texts > self.max_queue_texts:
+            # a request larger than the whole queue could never be accepted
+            object.__setattr__(self, "max_request_texts", self.max_queue_texts)
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("the API key is empty; set a non-empty key or none at all")
+
+
+def read_api_key(api_key_file: str | os.PathLike | None) -> str | None:
+    """The key from ``--api-key-file`` (first line, stripped), else ``$VECPLUG_API_KEY``, else None.
+
+    Never from the command line, where ``ps`` shows it to every user.
+    """
+    if api_key_file is not None:
+        lines = Path(api_key_file).read_text().strip().splitlines()
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise ValueError(f"the API key file {api_key_file} is empty")
+        return key
+    return os.environ.get(API_KEY_ENV) or None

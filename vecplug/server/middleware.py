@@ -1,0 +1,119 @@
+"""What every request passes before a route sees it: draining, the API key, the body size.
+
+A plain ASGI wrapper rather than Starlette middleware classes: it runs before
+the body is read, so an oversized body is refused unread (by its
+Content-Length) or as soon as the streamed part passes the limit, and it
+times every request for the metrics.
+"""
+from __future__ import annotations
+
+import hmac
+import time
+
+import orjson
+
+from .errors import APIError, error_body
+
+# Routes whose latency and status are counted under their own name; anything else is "other".
+KNOWN_ROUTES = frozenset({"/v1/embeddings", "/v1/models", "/embed", "/", "/info", "/health", "/metrics",
+                          "/docs", "/openapi.json"})
+OPEN_ROUTES = frozenset({"/health"})  # no API key needed: load balancers and orchestrators probe it
+
+
+class Gate:
+    def __init__(self, app, *, api_key: str | None, max_request_bytes: int, host, metrics):
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_request_bytes = max_request_bytes
+        self.host = host
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        route = path if path in KNOWN_ROUTES else "other"
+        started = time.perf_counter()
+        status_seen = {}
+
+        async def send_and_count(message):
+            if message["type"] == "http.response.start":
+                status_seen["status"] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope, path)
+            if refusal is not None:
+                await respond(send_and_count, path, refusal)
+            else:
+                await self.app(scope, self._limited(receive), send_and_count)
+        finally:
+            status = status_seen.get("status", 499)  # no response started: the client went away
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+
+    def _refusal(self, scope, path: str) -> APIError | None:
+        if self.host.status == "draining" and path not in OPEN_ROUTES:
+            self.metrics.rejected.labels("draining").inc()
+            return APIError(503, "the server is shutting down and takes no new requests; retry against another "
+                                 "instance or after it restarts", code="draining",
+                            headers={"Retry-After": "1", "Connection": "close"})
+        if self.api_key is not None and path not in OPEN_ROUTES:
+            problem = self._key_problem(scope)
+            if problem:
+                return APIError(401, problem, code="invalid_api_key",
+                                headers={"WWW-Authenticate": 'Bearer realm="vecplug"'})
+        length = header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
+            return too_large(int(length), self.max_request_bytes)
+        return None
+
+    def _key_problem(self, scope) -> str | None:
+        authorization = header(scope, b"authorization")
+        if authorization is None:
+            return ("this server needs an API key: send the header 'Authorization: Bearer <key>' with the key "
+                    "it was started with ($VECPLUG_API_KEY or --api-key-file)")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "the Authorization header must be 'Bearer <key>'"
+        if not hmac.compare_digest(token.strip().encode(), self.api_key):
+            return "wrong API key: use the key this server was started with ($VECPLUG_API_KEY or --api-key-file)"
+        return None
+
+    def _limited(self, receive):
+        """``receive`` that refuses a streamed body as soon as it passes the limit."""
+        seen = 0
+        limit = self.max_request_bytes
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise too_large(seen, limit, streamed=True)
+            return message
+
+        return limited_receive
+
+
+def header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def too_large(size: int, limit: int, streamed: bool = False) -> APIError:
+    amount = f"more than {limit:,}" if streamed else f"{size:,}"
+    return APIError(413, f"the request body is {amount} bytes; this server accepts at most {limit:,} per request "
+                         "(--max-request-bytes). Send fewer or shorter texts per request: texts longer than "
+                         "the model's max tokens are cut anyway.", code="request_too_large")
+
+
+async def respond(send, path: str, error: APIError) -> None:
+    body = orjson.dumps(error_body(path, error))
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(key.lower().encode(), str(value).encode()) for key, value in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,137 @@
+"""Request and response bodies: OpenAI's ``/v1/embeddings`` and TEI's ``/embed``.
+
+Requests refuse unknown fields: a misspelt ``input_typ`` silently embedding
+queries as documents is the kind of quiet error vecplug exists to prevent.
+The fields real clients send (OpenAI's ``user``, TEI's
+``truncation_direction``) are known. The shapes also make the server's
+OpenAPI schema, which the fuzz test generates requests from.
+"""
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+TextInput = Union[str, list[str]]
+
+
+def check_text_input(value, field: str):
+    """A string or a non-empty list of strings; say which item is wrong and why."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise ValueError(f"{field} must be a string or a list of strings, got {json_type(value)}")
+    if not value:
+        raise ValueError(f"{field} is an empty list; send at least one text")
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            continue
+        if isinstance(item, (int, list)) and not isinstance(item, bool):
+            raise ValueError(
+                f"{field}[{index}] is {json_type(item)}: token-id input is not supported, "
+                "send the text itself (the server tokenizes with the model's own tokenizer)"
+            )
+        raise ValueError(f"{field}[{index}] is {json_type(item)}, expected a string")
+    return value
+
+
+def json_type(value) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request, plus ``input_type`` (which prompt the server puts before each text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: TextInput = Field(description="A text or a list of texts (at most the server's per-request limit).")
+    model: str | None = Field(None, description="The served model's name or an alias; omit for the served model.")
+    dimensions: StrictInt | None = Field(None, ge=1, description="Matryoshka: keep the first N dimensions, re-normalised.")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: each vector as little-endian float32 bytes, base64-encoded.")
+    input_type: Literal["query", "document"] = Field(
+        "document", description="query: the model's query prompt; document: its document prompt.")
+    user: str | None = Field(None, description="Accepted for OpenAI compatibility; not used.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _check_input(cls, value):
+        return check_text_input(value, "input")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str]
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "vecplug"
+    vecplug: dict = Field(description="The model's spec: name, aliases, dimensions, matryoshka_dims, "
+                                      "max_tokens, prompts, fingerprint.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class EmbedRequest(BaseModel):
+    """text-embeddings-inference's ``/embed`` request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: TextInput
+    normalize: StrictBool = Field(True, description="Only true: vecplug serves L2-normalised vectors.")
+    truncate: StrictBool | None = Field(
+        None, description="Cut texts longer than the model's max tokens (default); false refuses them with 413.")
+    truncation_direction: Literal["right", "Right", "left", "Left"] = Field(
+        "right", description="Only right: texts keep their beginning.")
+    prompt_name: str | None = Field(
+        None, description="A prompt name of the model (query, document); default document.")
+    dimensions: StrictInt | None = Field(None, ge=1)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _check_inputs(cls, value):
+        return check_text_input(value, "inputs")
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorDetail
+
+
+class TEIError(BaseModel):
+    error: str
+    error_type: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "draining", "failed"]
+    model: str | None = None
+    fingerprint: str | None = None
+    detail: str | None = None
