@@ -172,7 +172,7 @@ def server_checks(server_url: str, api_key: str | None) -> list[Check]:
     return checks
 
 
-def adapter_checks(dsn: str | None, server_url: str | None) -> list[Check]:
+def adapter_checks(dsn: str | None, server_url: str | None, api_key: str | None) -> list[Check]:
     """What adapters check for themselves (PostgreSQL: reachable, pgvector, plpython3u, schema, model)."""
     from .plugins import load_plugins, pm
 
@@ -180,8 +180,8 @@ def adapter_checks(dsn: str | None, server_url: str | None) -> list[Check]:
     checks = []
     for implementation in pm.hook.vecplug_doctor_checks.get_hookimpls():
         try:
-            found = implementation.function(**{name: {"dsn": dsn, "server_url": server_url}[name]
-                                                for name in implementation.argnames})
+            arguments = {"dsn": dsn, "server_url": server_url, "api_key": api_key}
+            found = implementation.function(**{name: arguments[name] for name in implementation.argnames})
         except Exception as error:
             checks.append(Check(implementation.plugin_name, "doctor", "fail", f"{type(error).__name__}: {error}"))
             continue
@@ -203,7 +203,7 @@ def run_checks(dsn: str | None = None, server_url: str | None = None, api_key: s
     if server_url:
         checks += server_checks(server_url, api_key)
     if dsn:
-        checks += adapter_checks(dsn, server_url)
+        checks += adapter_checks(dsn, server_url, api_key)
         if not any(check.section.lower().startswith("postgres") for check in checks):
             checks.append(Check("PostgreSQL", "checks", "fail", "--dsn was given, but no installed adapter checks "
                                 "PostgreSQL (the vecplug_doctor_checks hook of vecplug_pgvector)"))

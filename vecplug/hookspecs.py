@@ -80,8 +80,10 @@ def vecplug_demo_store(folder, dsn, model):
 
 
 @hookspec
-def vecplug_doctor_checks(dsn, server_url):
+def vecplug_doctor_checks(dsn, server_url, api_key):
     """Checks for ``vecplug doctor --dsn DSN [--server-url URL]``: return a list of dicts or None.
+
+    ``api_key`` is the server's key (``--api-key-file`` or ``$VECPLUG_API_KEY``), or None.
 
     Each dict has ``section`` (e.g. "PostgreSQL"), ``name``, ``status`` ("ok",
     "info", "warn" or "fail") and ``detail`` (what was found, and what to do

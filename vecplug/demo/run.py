@@ -81,6 +81,10 @@ def open_stores(folder: Path, dsn: str | None, model, say) -> list:
         except ImportError as error:
             say(f"skipping {implementation.plugin_name}: {error} (install vecplug[{implementation.plugin_name}])")
             continue
+        except Exception as error:  # a database that cannot be reached: say which, and close the others
+            for store in stores:
+                store.close()
+            raise click.ClickException(f"{implementation.plugin_name}: {' '.join(str(error).split())}") from None
         if store is not None:
             stores.append(store)
     return sorted(stores, key=lambda store: store.name)
