@@ -28,10 +28,10 @@ CREATE EXTENSION vector SCHEMA public;
 \endif
 
 -- Migrations: once each, in number order.
-SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0001_settings') AS vecplug_apply \gset
+SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0001_core') AS vecplug_apply \gset
 \if :vecplug_apply
-\ir core/migrations/0001_settings.sql
-INSERT INTO vecplug.migrations (name, kind) VALUES ('0001_settings', 'migration');
+\ir core/migrations/0001_core.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('0001_core', 'migration');
 \endif
 
 -- Repeatable core files (plain SQL).

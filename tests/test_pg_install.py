@@ -63,7 +63,7 @@ def test_sql_files_ship_inside_the_package():
     assert root.parent.resolve() == package.resolve() or root.resolve().parent.name != "adapters"
     for name in ("install.sql", "uninstall.sql", "core/bootstrap.sql"):
         assert (root / name).is_file(), name
-    assert [file.name for file in sqlfiles.migrations()][0] == "0001_settings"
+    assert [file.name for file in sqlfiles.migrations()][0] == "0001_core"
     assert sqlfiles.repeatables("query")[0].name == "query/10_embed.sql"
     cli = Path(sys.executable).with_name("vecplug")
     printed = subprocess.run([str(cli), "pg", "sql-dir"], capture_output=True, text=True, check=True).stdout.strip()
@@ -87,7 +87,8 @@ def test_install_creates_both_layers(pg_cluster, fresh_db):
         assert report.query_functions == "installed"
         assert "CREATE EXTENSION vector" in report.applied and "query/10_embed.sql" in report.applied
         assert set(report.settings_changed) >= {"server_url", "connect_timeout", "read_timeout"}
-        assert any("could not reach the embedding server at http://127.0.0.1:9" in note for note in report.notes)
+        assert any("could not ask the embedding server for its model" in note and "http://127.0.0.1:9" in note
+                   for note in report.notes)
         assert conn.execute("SELECT vecplug.schema_version()").fetchone()[0] == 1
         settings = dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
         assert settings["server_url"] == CLOSED_PORT_URL
@@ -299,7 +300,7 @@ def test_cli_install_and_uninstall(pg_cluster, fresh_db, tmp_path):
     assert installed.returncode == 0, installed.stderr
     assert f"installed vecplug schema version 1 in database '{fresh_db}'" in installed.stdout
     assert "query functions (vecplug.embed_query, embed_document, embed_documents): installed" in installed.stdout
-    assert "could not reach the embedding server" in installed.stdout
+    assert "could not ask the embedding server for its model" in installed.stdout
     with pg_cluster.connect(fresh_db) as conn:
         settings = dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
     assert (settings["api_key"], settings["read_timeout"]) == ("cli-key", "12")

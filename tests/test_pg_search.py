@@ -176,3 +176,45 @@ def test_search_on_managed_postgres(pg_cluster, managed_db, model):
         vectors = create_docs_table(conn, model, held_texts(200))
         rows = vecplug_pgvector.search(conn, "docs", "string formatting", k=5, model=model)
     assert_same_neighbours(ids_and_distances(rows), brute_force(vectors, model.embed_queries(["string formatting"])[0], 5))
+
+
+def test_a_recorded_column_refuses_another_model_of_the_same_size(pg_cluster, fresh_db, model,
+                                                                  tiny_model_no_prompts_dir):
+    other = vecplug.load_model(str(tiny_model_no_prompts_dir), dtype="float32")  # 64 dims too, other weights
+    assert other.dimensions == model.dimensions and other.spec.fingerprint != model.spec.fingerprint
+    with pg_cluster.connect(fresh_db) as conn:
+        conn.execute("CREATE EXTENSION vector")
+        create_docs_table(conn, model, held_texts(30))
+        with pytest.raises(vecplug_pgvector.SearchTargetError, match="vecplug is not installed"):
+            vecplug_pgvector.record_model(conn, "docs", "embedding", model)
+        vecplug_pgvector.install(conn)
+        assert vecplug_pgvector.search(conn, "docs", "x", k=1, model=other)  # nothing recorded: only sizes checked
+        recorded = vecplug_pgvector.record_model(conn, "docs", "embedding", model)
+        assert recorded["fingerprint"] == model.spec.fingerprint
+        assert len(vecplug_pgvector.search(conn, "docs", "x", k=3, model=model)) == 3
+        with pytest.raises(vecplug.ModelMismatchError,
+                           match=r"column 'embedding' of 'docs' was made with .*refusing to search it with"):
+            vecplug_pgvector.search(conn, "docs", "x", model=other)
+        with pytest.raises(vecplug.ModelMismatchError, match="refusing to record"):
+            vecplug_pgvector.record_model(conn, "docs", "embedding", other)
+        vecplug_pgvector.record_model(conn, "docs", "embedding", other, replace=True)  # after re-embedding
+        with pytest.raises(vecplug.ModelMismatchError):
+            vecplug_pgvector.search(conn, "docs", "x", model=model)
+        small = vecplug.load_model(str(tiny_model_no_prompts_dir), dtype="float32", dimensions=32)
+        with pytest.raises(vecplug.ModelMismatchError, match="holds 64-dimension vectors"):
+            vecplug_pgvector.record_model(conn, "docs", "embedding", small, replace=True)
+
+
+def test_only_a_tables_owner_records_its_columns_model(pg_cluster, fresh_db, model):
+    with pg_cluster.connect(fresh_db) as conn:
+        vecplug_pgvector.install(conn)
+        conn.execute("GRANT CREATE ON SCHEMA public TO app")
+    with pg_cluster.connect(fresh_db, user="app") as conn:
+        create_docs_table(conn, model, held_texts(10))
+        conn.execute("GRANT SELECT ON docs TO reader")
+        vecplug_pgvector.record_model(conn, "docs", "embedding", model)  # app owns docs, not schema vecplug
+    with pg_cluster.connect(fresh_db, user="reader") as conn:
+        with pytest.raises(PermissionError, match="role 'reader' does not own 'docs'"):
+            vecplug_pgvector.record_model(conn, "docs", "embedding", model, replace=True)
+        assert conn.execute("UPDATE vecplug.embedding_columns SET model = '{}'").rowcount == 0  # not its rows
+        assert len(vecplug_pgvector.search(conn, "docs", "x", k=2, model=model)) == 2

@@ -9,6 +9,7 @@
 Importing this package is cheap: torch and friends load with the first model.
 """
 from .errors import (
+    InvalidSettingError,
     ModelMismatchError,
     ModelNotAvailableError,
     ServerError,
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MODEL",
     "EmbeddingModel",
+    "InvalidSettingError",
     "ModelMismatchError",
     "ModelNotAvailableError",
     "ModelSpec",

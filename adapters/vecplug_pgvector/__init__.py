@@ -2,6 +2,7 @@
 
     import vecplug_pgvector
     vecplug_pgvector.install(conn, server_url="http://127.0.0.1:8000")   # or: vecplug pg install --dsn ...
+    vecplug_pgvector.record_model(conn, "docs", "embedding", model)       # after filling a column from Python
     vecplug_pgvector.search(conn, "docs", "how do I ...", k=10)           # query embedded in this process
 
 In SQL, once installed: ``ORDER BY embedding <=> vecplug.embed_query('...') LIMIT 10``.
@@ -12,8 +13,10 @@ import psycopg, pgvector, urllib.request or torch only inside functions.
 """
 from __future__ import annotations
 
+from .columns import SearchTargetError, record_model
 from .installer import InstallError, InstallReport, install, uninstall
-from .search import SearchTargetError, search
+from .search import search
 from .sqlfiles import sql_dir
 
-__all__ = ["InstallError", "InstallReport", "SearchTargetError", "install", "search", "sql_dir", "uninstall"]
+__all__ = ["InstallError", "InstallReport", "SearchTargetError", "install", "record_model", "search", "sql_dir",
+           "uninstall"]

@@ -17,10 +17,10 @@ import dataclasses
 import urllib.parse
 from pathlib import Path
 
-from vecplug.errors import VecplugError
+from vecplug.errors import ServerError, VecplugError
+from vecplug.model import ModelSpec
 
 from . import sqlfiles
-from .server_probe import ServedModel, ServerUnavailableError, served_models
 
 MAX_TIMEOUT_S = 3600
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('vecplug install'))"
@@ -41,7 +41,7 @@ class InstallReport:
     applied: list[str] = dataclasses.field(default_factory=list)
     query_functions: str = "not installed"  # "installed", "up to date" or "not installed"
     settings_changed: list[str] = dataclasses.field(default_factory=list)
-    server: ServedModel | None = None
+    server: ModelSpec | None = None  # the model the server serves, when it was asked
     notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -318,21 +318,19 @@ def _store_settings(connection, checked: dict, report: InstallReport) -> None:
 
 def _record_served_model(url, api_key, timeout, current: dict, wanted: dict, report: InstallReport) -> None:
     """Ask the server for its model and put its name, fingerprint and dimensions into ``wanted``."""
+    from vecplug.client import RemoteModel
+
     try:
-        models = served_models(url, api_key, timeout=timeout)
-    except ServerUnavailableError as error:
+        served = RemoteModel(url, api_key=api_key or "", timeout=timeout, retry_seconds=0).spec
+    except ServerError as error:
         if url != current.get("server_url"):
             wanted.update(model=None, model_fingerprint=None, dimensions=None)
         report.notes.append(
-            f"{error}. The URL is recorded; the query functions fail until the server answers. Run install "
-            "again once it runs, to record its model (its fingerprint guards against a model swap).")
+            f"could not ask the embedding server for its model: {error} The URL is recorded; the query "
+            "functions fail until the server answers. Run install again once it runs, to record its model "
+            "(its fingerprint guards against a model swap).")
         return
-    if len(models) > 1:
-        wanted.update(model=None, model_fingerprint=None, dimensions=None)
-        report.notes.append(f"the server at {url} serves {len(models)} models ({', '.join(m.name for m in models)}): "
-                            "name one in each call, vecplug.embed_query(text, model => '...').")
-        return
-    served = report.server = models[0]
+    report.server = served
     previous = current.get("model_fingerprint")
     if previous and previous != served.fingerprint:
         report.notes.append(

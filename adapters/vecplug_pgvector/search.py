@@ -17,16 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from vecplug.errors import ModelMismatchError, VecplugError
+from vecplug.errors import ModelMismatchError
 
-VECTOR_TYPES = ("vector", "halfvec")
+from .columns import SearchTargetError, check_column_model, describe, display, table_identifier
+
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>", "l1": "<+>"}
-_OPCLASS_DISTANCE = {"cosine_ops": "cosine", "l2_ops": "l2", "ip_ops": "inner_product", "l1_ops": "l1"}
 HNSW_DEFAULT_EF_SEARCH = 40
-
-
-class SearchTargetError(VecplugError, LookupError):
-    """The table or column to search does not exist, or holds no vectors."""
 
 
 def search(conn, table, text: str, k: int = 10, column: str = "embedding", where: str | None = None,
@@ -70,14 +66,10 @@ def _search(conn, table, text, k, column, where, params, model, server_url, api_
     from psycopg import sql
     from psycopg.rows import dict_row
 
-    target = _table_identifier(table)
-    info = _describe(conn, target, table, column, columns)
+    target = table_identifier(table)
+    info = describe(conn, target, table, column, columns)
     embedder = _embedder(model, server_url, api_key)
-    if info["dimensions"] and info["dimensions"] != embedder.dimensions:
-        raise ModelMismatchError(
-            f"column {column!r} of {_display(table)} holds {info['dimensions']}-dimension vectors, but model "
-            f"{embedder.name!r} gives {embedder.dimensions}: search with the model that filled the column "
-            "(for Matryoshka-cut vectors, vecplug.load_model(name, dimensions=N)).")
+    check_column_model(conn, info, table, column, embedder, action="search it with")
     vector = embedder.embed_queries([text])[0]
     operator = OPERATORS[distance or info["index_distance"] or "cosine"]
     query_vector = sql.SQL("CAST({} AS {})").format(
@@ -108,65 +100,20 @@ def _search(conn, table, text, k, column, where, params, model, server_url, api_
         return cursor.fetchall()
 
 
-def _table_identifier(table):
-    from psycopg import sql
-
-    if isinstance(table, str) and table:
-        return sql.Identifier(table)
-    if isinstance(table, (tuple, list)) and len(table) == 2 and all(isinstance(p, str) and p for p in table):
-        return sql.Identifier(*table)
-    raise TypeError(f"table must be a name (str) or a (schema, table) pair, not {table!r}")
-
-
-def _display(table) -> str:
-    return repr(table) if isinstance(table, str) else repr(".".join(table))
-
-
-def _describe(conn, target, table, column, columns) -> dict:
-    """The table's oid, the column's vector type and size, its index, and the columns to return."""
-    found = conn.execute("SELECT to_regclass(%s)::oid", [target.as_string(conn)]).fetchone()[0]
-    if found is None:
-        raise SearchTargetError(
-            f"no table {_display(table)} in database {conn.info.dbname!r}. Names are taken exactly (case and "
-            "spaces count); pass a (schema, table) pair for a schema-qualified name.")
-    rows = conn.execute("""
-        SELECT a.attname, t.typname, n.nspname, a.atttypmod,
-               (SELECT am.amname || ' ' || opc.opcname
-                FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
-                JOIN pg_opclass opc ON opc.oid = i.indclass[0]
-                WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND am.amname IN ('hnsw', 'ivfflat')
-                ORDER BY am.amname = 'hnsw' DESC LIMIT 1)
-        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
-    """, [found]).fetchall()
-    by_name = {row[0]: row for row in rows}
-    vector_columns = [row[0] for row in rows if row[1] in VECTOR_TYPES]
-    if column not in by_name or by_name[column][1] not in VECTOR_TYPES:
-        what = "has no column" if column not in by_name else f"has a {by_name[column][1]} column, not a vector one,"
-        raise SearchTargetError(
-            f"table {_display(table)} {what} {column!r}; its vector columns: {vector_columns or 'none'}. "
-            "Pass column=... (exact name), or add a vector column and fill it first.")
-    _, type_name, type_schema, typmod, index = by_name[column]
-    selected = list(columns) if columns is not None else [name for name in by_name if name != column]
-    missing = [name for name in selected if name not in by_name]
-    if missing:
-        raise SearchTargetError(f"table {_display(table)} has no column(s) {missing}")
-    if "distance" in selected:
-        raise ValueError(f"table {_display(table)} has a column named 'distance', which the results use for "
-                         "the distance: pass columns=[...] without it")
-    index_method, opclass = index.split(" ", 1) if index else (None, "")
-    index_distance = next((name for suffix, name in _OPCLASS_DISTANCE.items() if opclass.endswith(suffix)), None)
-    return {"type_name": type_name, "type_schema": type_schema, "dimensions": typmod if typmod > 0 else None,
-            "columns": selected, "index_method": index_method, "index_distance": index_distance}
-
-
 def _embedder(model, server_url, api_key):
     import vecplug
 
-    if server_url is not None:
-        from vecplug.client import RemoteModel
+    if server_url is None:
+        return model if isinstance(model, vecplug.EmbeddingModel) else vecplug.load_model(model)
+    from vecplug.client import RemoteModel
 
-        return RemoteModel(server_url, api_key=api_key)
-    if isinstance(model, vecplug.EmbeddingModel):
-        return model
-    return vecplug.load_model(model)
+    remote = RemoteModel(server_url, api_key=api_key)
+    if model is not None:
+        wanted = model.spec if isinstance(model, vecplug.EmbeddingModel) else None
+        if wanted is not None and wanted.fingerprint and wanted.fingerprint != remote.spec.fingerprint:
+            raise ModelMismatchError(f"the server at {remote.url} serves {remote.name} (fingerprint "
+                                     f"{remote.spec.fingerprint}), not {wanted.name} ({wanted.fingerprint})")
+        if wanted is None and model != remote.name and model not in remote.spec.aliases:
+            raise ModelMismatchError(f"the server at {remote.url} serves {remote.name}, not {model!r}: "
+                                     "pass the model it serves, or no model")
+    return remote

@@ -6,7 +6,8 @@
 -- The functions are STABLE: within a statement the same text gives the same
 -- vector, so the planner may use the expression as an index scan key, which
 -- is evaluated once per scan: one HTTP request per query, whatever the row
--- count. They are PARALLEL SAFE: they change nothing and keep no state a
+-- count. COST 10000 (100 is the default) tells the planner a call is an HTTP
+-- round trip, so it prefers plans that call it once. They are PARALLEL SAFE: they change nothing and keep no state a
 -- parallel worker would have to share (each process has its own small
 -- cache, so a parallel plan costs at most one request per worker; the HNSW
 -- scan is never parallel). The Python code calls no SPI: PL/Python runs
@@ -20,7 +21,7 @@
 CREATE OR REPLACE FUNCTION vecplug._embed_remote(
     texts text[], kind text, model text, dimensions integer, settings jsonb
 ) RETURNS vector[]
-LANGUAGE plpython3u STABLE PARALLEL SAFE
+LANGUAGE plpython3u STABLE PARALLEL SAFE COST 10000
 SET search_path = pg_catalog, pg_temp
 AS $python$
 import array
@@ -142,7 +143,7 @@ def served_model():
     entry = chosen[0]
     spec = entry["vecplug"]
     recorded = config.get("model_fingerprint")
-    is_installed_model = model is None or model in (config.get("model"), entry.get("id"), spec.get("name"))
+    is_installed_model = model is None or config.get("model") in (model, spec.get("name"))
     if recorded and is_installed_model and spec.get("fingerprint") != recorded:
         plpy.error(f"vecplug: the embedding server at {url} now serves {entry.get('id')!r} with fingerprint "
                    f"{spec.get('fingerprint')}, not the model vecplug was installed with "
@@ -209,7 +210,7 @@ REVOKE ALL ON FUNCTION vecplug._embed_remote(text[], text, text, integer, jsonb)
 
 CREATE OR REPLACE FUNCTION vecplug.embed_query(query text, model text DEFAULT NULL, dimensions integer DEFAULT NULL)
 RETURNS vector
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER COST 10000
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN query IS NOT NULL THEN
@@ -221,7 +222,7 @@ COMMENT ON FUNCTION vecplug.embed_query(text, text, integer) IS
 
 CREATE OR REPLACE FUNCTION vecplug.embed_document(document text, model text DEFAULT NULL, dimensions integer DEFAULT NULL)
 RETURNS vector
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER COST 10000
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN document IS NOT NULL THEN
@@ -233,7 +234,7 @@ COMMENT ON FUNCTION vecplug.embed_document(text, text, integer) IS
 
 CREATE OR REPLACE FUNCTION vecplug.embed_documents(documents text[], model text DEFAULT NULL, dimensions integer DEFAULT NULL)
 RETURNS vector[]
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER COST 10000
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT vecplug._embed_remote(documents, 'document', model, dimensions, vecplug._server_settings())

@@ -17,7 +17,10 @@ from .errors import APIError, error_body
 # Routes whose latency and status are counted under their own name; anything else is "other".
 KNOWN_ROUTES = frozenset({"/v1/embeddings", "/v1/models", "/embed", "/", "/info", "/health", "/metrics",
                           "/docs", "/openapi.json"})
-OPEN_ROUTES = frozenset({"/health"})  # no API key needed: load balancers and orchestrators probe it
+OPEN_ROUTES = frozenset({"/health"})
+# A refused body is read and dropped up to this size (then the connection is cut):
+# most HTTP clients only read the answer once they have sent the whole request.
+DISCARD_BYTES = 256 * 1024 * 1024  # no API key needed: load balancers and orchestrators probe it
 
 
 class Gate:
@@ -43,6 +46,8 @@ class Gate:
 
         try:
             refusal = self._refusal(scope, path)
+            if refusal is None and (refusal := self._declared_too_large(scope)) is not None:
+                await discard_body(receive)
             if refusal is not None:
                 await respond(send_and_count, path, refusal)
             else:
@@ -63,6 +68,9 @@ class Gate:
             if problem:
                 return APIError(401, problem, code="invalid_api_key",
                                 headers={"WWW-Authenticate": 'Bearer realm="vecplug"'})
+        return None
+
+    def _declared_too_large(self, scope) -> APIError | None:
         length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
             return too_large(int(length), self.max_request_bytes)
@@ -91,10 +99,24 @@ class Gate:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    if message.get("more_body"):
+                        await discard_body(receive)
                     raise too_large(seen, limit, streamed=True)
             return message
 
         return limited_receive
+
+
+async def discard_body(receive, at_most: int = DISCARD_BYTES) -> None:
+    """Read and drop the rest of a refused body, so the client gets to read the 413 instead of a broken pipe."""
+    discarded = 0
+    while discarded <= at_most:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        discarded += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
 
 
 def header(scope, name: bytes) -> str | None:
