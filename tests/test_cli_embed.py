@@ -47,7 +47,7 @@ def test_usage_mistakes_are_one_line_and_exit_2_before_any_work(args, words):
 
 def test_dimensions_larger_than_the_model_is_refused_before_loading(tiny_model_dir):
     process = vecplug_command("embed", "-m", str(tiny_model_dir), "--dimensions", "65", "x")
-    assert_one_line_usage_error(process, "--dimensions", "64-dimensional", "65")
+    assert_one_line_usage_error(process, "64-dimensional", "dimensions=65")
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")

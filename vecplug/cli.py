@@ -42,20 +42,22 @@ def embed(texts, input_path, input_format, text_field, output_path, as_query, mo
     fields in the output, with "embedding" added.
     """
     from . import embed_io
-    from .cli_checks import check_device, check_dimensions, check_writable_file
+    from .cli_checks import check_device, check_writable_file
+    from .registry import load_model
 
     if texts and input_path:
         raise click.UsageError("give TEXTS or --input, not both")
     check_writable_file(output_path, "--output")
     check_device(device)
-    check_dimensions(dimensions, model)
+    # before reading any input: load_model refuses impossible settings (dimensions beyond the model ...)
+    # with InvalidSettingError before it loads weights, and main() makes that a usage error
+    loaded = load_model(model, device=device, dtype=dtype, dimensions=dimensions)
     lines, total, source = _embed_input(texts, input_path)
     first_line, lines = embed_io.peek_first_line(iter(lines))
     if input_format == "auto":
         input_format = "lines" if texts else embed_io.detect_input_format(input_path, first_line, text_field)
     records = embed_io.InputRecords(lines, input_format, text_field, source)
-    _embed_stream(records, total, output_path, "query" if as_query else "document", model, dimensions, dtype,
-                  device, quiet)
+    _embed_stream(records, total, output_path, "query" if as_query else "document", loaded, quiet)
 
 
 def _embed_input(texts, input_path):
@@ -73,17 +75,15 @@ def _embed_input(texts, input_path):
                 yield from embed_io.decoded_lines(handle, input_path)
 
         return file_lines(), total, input_path
-    return embed_io.decoded_lines(click.get_binary_stream("stdin"), "stdin"), None, "stdin"
+    return embed_io.decoded_lines(getattr(sys.stdin, "buffer", sys.stdin), "stdin"), None, "stdin"
 
 
-def _embed_stream(records, total, output_path, kind, model, dimensions, dtype, device, quiet):
+def _embed_stream(records, total, output_path, kind, loaded, quiet):
     from pathlib import Path
 
     from . import embed_io
     from .progress import progress
-    from .registry import load_model
 
-    loaded = load_model(model, device=device, dtype=dtype, dimensions=dimensions)
     if output_path and output_path.endswith(".npy"):
         writer = embed_io.NpyWriter(Path(output_path), loaded.dimensions)
     elif output_path and output_path != "-":
@@ -248,12 +248,15 @@ def main():
     Usage mistakes (a bad option value, a missing folder) exit 2, like click's
     own; vecplug's errors (an unknown or missing model, a model mismatch) exit 1.
     """
-    from .errors import VecplugError
+    from .errors import InvalidSettingError, VecplugError
 
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(1)
+    except InvalidSettingError as error:  # a device, dtype or dimensions that cannot work: a usage mistake
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
     except click.UsageError as error:
         click.echo(f"Error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)

@@ -36,18 +36,6 @@ def check_device(device: str | None) -> str | None:
     return device
 
 
-def check_dimensions(dimensions: int | None, model: str | None) -> None:
-    """``--dimensions`` within what the model makes, checked from its registration (no weights loaded)."""
-    if dimensions is None:
-        return
-    from .registry import resolve
-
-    spec = resolve(model).spec
-    if dimensions > spec.dimensions:
-        raise click.BadParameter(f"{spec.name} makes {spec.dimensions}-dimensional vectors; "
-                                 f"{dimensions} is more than it has", param_hint="'--dimensions'")
-
-
 def check_writable_file(path: str | None, option: str) -> None:
     """An output file's folder must exist and be writable before hours of work go into it."""
     if path is None or path == "-":

@@ -82,6 +82,10 @@ class MiniLMLoader:
         """What "auto" means here, so that device=None and device="cpu" share one loaded copy."""
         import torch
 
+        if device is not None and str(device).split(":")[0] not in ("cpu", "cuda"):
+            raise vecplug.InvalidSettingError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
+            raise vecplug.InvalidSettingError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
         return device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype or "float32"
 
 
