@@ -25,6 +25,22 @@ rm -rf dist build
 wheel=$(ls dist/vecplug-*.whl)
 $PIP install --quiet "${wheel}[all,dev]"
 $PIP install --quiet --force-reinstall --no-deps "$wheel"
+# the MiniLM model plugin: its own distribution, built and installed like a third party's
+"$VENV/bin/python" -m build --wheel --outdir dist plugins/vecplug-minilm >/dev/null
+plugin_wheel=$(ls dist/vecplug_minilm-*.whl)
+$PIP install --quiet "$plugin_wheel"
+$PIP install --quiet --force-reinstall --no-deps "$plugin_wheel"
+
+# Debian's docker-compose, for tests/test_compose.py (`docker-compose config`; no Docker engine needed)
+if ! command -v docker-compose >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q update >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends \
+            docker-compose >/dev/null
+    else
+        echo "test.sh: docker-compose is missing; install it once: sudo apt-get install docker-compose" >&2
+    fi
+fi
 
 # PostgreSQL 15 + plpython3u + pgvector for tests/test_pg_*.py (quick when already installed)
 ./scripts/install_postgres.sh >/dev/null

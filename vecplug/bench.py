@@ -53,19 +53,6 @@ def measure_matmul_peak(dtype, device: str = "cpu", size: int = 2048, seconds: f
     return 2 * size**3 * runs / (time.perf_counter() - start)
 
 
-def model_flops(arch, lengths: list[int]) -> float:
-    """Forward FLOPs on real tokens: projections + MLP per token, attention per pair actually computed."""
-    hidden, layers = arch.hidden_size, arch.layers
-    intermediate = arch.intermediate_size
-    per_token = 2 * layers * (hidden * 3 * hidden + hidden * hidden + hidden * 2 * intermediate + intermediate * hidden)
-    flops = per_token * sum(lengths)
-    for is_global in arch.layer_is_global:
-        for length in lengths:
-            span = length if is_global else min(length, 2 * arch.window + 1)
-            flops += 4 * length * span * hidden
-    return float(flops)
-
-
 def corpora(size: str) -> dict[str, list[str]]:
     """Real English from Python's docs: short paragraphs and ~512-token documents.
 
@@ -124,69 +111,90 @@ def sentence_transformers_encoder(model_dir: Path, dtype: str, device: str):
     return encode
 
 
-def time_in_turns(encoders: dict, texts: list[str], warmups: dict, repeat: int):
+def time_in_turns(encoders: dict, texts: list[str], warmups: dict, repeat: int, bar=None, label: str = ""):
     """The fastest of ``repeat`` passes of each encoder over ``texts``, the encoders taking turns.
 
     Taking turns pass by pass, a slow spell on a shared machine slows every
     engine's passes alike instead of all of one engine's; the fastest pass
     counts, the same rule for every engine. Each encoder first runs its
     warm-up texts (compilation, caches). Returns (seconds, vectors) by name.
+    ``bar`` (a ``vecplug.progress`` bar) advances one step per pass and names
+    the one running, after ``label``.
     """
+    def announce(name, what):
+        if bar is not None:
+            bar.set_description(f"{label}{name[0]} {name[1]}, {what}")
+
+    def done():
+        if bar is not None:
+            bar.update(1)
+
     for name, encode in encoders.items():
+        announce(name, "warm-up")
         encode(warmups[name])
+        done()
     seconds: dict = {}
     vectors: dict = {}
-    for _ in range(repeat):
+    for number in range(repeat):
         for name, encode in encoders.items():
+            announce(name, f"pass {number + 1}/{repeat}")
             _synchronize()
             start = time.perf_counter()
             vectors[name] = encode(texts)
             _synchronize()
             seconds[name] = min(seconds.get(name, float("inf")), time.perf_counter() - start)
+            done()
     return seconds, vectors
 
 
 def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: str | None = None,
         st_dtypes: tuple[str, ...] = ("float32", "bfloat16"), corpus_names: tuple[str, ...] = ("paragraphs", "long"),
-        repeat: int = 1):
+        repeat: int = 1, quiet: bool = False):
+    """Every engine over every corpus, in turns; a progress bar (one step per pass) for a person.
+
+    vecplug loads first and its ``engine_report()`` says where it runs:
+    sentence-transformers runs on the same device, and the report heads the results.
+    """
     import torch
 
-    from .modernbert.hardware import choose_device, choose_dtype, dtype_name
+    from .progress import progress
 
-    device = choose_device(device)
-    vecplug_dtype = choose_dtype(dtype, device)
-    vecplug_name = dtype_name(vecplug_dtype)
     model, embed = vecplug_encoder(model_dir, dtype, device)
+    report = model.engine_report()
+    device, vecplug_dtype = report["device"], report["dtype"]
     encoders = {("sentence-transformers", st_dtype): sentence_transformers_encoder(model_dir, st_dtype, device)
                 for st_dtype in st_dtypes}
-    encoders[(f"vecplug ({model.encoder.attention_name})", vecplug_name)] = embed
-    peaks = {name: measure_matmul_peak(getattr(torch, name), device) for name in {*st_dtypes, vecplug_name}}
+    attention = f" ({report['attention']})" if report.get("attention") else ""
+    encoders[(f"vecplug{attention}", vecplug_dtype)] = embed
+    peaks = {name: measure_matmul_peak(getattr(torch, name), device) for name in {*st_dtypes, vecplug_dtype}}
     rows: list[Row] = []
     texts_by_corpus = corpora(size)
+    bar = progress(total=len(corpus_names) * len(encoders) * (repeat + 1), desc="bench", unit="pass", quiet=quiet)
     for corpus in corpus_names:
         texts = texts_by_corpus[corpus]
         warmups = {key: texts if key[0].startswith("vecplug") else texts[:64] for key in encoders}
-        seconds, vectors = time_in_turns(encoders, texts, warmups, repeat)
-        lengths = [len(ids) for ids in model.tokenize([DOCUMENT_PROMPT + text for text in texts])]
-        flops = model_flops(model.encoder.arch, lengths)
+        seconds, vectors = time_in_turns(encoders, texts, warmups, repeat, bar, f"{corpus} ({len(texts)} texts): ")
+        lengths = model.token_counts(texts, "document") or []
+        flops = model.forward_flops(lengths) if lengths else None
         reference = vectors.get(("sentence-transformers", "float32"), vectors.get(next(iter(encoders))))
         for (engine, engine_dtype), engine_seconds in seconds.items():
             cosine = float((vectors[(engine, engine_dtype)] * reference).sum(1).min())
-            rows.append(Row(corpus, engine, engine_dtype, len(texts), sum(lengths), engine_seconds, cosine,
-                            flops / engine_seconds / peaks[engine_dtype]))
-    return rows, environment(device, vecplug_dtype, peaks)
+            mfu = flops / engine_seconds / peaks[engine_dtype] if flops else None
+            rows.append(Row(corpus, engine, engine_dtype, len(texts), sum(lengths), engine_seconds, cosine, mfu))
+    bar.close()
+    return rows, environment(report, peaks)
 
 
-def environment(device: str, dtype, peaks: dict) -> dict:
+def environment(report: dict, peaks: dict) -> dict:
+    """The bench header: the engine's own report (device, dtype, threads ...), peaks and versions."""
     import torch
 
-    from .modernbert.hardware import cpu_description, dtype_name
-
     info = {
-        "device": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_description(),
+        "device": report.get("hardware", report["device"]),
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "vecplug_dtype": dtype_name(dtype),
+        "threads": report.get("threads", torch.get_num_threads()),
+        "vecplug_dtype": report["dtype"],
+        "attention": report.get("attention"),
         "matmul_peak_tflops": {name: round(peak / 1e12, 3) for name, peak in peaks.items()},
         "python": platform.python_version(),
     }
@@ -210,9 +218,11 @@ def format_table(rows: list[Row]) -> str:
                          and r.dtype == st_dtype), None)
             return f"{base.seconds / row.seconds:.2f}x" if base else "-"
 
+        tokens_per_s = f"{row.tokens_per_s:,.0f}" if row.tokens else "-"
+
         cosine = f"{row.min_cosine:.5f}" if row.min_cosine is not None else "-"
         mfu = f"{100 * row.mfu:.1f}%" if row.mfu is not None else "-"
-        lines.append(f"| {row.corpus} | {row.engine} | {row.dtype} | {row.docs_per_s:,.1f} | {row.tokens_per_s:,.0f} "
+        lines.append(f"| {row.corpus} | {row.engine} | {row.dtype} | {row.docs_per_s:,.1f} | {tokens_per_s} "
                      f"| {ratio('float32')} | {ratio('bfloat16')} | {mfu} | {cosine} |")
     return "\n".join(lines)
 

@@ -20,21 +20,83 @@ def cli():
 
 @cli.command()
 @click.argument("texts", nargs=-1)
+@click.option("-i", "--input", "input_path", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              default=None, help="Read texts from this file ('-': stdin). Default: stdin when no TEXTS are given.")
+@click.option("--input-format", type=click.Choice(["auto", "lines", "jsonl"]), default="auto", show_default=True,
+              help="lines: one text per line; jsonl: JSON objects with a text field; auto: jsonl for "
+                   ".jsonl/.ndjson files or a first line that is such an object.")
+@click.option("--text-field", default="text", show_default=True, help="The JSON lines field holding the text.")
+@click.option("-o", "--output", "output_path", default=None,
+              help="Write here instead of stdout: a .npy file (float32 rows) or JSON lines.")
 @click.option("--query", "as_query", is_flag=True, help="Embed as search queries (query prompt).")
 @click.option("-m", "--model", default=None, help="Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base).")
-@click.option("--dimensions", type=int, default=None, help="Matryoshka truncation, e.g. 256.")
+@click.option("--dimensions", type=click.IntRange(min=1), default=None, help="Matryoshka truncation, e.g. 256.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None)
-@click.option("--device", default=None, help="cpu or cuda (default: cuda if available).")
-def embed(texts, as_query, model, dimensions, dtype, device):
-    """Embed TEXTS (or stdin lines when none are given); print one JSON line each."""
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+def embed(texts, input_path, input_format, text_field, output_path, as_query, model, dimensions, dtype, device,
+          quiet):
+    """Embed TEXTS, a file or stdin, streaming: one JSON line per text (or .npy rows) as they are done.
+
+    Input lines lose their line ending (\\n or \\r\\n); JSON lines keep their other
+    fields in the output, with "embedding" added.
+    """
+    from . import embed_io
+    from .cli_checks import check_device, check_writable_file
     from .registry import load_model
 
-    if not texts:
-        texts = [line.rstrip("\n") for line in sys.stdin]
+    if texts and input_path:
+        raise click.UsageError("give TEXTS or --input, not both")
+    check_writable_file(output_path, "--output")
+    check_device(device)
+    # before reading any input: load_model refuses impossible settings (dimensions beyond the model ...)
+    # with InvalidSettingError before it loads weights, and main() makes that a usage error
     loaded = load_model(model, device=device, dtype=dtype, dimensions=dimensions)
-    vectors = loaded.embed(list(texts), "query" if as_query else "document")
-    for text, vector in zip(texts, vectors):
-        click.echo(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vector]}))
+    lines, total, source = _embed_input(texts, input_path)
+    first_line, lines = embed_io.peek_first_line(iter(lines))
+    if input_format == "auto":
+        input_format = "lines" if texts else embed_io.detect_input_format(input_path, first_line, text_field)
+    records = embed_io.InputRecords(lines, input_format, text_field, source)
+    _embed_stream(records, total, output_path, "query" if as_query else "document", loaded, quiet)
+
+
+def _embed_input(texts, input_path):
+    """(lines, total or None, name for errors): arguments, a file (counted first, for the bar) or stdin."""
+    from . import embed_io
+
+    if texts:
+        return list(texts), len(texts), "argument"
+    if input_path and input_path != "-":
+        with open(input_path, "rb") as handle:
+            total = sum(1 for _ in handle)
+
+        def file_lines():
+            with open(input_path, "rb") as handle:
+                yield from embed_io.decoded_lines(handle, input_path)
+
+        return file_lines(), total, input_path
+    return embed_io.decoded_lines(getattr(sys.stdin, "buffer", sys.stdin), "stdin"), None, "stdin"
+
+
+def _embed_stream(records, total, output_path, kind, loaded, quiet):
+    from pathlib import Path
+
+    from . import embed_io
+    from .progress import progress
+
+    if output_path and output_path.endswith(".npy"):
+        writer = embed_io.NpyWriter(Path(output_path), loaded.dimensions)
+    elif output_path and output_path != "-":
+        writer = embed_io.JsonLinesWriter(open(output_path, "w", encoding="utf-8"), owns_stream=True)
+    else:
+        writer = embed_io.JsonLinesWriter(click.get_text_stream("stdout"))
+    try:
+        with progress(total=total, desc="embedding", unit="text", quiet=quiet) as bar:
+            for chunk in loaded.iter_embed_chunks(records, kind):
+                writer.write(records.take(len(chunk)), chunk)
+                bar.update(len(chunk))
+    finally:
+        writer.close()
 
 
 @cli.command()
@@ -62,31 +124,101 @@ def models(as_json):
 @click.option("--shape", type=click.Choice(["tiny", "small", "base", "large"]), default="base", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny model, few texts: a smoke run that checks the bench works.")
 @click.option("--full", is_flag=True, help="Every stdlib paragraph and document (fills GPU batches).")
-@click.option("--repeat", type=int, default=1, show_default=True,
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Timed passes over the texts; the fastest counts.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="vecplug's dtype (default: the fastest that keeps quality here).")
-@click.option("--device", default=None)
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available).")
 @click.option("--corpus", "corpora", multiple=True, type=click.Choice(["paragraphs", "long"]),
               help="Which texts (default: both).")
 @click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(["float32", "bfloat16", "float16"]),
               help="sentence-transformers dtypes to compare with (default: float32 and bfloat16).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write results as JSON.")
-def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, json_path):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, json_path, quiet):
     """vecplug vs sentence-transformers on the same model files and texts, side by side."""
     from pathlib import Path
 
     from . import bench as benchmark
+    from .cli_checks import check_device, check_writable_file
 
+    check_writable_file(json_path, "--json")
+    check_device(device)
+    if model and not Path(model).is_dir():
+        raise click.BadParameter(f"{model} is not a model directory (the bench compares with sentence-transformers "
+                                 "on the same files)", param_hint="'--model'")
     model_dir = Path(model) if model else benchmark.bench_model_dir("tiny" if quick else shape)
     rows, environment = benchmark.run(
         model_dir, size="quick" if quick else "full" if full else "cpu", dtype=dtype, device=device, repeat=repeat,
         st_dtypes=tuple(st_dtypes) or ("float32", "bfloat16"), corpus_names=tuple(corpora) or ("paragraphs", "long"),
+        quiet=quiet,
     )
     click.echo(json.dumps(environment))
     click.echo(benchmark.format_table(rows))
     if json_path:
         Path(json_path).write_text(benchmark.to_json(rows, environment))
+
+
+@cli.command()
+@click.option("-m", "--model", default=None,
+              help="Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base, "
+                   "else the offline vecplug-minilm plugin).")
+@click.option("--dsn", default=None, help="Also fill and query this PostgreSQL database (never without it).")
+@click.option("--tiny", is_flag=True, help="A generated random-weight ModernBERT: mechanics only, meaningless answers.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
+              help="Keep the Chroma and Qdrant stores in this folder (default: a temporary one, removed after).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+def demo(model, dsn, tiny, folder, quiet):
+    """Embed a small shipped corpus into Chroma and Qdrant (and PostgreSQL with --dsn), ask each the same questions."""
+    from pathlib import Path
+
+    from .demo.run import run_demo
+
+    if model and tiny:
+        raise click.UsageError("give --model or --tiny, not both")
+    if folder:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise click.BadParameter(f"cannot create {folder}: {error.strerror}", param_hint="'--dir'") from None
+    run_demo(model, dsn, tiny, quiet, Path(folder) if folder else None)
+
+
+@cli.command()
+@click.option("--dsn", default=None, help="Also check this PostgreSQL: pgvector, plpython3u, schema vecplug, its model.")
+@click.option("--server-url", default=None, help="Also check this `vecplug serve`: health and the model it serves.")
+@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File whose first line is the server's API key (default: $VECPLUG_API_KEY).")
+@click.option("--device", default=None, help="Report for this device (cpu, cuda, cuda:N) instead of the automatic choice.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+              help="Report for this dtype instead of the automatic choice.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
+def doctor(dsn, server_url, api_key_file, device, dtype, as_json):
+    """What vecplug will use here and why (torch, CUDA, attention, dtype, threads, matmul rate, plugins, models),
+    and with --dsn / --server-url whether PostgreSQL and the server answer and agree on the model.
+
+    Exits 1 when a check fails.
+    """
+    import os
+
+    from .cli_checks import check_device
+    from .doctor import format_checks, run_checks
+
+    check_device(device)
+    if server_url and not server_url.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{server_url!r} is not an http:// or https:// URL", param_hint="'--server-url'")
+    api_key = os.environ.get("VECPLUG_API_KEY") or None
+    if api_key_file:
+        with open(api_key_file, encoding="utf-8") as key_file:
+            api_key = key_file.readline().strip() or None
+    checks = run_checks(dsn, server_url, api_key, device, dtype)
+    if as_json:
+        for check in checks:
+            click.echo(json.dumps(check.to_dict()))
+    else:
+        click.echo(format_checks(checks))
+    if any(check.status == "fail" for check in checks):
+        sys.exit(1)
 
 
 @cli.command()
@@ -111,16 +243,31 @@ _register_plugin_commands()
 
 
 def main():
-    """Entry point: vecplug's own errors print as one line, not a traceback."""
-    from .errors import VecplugError
+    """Entry point: ordinary mistakes and vecplug's own errors print one line, never a traceback.
+
+    Usage mistakes (a bad option value, a missing folder) exit 2, like click's
+    own; vecplug's errors (an unknown or missing model, a model mismatch) exit 1.
+    """
+    from .errors import InvalidSettingError, VecplugError
 
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(1)
+    except InvalidSettingError as error:  # a device, dtype or dimensions that cannot work: a usage mistake
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
+    except click.UsageError as error:
+        click.echo(f"Error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except VecplugError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
+    except BrokenPipeError:  # `vecplug embed ... | head`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

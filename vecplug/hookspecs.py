@@ -52,3 +52,42 @@ def vecplug_before_ingest(records, target):
 @hookspec
 def vecplug_register_commands(cli):
     """Add click commands or groups to the ``vecplug`` CLI (e.g. ``vecplug pg``)."""
+
+
+@hookspec
+def vecplug_engine_report(device, dtype):
+    """Describe the engine this plugin runs models on, here: return a dict or None.
+
+    ``device`` and ``dtype`` are what the user would ask for (None: auto). The
+    dict names the engine (``"engine"``) and what it would use and why
+    (device, dtype, back-ends, threads ...); ``vecplug doctor`` prints it.
+    A loaded model's own ``EmbeddingModel.engine_report()`` says what it uses.
+    """
+
+
+@hookspec
+def vecplug_demo_store(folder, dsn, model):
+    """A database for ``vecplug demo`` to fill and query, or None.
+
+    ``folder`` (a ``pathlib.Path``) is the demo's own folder for local stores;
+    ``dsn`` is the PostgreSQL connection string the user gave, or None (a
+    plugin never writes into a database nobody named); ``model`` is the
+    loaded ``vecplug.EmbeddingModel``. The store has ``name`` (str),
+    ``add(ids, texts)`` (embeds and writes), ``search(question, limit)``
+    returning ``[(id, cosine similarity), ...]`` best first, and ``close()``;
+    a store that writes into ``dsn`` sets ``uses_dsn = True``.
+    """
+
+
+@hookspec
+def vecplug_doctor_checks(dsn, server_url, api_key):
+    """Checks for ``vecplug doctor --dsn DSN [--server-url URL]``: return a list of dicts or None.
+
+    ``api_key`` is the server's key (``--api-key-file`` or ``$VECPLUG_API_KEY``), or None.
+
+    Each dict has ``section`` (e.g. "PostgreSQL"), ``name``, ``status`` ("ok",
+    "info", "warn" or "fail") and ``detail`` (what was found, and what to do
+    when it is wrong). A plugin checks only what it owns (the pgvector adapter:
+    reachable, pgvector, plpython3u, schema vecplug, the model it records
+    against the server's) and returns None when ``dsn`` is not its concern.
+    """

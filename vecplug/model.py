@@ -221,6 +221,24 @@ class EmbeddingModel:
         if batch:
             yield self.embed_batch(batch)
 
+    # -- how it runs: vecplug doctor and vecplug bench ask here, never engine internals
+    def engine_report(self) -> dict:
+        """How this loaded model runs here: ``engine``, ``device``, ``dtype`` and what else explains its speed.
+
+        Engines override this (the built-in ModernBERT adds its attention
+        back-end, compilation and threads, each with the reason it was chosen).
+        """
+        return {"engine": type(self).__name__, "device": str(getattr(self, "device", "cpu")),
+                "dtype": str(getattr(self, "dtype", "float32")).removeprefix("torch.")}
+
+    def token_counts(self, texts: list[str], kind: str = "document") -> "list[int] | None":
+        """Tokens per text with the ``kind`` prompt, as the model sees them; None if the engine cannot tell."""
+        return None
+
+    def forward_flops(self, token_counts: list[int]) -> "float | None":
+        """Forward FLOPs for texts of these token counts (real tokens, no padding): the numerator of MFU."""
+        return None
+
     def _cut(self, vectors: "np.ndarray") -> "np.ndarray":
         """Matryoshka truncation then re-normalisation, when this view asks for fewer dims."""
         import numpy as np

@@ -32,6 +32,10 @@ _load_lock = threading.RLock()
 _loading = False
 
 
+# entry-point name -> why it did not load (``vecplug doctor`` lists them)
+failed_plugins: dict[str, str] = {}
+
+
 def _names_from_env(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
     if value is None:
@@ -82,6 +86,7 @@ def _register_entry_point_plugins() -> None:
             module = entry_point.load()
         except Exception as error:  # a broken plugin must not take the CLI down
             print(f"vecplug: plugin {entry_point.name!r} failed to load: {error}", file=sys.stderr)
+            failed_plugins[entry_point.name] = f"{type(error).__name__}: {error}"
             continue
         pm.register(module, name=entry_point.name)
 

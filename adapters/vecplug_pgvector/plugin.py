@@ -10,3 +10,23 @@ def vecplug_register_commands(cli):
     from .cli import pg
 
     cli.add_command(pg)
+
+
+@vecplug.hookimpl
+def vecplug_doctor_checks(dsn, server_url, api_key):
+    """``vecplug doctor --dsn``: reachable, pgvector, plpython3u, schema vecplug, and the model it recorded."""
+    if not dsn:
+        return None
+    from .doctor import doctor_checks
+
+    return doctor_checks(dsn, server_url, api_key)
+
+
+@vecplug.hookimpl
+def vecplug_demo_store(folder, dsn, model):
+    """``vecplug demo --dsn``: a table in the database the user named; never without a dsn."""
+    if not dsn:
+        return None
+    from .demo import PostgresDemoStore
+
+    return PostgresDemoStore(dsn, model)

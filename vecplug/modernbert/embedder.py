@@ -10,6 +10,7 @@ import numpy as np
 from ..model import EmbeddingModel, ModelSpec
 from .batching import pipelined, plan_batches, windows
 from .files import ModelFiles
+from .hardware import dtype_name
 
 # Real tokens per forward pass. CPU: enough rows to fill the matmuls without
 # leaving cache (2,048 beat 4,096 and 8,192 by 5-10% on this 2-core CPU,
@@ -87,9 +88,36 @@ class ModernBertEmbedder(EmbeddingModel):
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self.embed_token_ids(self.tokenize(texts))
 
+    def engine_report(self) -> dict:
+        from .report import engine_report
+
+        report = engine_report(self.device, dtype_name(self.dtype), self.encoder.attention_name, self.encoder.compiled)
+        report.update(token_budget=self.token_budget, window_texts=self.window_texts)
+        return report
+
+    def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
+        prompt = self.spec.prompt_for(kind)
+        return [len(ids) for ids in self.tokenize([prompt + text for text in texts])]
+
+    def forward_flops(self, token_counts: list[int]) -> float:
+        return model_flops(self.encoder.arch, token_counts)
+
     def _iter_full(self, prompted_texts: Iterator[str]) -> Iterator[np.ndarray]:
         # tokenize window n+1 in a thread while window n runs through the model
         yield from pipelined(windows(prompted_texts, self.window_texts), self.tokenize, self.embed_token_ids)
+
+
+def model_flops(arch, lengths: list[int]) -> float:
+    """Forward FLOPs on real tokens: projections + MLP per token, attention per pair actually computed."""
+    hidden, layers = arch.hidden_size, arch.layers
+    intermediate = arch.intermediate_size
+    per_token = 2 * layers * (hidden * 3 * hidden + hidden * hidden + hidden * 2 * intermediate + intermediate * hidden)
+    flops = per_token * sum(lengths)
+    for is_global in arch.layer_is_global:
+        for length in lengths:
+            span = length if is_global else min(length, 2 * arch.window + 1)
+            flops += 4 * length * span * hidden
+    return float(flops)
 
 
 def load_modernbert(spec: ModelSpec, files: ModelFiles, device: str | None, dtype: str | None, **options):

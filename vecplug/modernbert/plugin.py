@@ -30,6 +30,17 @@ class ModernBertLoader:
             spec = dataclasses.replace(spec, dimensions=files.hidden_size, matryoshka_dims=matryoshka)
         return load_modernbert(spec, files, device, dtype, **options)
 
+    def locate(self, spec) -> str | None:
+        """Where this model's files are on this machine (a directory, or the HF cache), or None; no download."""
+        if self.directory is not None:
+            return str(self.directory)
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return None
+        found = try_to_load_from_cache(spec.name, "model.safetensors")
+        return str(Path(found).parent) if isinstance(found, str) else None
+
     @staticmethod
     def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
         """The concrete (device, dtype) an auto request gets here: the model cache's key."""
@@ -78,3 +89,10 @@ def vecplug_embed(texts, kind, model, dimensions):
     if not isinstance(registration.loader, ModernBertLoader):
         return None
     return load_model(model, dimensions=dimensions).embed(texts, kind)
+
+
+@hookimpl
+def vecplug_engine_report(device, dtype):
+    from .report import engine_report
+
+    return engine_report(device, dtype)

