@@ -115,6 +115,24 @@ def test_any_primary_key_composite_too(pg_cluster, db):
         assert found == 2
 
 
+def test_a_partitioned_table(pg_cluster, db):
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE parts (id int, region text, body text, PRIMARY KEY (id, region)) "
+                     "PARTITION BY LIST (region)")
+        conn.execute("CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu')")
+        conn.execute("CREATE TABLE parts_us PARTITION OF parts FOR VALUES IN ('us')")
+        conn.execute("SELECT vecplug.create_vectorizer('parts', 'body')")
+        conn.execute("INSERT INTO parts VALUES (1, 'eu', 'a'), (2, 'us', 'b')")
+        assert keys(conn) == [["1", "eu"], ["2", "us"]]
+        conn.execute("DELETE FROM vecplug.queue")
+        conn.execute("UPDATE parts SET embedding = array_fill(0.5, ARRAY[64])::vector")
+        conn.execute("UPDATE parts SET body = 'c' WHERE id = 1")  # the row trigger fires on the partition
+        assert dict(conn.execute("SELECT id, embedding IS NULL FROM parts")) == {1: True, 2: False}
+        assert keys(conn) == [["1", "eu"]]
+        conn.execute("DELETE FROM parts WHERE id = 1")
+        assert keys(conn) == []
+
+
 @pytest.mark.parametrize("setup, call, message", [
     ("CREATE TABLE t (id int, body text)", "('t', 'body')", "table public.t has no primary key"),
     ("CREATE TABLE t (id int PRIMARY KEY, body text)", "('t', 'Body')", 'has no column "Body"'),

@@ -93,9 +93,10 @@ AS $$
 DECLARE
     column_name name;
 BEGIN
+    -- On a partitioned table the row trigger fires on the partition: the vectorizer is the root's.
     SELECT a.attname INTO column_name FROM vecplug.vectorizers v JOIN pg_attribute a
         ON a.attrelid = v.source AND a.attnum = CASE TG_ARGV[1] WHEN 'next' THEN v.next_attnum ELSE v.embedding_attnum END
-    WHERE v.id = TG_ARGV[0]::integer AND v.source = TG_RELID;
+    WHERE v.id = TG_ARGV[0]::integer AND (v.source = TG_RELID OR v.source = pg_partition_root(TG_RELID));
     IF column_name IS NOT NULL THEN
         NEW := jsonb_populate_record(NEW, jsonb_build_object(column_name, NULL));
     END IF;

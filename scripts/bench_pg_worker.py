@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Ingest speed: `vecplug pg worker` against the same model embedding the same texts directly, in one run.
+
+    .venv/bin/python scripts/bench_pg_worker.py                      # 5,000 rows, base-shaped model, batch 64 and 256
+    .venv/bin/python scripts/bench_pg_worker.py --rows 500 --shape tiny --repeat 1   # a quick look
+
+A throwaway PostgreSQL cluster (tests/pg_rig.py) holds a table of real
+paragraphs from Python's docs with an async vectorizer. Passes take turns
+(direct, worker at each batch size, again ...) and the fastest pass of each
+counts, so a slow spell on a shared machine hits all alike. The worker runs
+in this process with the very model object the direct pass uses (same
+weights, dtype, threads), from a full queue to an empty one: locking,
+reading, the ingest hook, embedding, writing, committing. Prints a table and
+one JSON line; the target (issue 11) is worker/direct >= 0.85.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # pg_rig: the test cluster, as root or not
+
+
+def texts_for(rows: int) -> list[str]:
+    from vecplug.testing import stdlib_paragraphs
+
+    paragraphs = list(dict.fromkeys(stdlib_paragraphs()))
+    return [paragraphs[index % len(paragraphs)] for index in range(rows)]
+
+
+def prepare(cluster, texts: list[str], dimensions: int) -> tuple[str, int]:
+    import vecplug_pgvector
+
+    name = cluster.create_database("bench_worker")
+    dsn = cluster.dsn(name)
+    vecplug_pgvector.install(dsn)
+    with cluster.connect(name) as conn:
+        conn.execute("CREATE TABLE docs (id integer PRIMARY KEY, body text NOT NULL)")
+        vectorizer = conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', dimensions => %s)",
+                                  [dimensions]).fetchone()[0]
+        conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])", [list(range(len(texts))), texts])
+    return dsn, vectorizer
+
+
+def requeue(cluster, vectorizer: int) -> None:
+    """Every row back to no vector and queued once, as after a bulk INSERT."""
+    with cluster.connect("bench_worker") as conn:
+        conn.execute("DELETE FROM vecplug.queue")
+        conn.execute("UPDATE docs SET embedding = NULL")
+        conn.execute("SELECT vecplug._enqueue_rows_without_vector(%s)", [vectorizer])
+        conn.execute("VACUUM ANALYZE docs")
+
+
+def worker_pass(cluster, dsn: str, vectorizer: int, model, batch_size: int, rows: int) -> float:
+    import vecplug_pgvector
+
+    requeue(cluster, vectorizer)
+    started = time.perf_counter()
+    report = vecplug_pgvector.Worker(dsn, model, batch_size=batch_size, show_progress=False).run(once=True)
+    seconds = time.perf_counter() - started
+    if report.embedded != rows or report.exit_code:
+        raise RuntimeError(f"the worker did not embed every row: {report}")
+    return seconds
+
+
+def stored_vectors(cluster):
+    import numpy as np
+    from pgvector.psycopg import register_vector
+
+    with cluster.connect("bench_worker") as conn:
+        register_vector(conn)
+        return np.stack([row[0].to_numpy() for row in conn.execute("SELECT embedding FROM docs ORDER BY id")])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--shape", default="base", help="write_model shape (default base: ModernBERT-base sized)")
+    parser.add_argument("--batch-size", default="64,256", help="worker batch sizes, comma-separated")
+    parser.add_argument("--repeat", type=int, default=2, help="passes of each, taking turns; the fastest counts")
+    parser.add_argument("--dtype", default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import torch
+
+    import vecplug
+    from pg_rig import start_cluster
+    from vecplug.bench import bench_model_dir, measure_matmul_peak
+
+    model = vecplug.load_model(str(bench_model_dir(args.shape)), dtype=args.dtype)
+    report = model.engine_report()
+    texts = texts_for(args.rows)
+    lengths = model.token_counts(texts, "document") or []
+    flops = model.forward_flops(lengths) if lengths else None
+    peak = measure_matmul_peak(getattr(torch, report["dtype"]), report["device"])
+    model.embed_documents(texts[:256])  # warm-up
+    batch_sizes = [int(size) for size in args.batch_size.split(",")]
+    cluster = start_cluster()
+    try:
+        dsn, vectorizer = prepare(cluster, texts, model.dimensions)
+        best: dict[str, float] = {}
+        direct_vectors = None
+        for turn in range(args.repeat):
+            started = time.perf_counter()
+            direct_vectors = model.embed_documents(texts)
+            best["direct"] = min(best.get("direct", float("inf")), time.perf_counter() - started)
+            for size in batch_sizes:
+                seconds = worker_pass(cluster, dsn, vectorizer, model, size, len(texts))
+                best[f"worker, batch {size}"] = min(best.get(f"worker, batch {size}", float("inf")), seconds)
+                print(f"turn {turn + 1}: direct {best['direct']:.1f} s, worker batch {size} {seconds:.1f} s",
+                      file=sys.stderr, flush=True)
+        worker_vectors = stored_vectors(cluster)
+    finally:
+        cluster.stop()
+    cosine = float((worker_vectors * direct_vectors).sum(1).min())
+    tokens = sum(lengths)
+    print(f"{args.rows} rows, {tokens} tokens, model {args.shape} ({report['device']}, {report['dtype']}, "
+          f"{report.get('threads')} threads), matmul peak {peak / 1e12:.2f} TFLOP/s; "
+          f"min cosine worker vs direct (last worker pass) {cosine:.6f}")
+    print(f"{'path':<20} {'seconds':>8} {'rows/s':>8} {'tokens/s':>9} {'MFU':>6} {'vs direct':>9}")
+    rows = []
+    for path, seconds in best.items():
+        mfu = flops / seconds / peak if flops else None
+        ratio = best["direct"] / seconds
+        rows.append({"path": path, "seconds": round(seconds, 2), "rows_per_s": round(args.rows / seconds, 1),
+                     "tokens_per_s": round(tokens / seconds), "mfu": mfu and round(mfu, 4),
+                     "vs_direct": round(ratio, 3)})
+        print(f"{path:<20} {seconds:8.1f} {args.rows / seconds:8.1f} {tokens / seconds:9.0f} "
+              f"{(mfu or 0) * 100:5.1f}% {ratio:9.3f}")
+    print(json.dumps({"rows": args.rows, "shape": args.shape, "tokens": tokens, "device": report["device"],
+                      "dtype": report["dtype"], "min_cosine": round(cosine, 6), "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
