@@ -124,6 +124,11 @@ def server_down(bench: Bench, model_dir: Path, texts: list[str]) -> dict:
         with embedding_server(model_dir, "--served-name", "bench", "--port", str(port)) as server:
             url = server.url
             dsn = bench.database(name, url, 64, texts[:50], worker)
+        started = time.perf_counter()  # --once while the server is down
+        once = subprocess.run(bench.worker_command(worker, dsn, url, once=True), capture_output=True, text=True,
+                              env=bench.env, timeout=600)
+        once_result = {"exit_code": once.returncode, "seconds": round(time.perf_counter() - started, 1),
+                       "queue_after": _waiting(bench, name, worker)}
         log = tempfile.NamedTemporaryFile("w+", suffix=f"-{worker}.log", delete=False)
         process = subprocess.Popen(bench.worker_command(worker, dsn, url, once=False), stdout=log, stderr=log,
                                    env=bench.env)
@@ -142,7 +147,7 @@ def server_down(bench: Bench, model_dir: Path, texts: list[str]) -> dict:
         lines = [line for line in log.read().splitlines() if line.strip()]
         errors = [line for line in lines if "rror" in line or "xception" in line or "refused" in line.lower()]
         tail = errors[:2] + lines[-2:]
-        results[worker] = {"running_20s_after": alive, "exit_code": process.returncode if not alive else None,
+        results[worker] = {"once_with_the_server_down": once_result, "running_20s_after": alive, "exit_code": process.returncode if not alive else None,
                            "queue_after_20s_down": waiting,
                            "rows_embedded_60s_after_server_back": f"{caught_up}/50", "log_excerpt": tail,
                            "log": log.name}

@@ -308,5 +308,13 @@ def test_once_exit_codes_and_the_status_command(pg_cluster, db, vz_server):
     assert unknown.returncode == 1 and "no vectorizer 'nope'; there are: 1 (public.docs.embedding)" in unknown.stderr
     both = run_worker_once(dsn, "--server-url", vz_server.url, "--model", "x")
     assert both.returncode == 2 and "--server-url or --model, not both" in both.stderr
+    with pg_cluster.connect(db) as conn:
+        conn.execute("INSERT INTO docs VALUES (100, 'found through the server install recorded')")
+    recorded = run_worker_once(dsn)  # no --server-url: the one `vecplug pg install` recorded
+    assert recorded.returncode == 0 and "embedded 1 rows" in recorded.stderr, recorded.stderr[-2000:]
+    bare = pg_cluster.create_database(db + "_bare", extensions=("vector",))
+    not_installed = run_worker_once(pg_cluster.dsn(bare), "--server-url", vz_server.url)
+    assert not_installed.returncode == 1 and "vecplug is not installed there" in not_installed.stderr
+    pg_cluster.execute(f'DROP DATABASE "{bare}"')
     with urllib.request.urlopen(vz_server.url + "/health", timeout=5) as response:
         assert response.status == 200

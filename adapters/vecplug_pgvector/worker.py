@@ -16,6 +16,7 @@ would mix two vector spaces in one column), and the others are served.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -152,16 +153,16 @@ class Worker:
                 try:
                     self._connect()
                     self._ensure_model()
-                    if outage_kind:
-                        self.log.info("%s available again: carrying on", outage_kind, extra={"fields": {
-                            "event": "recovered", "kind": outage_kind}})
-                        self.metrics.availability(outage_kind, True)
-                        outage_kind = None
                     if bar is None:
                         bar = progress(total=self._pending() if once else None, desc="vecplug pg worker", unit="row",
                                        quiet=not self.show_progress)
                     handled = self._round(report, bar)
                     backoff = 1.0
+                    if outage_kind and (handled or outage_kind == "database"):  # the server: once it embedded
+                        self.log.info("%s available again: carrying on", outage_kind, extra={"fields": {
+                            "event": "recovered", "kind": outage_kind}})
+                        self.metrics.availability(outage_kind, True)
+                        outage_kind = None
                     if handled:
                         continue
                     if once:
@@ -307,8 +308,6 @@ class Worker:
             return vectorizer
         view = vz.model_for(vectorizer, self._model)
         name = vectorizer.model or getattr(self._model, "served_name", None) or view.spec.name
-        import json
-
         with self.conn.transaction():
             pinned = self.conn.execute(
                 "UPDATE vecplug.vectorizers SET model = %s, model_fingerprint = %s "
