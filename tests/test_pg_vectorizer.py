@@ -316,3 +316,36 @@ def test_managed_postgres_has_async_vectorizers_only(pg_cluster, managed_db, vz_
         conn.execute("SELECT vecplug.create_vectorizer('docs', 'body')")
         conn.execute("INSERT INTO docs VALUES (1, 'managed')")
         assert keys(conn) == [["1"]]
+
+
+def test_the_worker_and_sync_mode_on_names_that_need_quoting(pg_cluster, db, vz_server, tiny_model_dir):
+    import numpy as np
+
+    from pg_vectorizer_helpers import assert_embedded_as, one_torch_thread
+
+    sync_table = sql.Identifier(HOSTILE_SCHEMA, "Sync " + HOSTILE_TABLE)
+    insert = "INSERT INTO {} VALUES ('a''; DROP TABLE docs; --', 'first'), ('b', 'second')"
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY)")
+        create_hostile_table(conn)
+        conn.execute(sql.SQL(insert).format(sql.Identifier(HOSTILE_SCHEMA, HOSTILE_TABLE)))
+        report = vecplug_pgvector.Worker(pg_cluster.dsn(db), server_url=vz_server.url).run(once=True)
+        assert report.exit_code == 0 and report.embedded == 2
+        conn.execute(sql.SQL("CREATE TABLE {} ({} text PRIMARY KEY, {} text)").format(
+            sync_table, sql.Identifier("Key; --"), sql.Identifier(HOSTILE_TEXT)))
+        conn.execute("SELECT vecplug.create_vectorizer(%s::regclass, %s, %s, mode => 'sync')",
+                     [sync_table.as_string(conn), HOSTILE_TEXT, HOSTILE_VECTOR])
+        conn.execute(sql.SQL(insert).format(sync_table))  # embedded inside the INSERT
+        found = {}
+        for name in (HOSTILE_TABLE, "Sync " + HOSTILE_TABLE):
+            rows = conn.execute(sql.SQL("SELECT {}, {}::real[] FROM {}").format(
+                sql.Identifier("Key; --"), sql.Identifier(HOSTILE_VECTOR),
+                sql.Identifier(HOSTILE_SCHEMA, name))).fetchall()
+            found[name] = {key: None if vector is None else np.asarray(vector, dtype=np.float32)
+                           for key, vector in rows}
+        assert conn.execute("SELECT to_regclass('docs') IS NOT NULL").fetchone()[0]
+    with one_torch_thread():
+        model = vecplug.load_model(str(tiny_model_dir), dtype="float32")
+        expected = dict(zip(["a'; DROP TABLE docs; --", "b"], model.embed_documents(["first", "second"])))
+    assert_embedded_as(found[HOSTILE_TABLE], expected)
+    assert_embedded_as(found["Sync " + HOSTILE_TABLE], expected)
