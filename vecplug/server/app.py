@@ -66,7 +66,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.host, app.state.metrics = host, metrics
     app.state.on_failure = lambda error: None  # `vecplug serve` replaces it: exit when the model cannot load
     _add_error_handlers(app)
-    _add_openapi_bodies(app, EmbeddingRequest, EmbedRequest)
+    _add_openapi_bodies(app, host, EmbeddingRequest, EmbedRequest)
     openai_errors = error_responses(OpenAIError, 400, 401, 404, 413, 429, 503)
     tei_errors = error_responses(TEIError, 401, 413, 422, 429, 503)
 
@@ -83,7 +83,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                                 + ". Send one of those, or leave model out.", code="model_not_found", param="model")
         dimensions = requested_dimensions(host, body.dimensions, param="dimensions")
         texts = [body.input] if isinstance(body.input, str) else body.input
-        job = await embed(request, host, texts, body.input_type)
+        job = await embed(request, host, texts, host.spec.prompt_for(body.input_type))
         vectors = cut(job.vectors, dimensions)
         if body.encoding_format == "base64":
             encoded = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in vectors]
@@ -111,19 +111,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         """text-embeddings-inference's ``/embed``: a list of vectors, one per input."""
         body = EmbedRequest.model_validate(await read_json(request))
         require_ready(host)
-        if not body.normalize:
-            raise APIError(422, "normalize=false is not supported: vecplug serves L2-normalised vectors only "
-                                "(the model ends in a Normalize layer). Leave normalize out or send true.")
-        if body.truncation_direction.lower() == "left":
-            raise APIError(422, "truncation_direction=left is not supported: texts longer than the model's "
-                                "max tokens keep their beginning. Leave it out or send right.")
-        kinds = sorted({"document", "query", *host.spec.prompts})
-        kind = body.prompt_name or "document"
-        if kind not in kinds:
-            raise APIError(422, f"unknown prompt_name {kind!r}; this model has {', '.join(kinds)}")
+        names = prompt_names(host)
+        name = "document" if body.prompt_name is None else body.prompt_name
+        if name not in names:
+            raise APIError(422, f"unknown prompt_name {name!r}; this model has {', '.join(names)}")
         dimensions = requested_dimensions(host, body.dimensions, status=422)
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        job = await embed(request, host, texts, kind, reject_truncated=body.truncate is False)
+        job = await embed(request, host, texts, host.spec.prompts.get(name, ""), reject_truncated=body.truncate is False)
         return json_response(cut(job.vectors, dimensions),
                              headers={FINGERPRINT_HEADER: fingerprint(host, dimensions)})
 
@@ -199,6 +193,11 @@ def require_ready(host: ModelHost) -> None:
     raise APIError(503, f"the model failed to load: {host.error}", code="model_failed")
 
 
+def prompt_names(host: ModelHost) -> list[str]:
+    """What TEI's prompt_name may say: the model's prompt names, and always query and document."""
+    return sorted({"document", "query", *host.spec.prompts})
+
+
 def requested_dimensions(host: ModelHost, dimensions: int | None, status: int = 400, param: str | None = None):
     if dimensions is None or dimensions == host.spec.dimensions:
         return None
@@ -223,7 +222,7 @@ def fingerprint(host: ModelHost, dimensions: int | None) -> str:
     return host.spec.truncated(dimensions).fingerprint
 
 
-async def embed(request: Request, host: ModelHost, texts: list[str], kind: str, reject_truncated: bool = False):
+async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool = False):
     """Queue the texts with their prompt, wait for the vectors, drop them if the client leaves first."""
     config, metrics = host.config, host.metrics
     if len(texts) > config.max_request_texts:
@@ -232,7 +231,6 @@ async def embed(request: Request, host: ModelHost, texts: list[str], kind: str, 
                        code="too_many_inputs")
     loop = asyncio.get_running_loop()
     future = loop.create_future()
-    prompt = host.spec.prompt_for(kind)
 
     def on_done(job):
         loop.call_soon_threadsafe(_resolve, future, job)
@@ -292,6 +290,8 @@ def job_error(error: BaseException) -> APIError:
 # -- error handlers and the OpenAPI schema ---------------------------------------------------
 def _add_error_handlers(app: FastAPI) -> None:
     def answer(request: Request, error: APIError) -> Response:
+        if error.status == 400 and is_tei_path(request.url.path):
+            error.status = 422  # TEI answers every unusable body with 422
         return json_response(error_body(request.url.path, error), status=error.status, headers=error.headers)
 
     @app.exception_handler(APIError)
@@ -301,8 +301,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, error):
-        status = 422 if is_tei_path(request.url.path) else 400
-        return answer(request, APIError(status, describe_validation_errors(error.errors()), code="invalid_value"))
+        return answer(request, APIError(400, describe_validation_errors(error.errors()), code="invalid_value"))
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, error: ClientGone):
@@ -324,19 +323,45 @@ def _add_error_handlers(app: FastAPI) -> None:
         return answer(request, job_error(error))
 
 
-def _add_openapi_bodies(app: FastAPI, *models) -> None:
-    """Routes parse bodies themselves; put the bodies' schemas where their ``$ref`` points."""
+def _add_openapi_bodies(app: FastAPI, host: ModelHost, *models) -> None:
+    """Routes parse bodies themselves; put the bodies' schemas where their ``$ref`` points.
+
+    Once the model is loaded the schema also states the served model's limits
+    (largest ``dimensions``, texts per request, prompt names), so it promises
+    exactly what the server accepts; the fuzz test holds it to that.
+    """
     build = app.openapi
 
     def openapi():
-        if app.openapi_schema is None:
-            schema = build()
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in models:
-                found = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(found.pop("$defs", {}))
-                components[model.__name__] = found
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        app.openapi_schema = None  # FastAPI cached it; keep it only once the served limits are in
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(found.pop("$defs", {}))
+            components[model.__name__] = found
+        if host.ready:
+            _state_served_limits(components, host)
             app.openapi_schema = schema
-        return app.openapi_schema
+        return schema
 
     app.openapi = openapi
+
+
+def _state_served_limits(components: dict, host: ModelHost) -> None:
+    def options(model: str, field: str) -> list[dict]:
+        return components[model]["properties"][field].get("anyOf", [])
+
+    for model, field in (("EmbeddingRequest", "input"), ("EmbedRequest", "inputs")):
+        for option in options(model, field):
+            if option.get("type") == "array":
+                option["maxItems"] = host.config.max_request_texts
+    for model in ("EmbeddingRequest", "EmbedRequest"):
+        for option in options(model, "dimensions"):
+            if option.get("type") == "integer":
+                option["maximum"] = host.spec.dimensions
+    for option in options("EmbedRequest", "prompt_name"):
+        if option.get("type") == "string":
+            option["enum"] = prompt_names(host)
