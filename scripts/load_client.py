@@ -71,8 +71,16 @@ class Connection:
 
 async def run_load(url: str, texts: list[str], connections: int, seconds: float, min_texts: int, max_texts: int,
                    reference=None, min_cosine: float = 0.99999, api_key: str | None = None, seed: int = 0,
-                   input_types=("document", "query"), requests_per_connection: int | None = None):
-    """Drive the server; returns a summary dict. ``reference[(kind, text)]`` is the expected vector."""
+                   input_types=("document", "query"), batches: list[list[str]] | None = None,
+                   path: str = "/v1/embeddings", prompt: str = "", model_name: str | None = None):
+    """Drive the server; returns a summary dict. ``reference[(kind, text)]`` is the expected vector.
+
+    Without ``batches``, each connection sends random requests until ``seconds`` have passed.
+    With ``batches`` (a fixed workload: each list once), connections take the next
+    batch until none is left, as documents in the ``document`` kind; then ``prompt``
+    is put before each text and no ``input_type`` is sent (for servers that apply no
+    prompt and know no such field, like Infinity).
+    """
     import numpy as np
 
     parts = urllib.parse.urlsplit(url)
@@ -80,32 +88,44 @@ async def run_load(url: str, texts: list[str], connections: int, seconds: float,
     failures: list[str] = []
     counts = {"requests": 0, "texts": 0, "tokens": 0}
     deadline = time.perf_counter() + seconds
+    queue = list(reversed(batches)) if batches is not None else None
+
+    def next_request(rng) -> tuple[list[str], str, dict] | None:
+        if queue is not None:
+            if not queue:
+                return None
+            batch = queue.pop()
+            payload = {"input": [prompt + text for text in batch]}
+            if model_name:
+                payload["model"] = model_name
+            return batch, "document", payload
+        if time.perf_counter() >= deadline:
+            return None
+        batch = rng.sample(texts, rng.randint(min_texts, max_texts))
+        kind = rng.choice(input_types)
+        return batch, kind, {"input": batch, "input_type": kind}
 
     async def worker(number: int):
         rng = random.Random(seed * 1000 + number)
         connection = Connection(parts.hostname, parts.port, api_key)
-        sent = 0
         try:
-            while time.perf_counter() < deadline and (requests_per_connection is None or sent < requests_per_connection):
-                batch = rng.sample(texts, rng.randint(min_texts, max_texts))
-                kind = rng.choice(input_types)
+            while (request := next_request(rng)) is not None:
+                batch, kind, payload = request
                 started = time.perf_counter()
                 try:
-                    status, _, data = await connection.post(parts.path + "/v1/embeddings",
-                                                            {"input": batch, "input_type": kind})
+                    status, _, data = await connection.post(parts.path + path, payload)
                 except (OSError, asyncio.IncompleteReadError, ConnectionError, ValueError) as error:
                     failures.append(f"connection {number}: {type(error).__name__}: {error}")
                     await connection.close()
                     continue
                 latencies.append(time.perf_counter() - started)
-                sent += 1
                 if status != 200:
                     failures.append(f"HTTP {status}: {data[:200]!r}")
                     continue
                 body = json.loads(data)
                 counts["requests"] += 1
                 counts["texts"] += len(batch)
-                counts["tokens"] += body["usage"]["prompt_tokens"]
+                counts["tokens"] += (body.get("usage") or {}).get("prompt_tokens", 0)
                 if [item["index"] for item in body["data"]] != list(range(len(batch))):
                     failures.append(f"indices {[item['index'] for item in body['data']]} for {len(batch)} texts")
                     continue
@@ -159,12 +179,19 @@ def main(argv=None) -> int:
     parser.add_argument("--pool", type=int, default=400, help="distinct texts to draw from")
     parser.add_argument("--min-cosine", type=float, default=0.99999)
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--batches", default=None,
+                        help="a JSON file with a list of text lists: send each once (a fixed workload), then stop")
+    parser.add_argument("--path", default="/v1/embeddings")
+    parser.add_argument("--prompt", default="", help="with --batches: put this before each text (servers without prompts)")
+    parser.add_argument("--model-name", default=None, help="with --batches: the model field to send")
     arguments = parser.parse_args(argv)
-    texts = text_pool(arguments.pool)
+    batches = json.loads(open(arguments.batches).read()) if arguments.batches else None
+    texts = [] if batches is not None else text_pool(arguments.pool)
     reference = reference_vectors(arguments.model, texts, arguments.dtype) if arguments.model else None
     summary = asyncio.run(run_load(arguments.url.rstrip("/"), texts, arguments.connections, arguments.seconds,
                                    arguments.min_texts, arguments.max_texts, reference, arguments.min_cosine,
-                                   arguments.api_key))
+                                   arguments.api_key, batches=batches, path=arguments.path, prompt=arguments.prompt,
+                                   model_name=arguments.model_name))
     print(json.dumps(summary))
     return 0 if summary["failures"] == 0 else 1
 

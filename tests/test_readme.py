@@ -1,14 +1,18 @@
 """The README's examples run as written (with a tiny local model standing in for the hub one).
 
 Every ```python block runs, in order, in one fresh process with
-VECPLUG_MODEL pointing at a tiny model; every `$ vecplug ...` line in a
-```console block runs as a command. Blocks that need a GPU are skipped.
+VECPLUG_MODEL pointing at a tiny model; every `$ vecplug ...` and `$ curl ...`
+line in a ```console block runs as a command. Blocks that need a GPU are
+skipped. The README's server, http://127.0.0.1:8080, is a real `vecplug serve`
+of the same small model that this test starts on a free port (its URL is put
+in place of the README's), serving it under the default model's name.
 """
 from __future__ import annotations
 
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +21,7 @@ import pytest
 
 README = Path(__file__).parent.parent / "README.md"
 NEEDS_GPU = re.compile(r"""device=["']cuda""")
+README_SERVER = "http://127.0.0.1:8080"
 
 
 def blocks(language: str) -> list[str]:
@@ -36,8 +41,19 @@ def readme_env(small_model_dir):
     return {**os.environ, "VECPLUG_MODEL": str(small_model_dir), "HF_HUB_OFFLINE": "1"}
 
 
-def test_readme_python_examples_run(readme_env, tmp_path):
-    runnable = [block for block in blocks("python") if not NEEDS_GPU.search(block)]
+@pytest.fixture(scope="module")
+def readme_server(small_model_dir):
+    """`vecplug serve` as the README starts it, on a free port: its URL."""
+    import vecplug
+    from vecplug.testing import running_server
+
+    with running_server(small_model_dir, "--served-name", vecplug.DEFAULT_MODEL) as server:
+        yield server.url
+
+
+def test_readme_python_examples_run(readme_env, readme_server, tmp_path):
+    runnable = [block.replace(README_SERVER, readme_server) for block in blocks("python")
+                if not NEEDS_GPU.search(block)]
     assert len(runnable) >= 3
     script = "\n\n".join(f"print('--- block {index}')\n{block}" for index, block in enumerate(runnable))
     (tmp_path / "readme_examples.py").write_text(script)
@@ -46,16 +62,25 @@ def test_readme_python_examples_run(readme_env, tmp_path):
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-5000:]
 
 
-def test_readme_cli_examples_run(readme_env, tmp_path):
+def test_readme_cli_examples_run(readme_env, readme_server, tmp_path):
     commands = [line[2:].split("  #")[0].strip() for block in blocks("console") for line in block.splitlines()
-                if line.startswith("$ vecplug ")]
+                if line.startswith(("$ vecplug ", "$ curl "))]
     assert any(command.startswith("vecplug embed") for command in commands)
+    assert any(command.startswith("curl") for command in commands)
     bin_dir = Path(sys.executable).parent
+    have_curl = shutil.which("curl") is not None
     for command in commands:
-        if command.startswith("vecplug bench"):
-            continue  # ./scripts/test.sh runs `vecplug bench --quick` itself
-        argv = shlex.split(command)
-        process = subprocess.run([str(bin_dir / argv[0]), *argv[1:]], cwd=tmp_path, env=readme_env,
+        if command.startswith(("vecplug bench", "vecplug serve")):
+            continue  # ./scripts/test.sh runs `vecplug bench --quick`; readme_server is the README's server
+        if command.startswith("curl") and not have_curl:
+            continue
+        argv = shlex.split(command.replace(README_SERVER, readme_server))
+        executable = str(bin_dir / argv[0]) if argv[0] == "vecplug" else argv[0]
+        process = subprocess.run([executable, *argv[1:]], cwd=tmp_path, env=readme_env,
                                  capture_output=True, text=True, timeout=300)
         assert process.returncode == 0, f"{command}: {process.stderr[-3000:]}"
         assert process.stdout.strip(), f"{command} printed nothing"
+        if argv[0] == "curl":
+            assert '"error"' not in process.stdout, f"{command}: {process.stdout[-2000:]}"
+    if not have_curl:
+        pytest.skip("curl is not installed: the README's curl lines were not run (apt-get install curl)")
