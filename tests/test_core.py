@@ -169,3 +169,40 @@ def test_env_flag_reads_switches_one_way(monkeypatch):
         assert env_flag("VECPLUG_TEST_FLAG") is expected, value
     monkeypatch.delenv("VECPLUG_TEST_FLAG")
     assert env_flag("VECPLUG_TEST_FLAG") is None
+
+
+def test_one_same_space_rule_for_every_adapter(tiny_model, tiny_model_dir, tiny_model_no_prompts_dir, tmp_path):
+    """vecplug.check_same_space: the fingerprint decides; specs, models and both stored dict shapes compare."""
+    import shutil
+
+    spec = tiny_model.spec
+    moved = vecplug.load_model(str(shutil.copytree(tiny_model_dir, tmp_path / "moved")), dtype="float32")
+    other = vecplug.load_model(str(tiny_model_no_prompts_dir), dtype="float32")
+    chroma_config = {"model": spec.name, "fingerprint": spec.fingerprint, "prompts": dict(spec.prompts),
+                     "dimensions": spec.dimensions, "device": "cuda"}
+    for stored in (spec, tiny_model, spec.to_dict(), chroma_config):
+        vecplug.check_same_space(stored, tiny_model, where="x")
+        vecplug.check_same_space(stored, moved, where="x")  # same weights under another name
+        assert vecplug.same_space(stored, moved.spec.to_dict())
+        assert not vecplug.same_space(stored, other)
+    with pytest.raises(vecplug.ModelMismatchError) as raised:
+        vecplug.check_same_space(spec.to_dict(), other, where="column public.docs.embedding",
+                                 action="write to it with")
+    message = str(raised.value)
+    assert message.startswith(f"column public.docs.embedding was made with {spec.name} (64 dims, fingerprint "
+                              f"{spec.fingerprint}); refusing to write to it with {other.name} (64 dims")
+    assert "not comparable" in message and "prompts: stored" in message and "new collection or column" in message
+    cut = tiny_model.with_dimensions(16)
+    with pytest.raises(vecplug.ModelMismatchError, match="dimensions: stored 64, now 16.*do this instead"):
+        vecplug.check_same_space(spec, cut, where="here", hint="do this instead")
+    # hand-edited records: a dimension or prompt disagreement counts even with equal fingerprints
+    assert not vecplug.same_space({**chroma_config, "dimensions": 32}, spec)
+    assert not vecplug.same_space({**chroma_config, "prompts": {}}, spec)
+    # models without fingerprints (third-party plugins) compare by name, and never match one with a fingerprint
+    plain = vecplug.ModelSpec(name="fake/plain", dimensions=8, max_tokens=16)
+    assert vecplug.same_space(plain, plain.to_dict())
+    assert not vecplug.same_space(plain, vecplug.ModelSpec(name="fake/other", dimensions=8, max_tokens=16))
+    assert not vecplug.same_space(plain, vecplug.ModelSpec(name="fake/plain", dimensions=8, max_tokens=16,
+                                                          fingerprint="abc"))
+    with pytest.raises(TypeError, match="vector space of 42"):
+        vecplug.same_space(42, spec)

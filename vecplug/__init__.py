@@ -9,6 +9,7 @@
 Importing this package is cheap: torch and friends load with the first model.
 """
 from .errors import (
+    InvalidSettingError,
     ModelMismatchError,
     ModelNotAvailableError,
     ServerError,
@@ -21,12 +22,14 @@ from .model import EmbeddingModel, ModelSpec
 from .plugins import load_plugins, pm
 from .records import Record, Target, before_ingest
 from .registry import DEFAULT_MODEL, clear_cache, default_model_name, embed, load_model, registered_models
+from .spaces import check_same_space, same_space
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
     "EmbeddingModel",
+    "InvalidSettingError",
     "ModelMismatchError",
     "ModelNotAvailableError",
     "ModelSpec",
@@ -37,6 +40,7 @@ __all__ = [
     "UnknownModelError",
     "VecplugError",
     "before_ingest",
+    "check_same_space",
     "clear_cache",
     "default_model_name",
     "embed",
@@ -45,4 +49,5 @@ __all__ = [
     "load_plugins",
     "pm",
     "registered_models",
+    "same_space",
 ]

@@ -28,3 +28,7 @@ class ServerError(VecplugError):
 
 class ServerUnavailableError(ServerError, ConnectionError):
     """A server that did not answer (refused, busy or loading) for longer than the client's retry time."""
+
+
+class InvalidSettingError(VecplugError, ValueError):
+    """A device, dtype, dimensions or environment setting that cannot work here, refused before any work."""

@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
+from .errors import InvalidSettingError
+
 if TYPE_CHECKING:  # numpy is light, but keep `vecplug --help` free of it
     import numpy as np
 
@@ -54,9 +56,9 @@ class ModelSpec:
 
     def truncated(self, dimensions: int | None) -> "ModelSpec":
         """The spec of this model's vectors cut to ``dimensions`` (Matryoshka)."""
+        dimensions = check_dimensions(dimensions, self)
         if dimensions is None or dimensions == self.dimensions:
             return self
-        check_dimensions(dimensions, self)
         fingerprint = compute_fingerprint(self.fingerprint, dimensions=dimensions) if self.fingerprint else ""
         return dataclasses.replace(self, dimensions=dimensions, fingerprint=fingerprint)
 
@@ -83,14 +85,29 @@ def check_kind(kind: str) -> None:
         raise ValueError(f"kind must be 'document' or 'query', got {kind!r}")
 
 
-def check_dimensions(dimensions: int, spec: ModelSpec) -> None:
-    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
-        raise ValueError(f"dimensions must be a positive integer, got {dimensions!r}")
-    if dimensions > spec.dimensions:
-        raise ValueError(
-            f"{spec.name} makes {spec.dimensions}-dimensional vectors; "
-            f"dimensions={dimensions} asks for more than it has"
+def normalise_dimensions(dimensions) -> int | None:
+    """A positive int from any integer type (``numpy.int64`` from an array too); None stays None."""
+    import numbers
+
+    if dimensions is None:
+        return None
+    if isinstance(dimensions, bool) or not isinstance(dimensions, numbers.Integral) or dimensions < 1:
+        raise InvalidSettingError(
+            f"dimensions must be a positive integer (or None for the model's full size), got {dimensions!r}"
         )
+    return int(dimensions)
+
+
+def check_dimensions(dimensions, spec: ModelSpec) -> int:
+    """``dimensions`` as an int, if ``spec``'s vectors can be cut to it (Matryoshka); else InvalidSettingError."""
+    dimensions = normalise_dimensions(dimensions)
+    if dimensions is not None and dimensions > spec.dimensions:
+        raise InvalidSettingError(
+            f"{spec.name} makes {spec.dimensions}-dimensional vectors; dimensions={dimensions} asks for "
+            f"more than it has: pass {spec.dimensions} or fewer"
+            + (f" (it was trained for {', '.join(map(str, spec.matryoshka_dims))})" if spec.matryoshka_dims else "")
+        )
+    return dimensions
 
 
 def check_text(text, index: int) -> str:
@@ -149,6 +166,7 @@ class EmbeddingModel:
 
         The view shares weights and state with this model (no second load).
         """
+        dimensions = check_dimensions(dimensions, self._full_spec)
         if dimensions is None or dimensions == self.spec.dimensions:
             return self
         spec = self._full_spec.truncated(dimensions)

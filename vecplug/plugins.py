@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from importlib.metadata import entry_points
 
 import pluggy
@@ -26,6 +27,9 @@ pm = pluggy.PluginManager("vecplug")
 pm.add_hookspecs(hookspecs)
 
 _loaded = False
+# Re-entrant: a plugin module may call vecplug while it is being imported.
+_load_lock = threading.RLock()
+_loading = False
 
 
 def _names_from_env(variable: str) -> set[str] | None:
@@ -36,15 +40,37 @@ def _names_from_env(variable: str) -> set[str] | None:
 
 
 def load_plugins() -> pluggy.PluginManager:
-    """Register built-in and entry-point plugins, once per process."""
-    global _loaded
+    """Register built-in and entry-point plugins, once per process.
+
+    Safe to call from many threads at once: every caller returns only once
+    every plugin is registered (``_loaded`` is set last, under the lock), so
+    none sees a half-filled registry. A plugin that calls vecplug while it
+    is being imported gets the registry as it stands (no recursion).
+    """
+    global _loaded, _loading
     if _loaded:
         return pm
-    _loaded = True
+    with _load_lock:
+        if _loaded or _loading:
+            return pm
+        _loading = True
+        try:
+            _register_builtin_plugins()
+            _register_entry_point_plugins()
+            _loaded = True
+        finally:
+            _loading = False
+    return pm
+
+
+def _register_builtin_plugins() -> None:
     for module_name in BUILTIN_PLUGINS:
         module = importlib.import_module(module_name)
         if not pm.is_registered(module):
             pm.register(module, name=module_name)
+
+
+def _register_entry_point_plugins() -> None:
     allowed = _names_from_env("VECPLUG_LOAD_PLUGINS")
     blocked = _names_from_env("VECPLUG_BLOCK_PLUGINS") or set()
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
@@ -58,7 +84,6 @@ def load_plugins() -> pluggy.PluginManager:
             print(f"vecplug: plugin {entry_point.name!r} failed to load: {error}", file=sys.stderr)
             continue
         pm.register(module, name=entry_point.name)
-    return pm
 
 
 def get_plugins() -> list[dict]:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UnknownModelError
-from .model import EmbeddingModel, ModelSpec
+from .errors import InvalidSettingError, UnknownModelError
+from .model import EmbeddingModel, ModelSpec, check_dimensions, normalise_dimensions
 from .plugins import call_implementation, load_plugins, pm
 
 DEFAULT_MODEL = "nomic-ai/modernbert-embed-base"
@@ -102,17 +102,23 @@ def load_model(
     ``device``: "cpu", "cuda" or None (auto). ``dtype``: "float32", "bfloat16",
     "float16" or None (the fastest that keeps quality on this hardware).
     ``dimensions``: Matryoshka truncation then re-normalisation.
+    A setting that cannot work here (device="tpu", "cuda" without a GPU, an
+    unknown dtype, dimensions of 0 or more than the model has) raises
+    ``vecplug.InvalidSettingError`` before anything is loaded.
     """
+    dimensions = normalise_dimensions(dimensions)  # every setting is checked before any work
     from .client import RemoteModel, is_url
 
     if is_url(name_or_path):
         if device is not None or dtype is not None:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"{name_or_path} is a server: it runs the model on its own device and dtype "
                 "(`vecplug serve --device/--dtype`); pass neither with a URL"
             )
         return RemoteModel(name_or_path).with_dimensions(dimensions)
     registration = resolve(name_or_path)
+    if registration.spec.dimensions:
+        check_dimensions(dimensions, registration.spec)
     placement = getattr(registration.loader, "placement", None)
     if placement is not None:
         device, dtype = placement(device, dtype)

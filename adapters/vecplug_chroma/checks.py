@@ -33,7 +33,7 @@ def check_collection(collection) -> None:
     function = getattr(collection, "_embedding_function", None)  # Chroma keeps no public handle on it
     stored = stored_config(collection)
     if isinstance(function, ModernBertEmbeddingFunction) and stored is not None:
-        check_same_space(stored, function.get_config(), action="use it with")
+        check_same_space(stored, function.get_config(), action="use it with", collection_name=collection.name)
 
 
 def update_embedding_function(collection, function) -> None:
@@ -53,5 +53,5 @@ def update_embedding_function(collection, function) -> None:
             f"collection {collection.name!r} was not created with a vecplug function; "
             "Chroma cannot switch it to one"
         )
-    check_same_space(stored, function.get_config(), action="switch this collection to")
+    check_same_space(stored, function.get_config(), action="switch this collection to", collection_name=collection.name)
     collection.modify(configuration={"embedding_function": function})

@@ -17,7 +17,6 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 import vecplug
-from vecplug import ModelMismatchError
 from vecplug.model import check_texts
 
 NAME = "vecplug_modernbert"
@@ -25,6 +24,7 @@ NAME = "vecplug_modernbert"
 # of the config (device, dtype, batch_size) is how vectors are computed here.
 FIXED_KEYS = ("model", "fingerprint", "prompts", "dimensions")
 PLURALS = {"document": "documents", "query": "queries"}
+CHROMA_HINT = "Open it with the original model, or create a new collection and re-add the documents."
 
 
 class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
@@ -152,25 +152,10 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
         return f"<ModernBertEmbeddingFunction {self.model.name} dim={self.model.dimensions} device={self.device}>"
 
 
-def check_same_space(stored: dict[str, Any], new: dict[str, Any], action: str) -> None:
-    """Raise ModelMismatchError when two configs describe different vector spaces.
-
-    The same weights under a new name (a model directory that moved) are the
-    same space: only the fingerprint, prompts and dimensions must match then.
-    """
-    changed = [key for key in FIXED_KEYS if key != "model" and stored.get(key) != new.get(key)]
-    if stored.get("model") != new.get("model") and stored.get("fingerprint") != new.get("fingerprint"):
-        changed.insert(0, "model")
-    if not changed:
-        return
-    details = "; ".join(f"{key}: stored {stored.get(key)!r}, now {new.get(key)!r}" for key in changed)
-    raise ModelMismatchError(
-        f"this Chroma collection was embedded with {stored.get('model')} "
-        f"(fingerprint {stored.get('fingerprint')}, {stored.get('dimensions')} dims); "
-        f"refusing to {action} {new.get('model')} (fingerprint {new.get('fingerprint')}, "
-        f"{new.get('dimensions')} dims): their vectors are not comparable ({details}). "
-        "Open it with the original model, or create a new collection and re-add the documents."
-    )
+def check_same_space(stored: dict[str, Any], new: dict[str, Any], action: str, collection_name: str | None = None) -> None:
+    """Raise ModelMismatchError when two configs describe different vector spaces (vecplug's one rule)."""
+    where = f"Chroma collection {collection_name!r}" if collection_name else "this Chroma collection"
+    vecplug.check_same_space(stored, new, where=where, action=action, hint=CHROMA_HINT)
 
 
 register_embedding_function(ModernBertEmbeddingFunction)

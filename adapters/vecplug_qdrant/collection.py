@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from importlib.metadata import version
 
-from vecplug import ModelMismatchError, VecplugError, load_model
+from vecplug import ModelMismatchError, VecplugError, check_same_space, load_model
 
 METADATA_KEY = "vecplug"
 METADATA_FORMAT = 1
@@ -80,30 +80,14 @@ def recorded(info) -> dict | None:
     return dict(record)
 
 
-def same_space(a: Mapping, b: Mapping) -> bool:
-    """Two spec dicts make comparable vectors (by fingerprint; by name and size for specs without one)."""
-    if a.get("fingerprint") or b.get("fingerprint"):
-        return a.get("fingerprint") == b.get("fingerprint")
-    return (a.get("name"), a.get("dimensions")) == (b.get("name"), b.get("dimensions"))
-
-
-def describe(spec: Mapping) -> str:
-    return (
-        f"{spec.get('name')} ({spec.get('dimensions')} dimensions, prompts {spec.get('prompts')}, "
-        f"fingerprint {spec.get('fingerprint') or 'none'})"
-    )
-
-
 def check_collection(name: str, info, model, vector_name: str) -> None:
     """Refuse a collection whose recorded model, or vector size, is not this embedder's."""
-    ours = model.spec.to_dict()
     record = recorded(info)
-    if record is not None and record.get("vector_name") == vector_name and not same_space(record["model"], ours):
-        raise ModelMismatchError(
-            f"collection {name!r} was made with {describe(record['model'])}; this embedder uses "
-            f"{describe(ours)}. Vectors of two models are not comparable: use "
-            f"from_collection(client, {name!r}) to get the collection's own model, or put this "
-            "model's vectors in another collection."
+    if record is not None and record.get("vector_name") == vector_name:
+        check_same_space(
+            record["model"], model, where=f"collection {name!r}", action="use it with",
+            hint=f"Use from_collection(client, {name!r}) to get the collection's own model, "
+                 "or put this model's vectors in another collection.",
         )
     vectors = info.config.params.vectors
     if not isinstance(vectors, Mapping) or vector_name not in vectors:
@@ -144,10 +128,9 @@ def model_from_collection(name: str, info, device=None, dtype=None):
         )
     spec = record["model"]
     model = load_model(spec["name"], device=device, dtype=dtype, dimensions=spec.get("dimensions"))
-    if not same_space(spec, model.spec.to_dict()):
-        raise ModelMismatchError(
-            f"collection {name!r} was made with {describe(spec)}, but what loads under that name now is "
-            f"{describe(model.spec.to_dict())}: its weights or prompts changed. Find the original model "
-            "files, or re-embed the collection with the new model."
-        )
+    check_same_space(
+        spec, model, where=f"collection {name!r}", action="open it with what its model name loads today:",
+        hint="Its weights or prompts changed: find the original model files, or re-embed the collection "
+             "with the new model.",
+    )
     return model, record.get("vector_name") or "modernbert"

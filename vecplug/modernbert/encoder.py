@@ -9,6 +9,7 @@ numbers match transformers' ``ModernBertModel`` (tests prove it).
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,19 +79,38 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 class RotaryTables:
-    """cos/sin per position for one theta, grown on demand, kept in float32."""
+    """cos/sin per position for one theta, grown on demand, kept in float32.
+
+    One model serves many threads (the server, ``asyncio.to_thread``), so the
+    tables grow under a lock, never shrink, and live in one (cos, sin) tuple
+    that a lookup reads once: a thread that grew them for a short text can
+    no longer replace the longer tables another thread has just checked,
+    and cos and sin always come from the same growth.
+    """
 
     def __init__(self, head_dim: int, theta: float, device):
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
-        self.cos = self.sin = torch.empty(0, head_dim // 2, device=device)
+        empty = torch.empty(0, head_dim // 2, device=device)
+        self._tables = (empty, empty)
+        self._grow_lock = threading.Lock()
+
+    def _tables_for(self, max_position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        tables = self._tables
+        if max_position < tables[0].shape[0]:
+            return tables
+        with self._grow_lock:
+            tables = self._tables  # another thread may have grown them while this one waited
+            if max_position >= tables[0].shape[0]:
+                length = max(2 * tables[0].shape[0], max_position + 1, 512)
+                positions = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)
+                angles = positions[:, None] * self.inv_freq
+                tables = self._tables = (angles.cos(), angles.sin())
+        return tables
 
     def lookup(self, positions: torch.Tensor, max_position: int):
         """(tokens, 1, 1, head_dim / 2) tables: both halves of a rotary pair share an angle."""
-        if max_position >= self.cos.shape[0]:
-            length = max(2 * self.cos.shape[0], max_position + 1, 512)
-            angles = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)[:, None] * self.inv_freq
-            self.cos, self.sin = angles.cos(), angles.sin()
-        return self.cos[positions][:, None, None, :], self.sin[positions][:, None, None, :]
+        cos, sin = self._tables_for(max_position)
+        return cos[positions][:, None, None, :], sin[positions][:, None, None, :]
 
 
 def rotate_queries_and_keys(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -202,12 +202,9 @@ def requested_dimensions(host: ModelHost, dimensions: int | None, status: int = 
     if dimensions is None or dimensions == host.spec.dimensions:
         return None
     try:
-        check_dimensions(dimensions, host.spec)
-    except ValueError as error:
-        hint = f" (Matryoshka sizes it was trained for: {list(host.spec.matryoshka_dims)})" \
-            if host.spec.matryoshka_dims else ""
-        raise APIError(status, f"{error}{hint}; send at most {host.spec.dimensions}", param=param) from None
-    return dimensions
+        return check_dimensions(dimensions, host.spec)
+    except ValueError as error:  # InvalidSettingError: says what the model has and was trained for
+        raise APIError(status, str(error), param=param) from None
 
 
 def cut(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
