@@ -56,8 +56,11 @@ def connect(request, tmp_path):
     return new_client
 
 
-@pytest.fixture
-def function(tiny_model_dir):
+@pytest.fixture(params=["in-process", "served"])
+def function(request, tiny_model_dir):
+    """The tiny model in this process, and the same model behind a real `vecplug serve` (a URL as the model)."""
+    if request.param == "served":
+        return ModernBertEmbeddingFunction(request.getfixturevalue("tiny_server").url)
     return ModernBertEmbeddingFunction(str(tiny_model_dir), dtype="float32")
 
 
@@ -89,7 +92,8 @@ def test_documents_and_queries_take_their_own_path_and_match_brute_force(collect
         assert not np.allclose(sorted(result["distances"][number]), unprompted, atol=1e-4)
 
 
-def test_a_fresh_process_rebuilds_the_function_from_the_persisted_config(connect, collection, tiny_model_dir):
+def test_a_fresh_process_rebuilds_the_function_from_the_persisted_config(connect, collection, function,
+                                                                          tiny_model_dir):
     vecplug_chroma.add(collection, DOCUMENTS, ids=[f"doc{number}" for number in range(len(DOCUMENTS))])
     here = collection.query(query_texts=QUERIES, n_results=5, include=["distances"])
     code = f"""
@@ -98,11 +102,14 @@ from chromadb.config import Settings
 collection = {connect.code}.get_collection({collection.name!r})
 result = collection.query(query_texts={QUERIES!r}, n_results=5, include=["distances"])
 function = collection.configuration["embedding_function"]
-print(json.dumps({{"ids": result["ids"], "distances": result["distances"],
+print(json.dumps({{"ids": result["ids"], "distances": result["distances"], "model": repr(function.model),
                    "function": function.name(), "config": function.get_config()}}))
 """
     there = run_python(code)
     assert there["function"] == "vecplug_modernbert"
+    url = getattr(function.model, "url", None)
+    assert there["config"].get("url") == url  # a served collection finds the same server again
+    assert there["model"].startswith("<RemoteModel" if url else "<ModernBertEmbedder")
     assert there["config"]["fingerprint"] == vecplug.load_model(str(tiny_model_dir)).fingerprint
     assert there["ids"] == here["ids"]
     np.testing.assert_allclose(there["distances"], here["distances"], atol=1e-5)

@@ -257,6 +257,14 @@ def test_a_wrong_api_key(pg_cluster, db, settings):
     assert "WRONG-KEY-4321" not in str(failed.value) + (failed.value.diag.message_hint or "")
 
 
+def test_a_column_of_other_dimensions_is_pgvectors_clear_error(pg_cluster, db):
+    with pg_cluster.connect(db[0]) as conn:
+        conn.execute("CREATE TEMP TABLE small (embedding vector(3))")
+        conn.execute("INSERT INTO small VALUES ('[1,2,3]')")
+        with pytest.raises(psycopg.errors.DataException, match="different vector dimensions 3 and 64"):
+            conn.execute("SELECT embedding <=> vecplug.embed_query('x') FROM small")
+
+
 def test_bad_settings_are_named(pg_cluster, db, settings):
     settings(read_timeout="soon")
     with pg_cluster.connect(db[0]) as conn:
@@ -288,6 +296,15 @@ def test_search_through_the_server(pg_cluster, db, server, model):
         with pytest.raises(vecplug.ModelMismatchError, match="not 'lightonai/modernbert-embed-large'"):
             vecplug_pgvector.search(conn, "docs", "x", server_url=server.url, api_key=API_KEY,
                                     model="lightonai/modernbert-embed-large")
+        with pytest.raises(vecplug.ServerError, match="answered GET /v1/models with 401"):
+            vecplug_pgvector.search(conn, "docs", "x", server_url=server.url, api_key="WRONG")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(vecplug.ServerUnavailableError, match=f"the vecplug server at {closed} did not answer"):
+            vecplug_pgvector.search(conn, "docs", "x", server_url=closed)
+        assert time.monotonic() - started < 15
     assert [row["id"] for row in remote] == [row["id"] for row in local]
     assert_same_neighbours([(row["id"], row["distance"]) for row in remote],
                            brute_force(vectors, model.embed_queries(["iterators"])[0], 5))

@@ -22,6 +22,7 @@ from qdrant_helpers import (  # noqa: E402
     REOPEN_AND_QUERY, STREAM_POINTS, assert_brute_force, make_corpus, run_python, sentences, short_documents,
     store_directory, stored,
 )
+from vecplug.client import RemoteModel  # noqa: E402
 from vecplug_qdrant import (  # noqa: E402
     AsyncQdrantEmbedder, CollectionExistsError, CollectionNotFoundError, QdrantEmbedder,
     UnrecordedCollectionError, document_id,
@@ -29,6 +30,14 @@ from vecplug_qdrant import (  # noqa: E402
 
 QUERIES = ["how do I open a file", "exceptions raised by a generator", "the value of a local variable"]
 TOPIC_ONE = models.Filter(must=[models.FieldCondition(key="topic", match=models.MatchValue(value=1))])
+
+
+@pytest.fixture(params=["in-process", "served"])
+def tiny_model(request, tiny_model_dir):
+    """Every test that takes the model runs twice: in this process, and behind a real `vecplug serve`."""
+    if request.param == "served":
+        return vecplug.load_model(request.getfixturevalue("tiny_server").url)
+    return vecplug.load_model(str(tiny_model_dir), dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +82,25 @@ def test_create_collection_records_the_model(scratch, tiny_model):
     assert embedder.create_collection("c", exist_ok=True) is False
 
 
-def test_from_collection_loads_the_recorded_model(client, tiny_model):
+def test_from_collection_loads_the_recorded_model(client, tiny_model_dir):
     embedder = QdrantEmbedder.from_collection(client, "docs", dtype="float32")
-    assert embedder.model is tiny_model  # the same cached model: its name is the directory path
+    local = vecplug.load_model(str(tiny_model_dir), dtype="float32")
+    assert embedder.model is local  # the same cached model: its name is the directory path
     assert embedder.vector_name == "modernbert"
+
+
+def test_a_collection_filled_through_a_server_reopens_through_it(scratch, tiny_server, tiny_model_dir):
+    embedder = QdrantEmbedder(scratch, tiny_server.url)
+    embedder.create_collection("served")
+    record = scratch.get_collection("served").config.metadata["vecplug"]
+    assert record["url"] == tiny_server.url and "api_key" not in json.dumps(record)
+    embedder.upsert("served", ["a served document"], ids=[1])
+    reopened = QdrantEmbedder.from_collection(scratch, "served")
+    assert isinstance(reopened.model, RemoteModel) and reopened.model.url == tiny_server.url
+    local = vecplug.load_model(str(tiny_model_dir), dtype="float32")
+    QdrantEmbedder(scratch, local).check_collection("served")  # the same space, in process or served
+    hit = reopened.query("served", "a served document", limit=1)[0]
+    assert hit.id == 1 and hit.score > 0.5
 
 
 def test_matryoshka_view_is_recorded_and_reloaded(scratch, tiny_model_dir):
@@ -174,7 +198,7 @@ def test_async_client_gives_the_same_results(corpus, tiny_model):
             await client.close()
 
     model, hits, filtered = asyncio.run(read())
-    assert model is tiny_model
+    assert model.fingerprint == tiny_model.fingerprint  # the corpus was filled in process: reopened in process
     for text, found in zip(QUERIES, hits):
         assert_brute_force(found, corpus.ids, corpus.vectors, tiny_model.embed_queries([text])[0], 10)
     query = tiny_model.embed_queries([QUERIES[1]])[0]
@@ -346,7 +370,9 @@ def test_collection_of_another_model_is_refused(scratch, tiny_model, tiny_model_
         with pytest.raises(vecplug.ModelMismatchError, match=f"made with {tiny_model.name}.*from_collection"):
             attempt()
     assert scratch.count("c").count == 0
-    assert QdrantEmbedder.from_collection(scratch, "c", dtype="float32").model is tiny_model
+    served = isinstance(tiny_model, RemoteModel)  # then the record names the server, which picks its dtype
+    reopened = QdrantEmbedder.from_collection(scratch, "c", **({} if served else {"dtype": "float32"})).model
+    assert reopened.fingerprint == tiny_model.fingerprint and (served or reopened is tiny_model)
 
 
 def test_clients_without_collection_metadata_are_refused_clearly():

@@ -13,7 +13,6 @@ import urllib.request
 import numpy as np
 import pytest
 
-import vecplug
 from vecplug.testing import long_documents, stdlib_paragraphs
 
 

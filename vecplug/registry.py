@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UnknownModelError
+from .errors import InvalidSettingError, UnknownModelError
 from .model import EmbeddingModel, ModelSpec, check_dimensions, normalise_dimensions
 from .plugins import call_implementation, load_plugins, pm
 
@@ -111,7 +111,7 @@ def load_model(
     dimensions = normalise_dimensions(dimensions)  # every setting is checked before any work
     if is_url(name_or_path):
         if device is not None or dtype is not None:
-            raise ValueError(
+            raise InvalidSettingError(
                 f"{name_or_path} is a server: it runs the model on its own device and dtype "
                 "(`vecplug serve --device/--dtype`); pass neither with a URL"
             )

@@ -141,8 +141,11 @@ def _write_sentence_transformers_files(directory: Path, hidden_size: int, prompt
     special = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]",
                "unk_token": "[UNK]"}
     dump("special_tokens_map.json", special)
+    # model_input_names as ModernBERT's hub files have it: no token_type_ids, which
+    # ModernBertModel.forward does not take (sentence-transformers 3 passes them on)
     dump("tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_tokens,
-                                   "clean_up_tokenization_spaces": False, **special})
+                                   "clean_up_tokenization_spaces": False,
+                                   "model_input_names": ["input_ids", "attention_mask"], **special})
 
 
 class ServerProcess:

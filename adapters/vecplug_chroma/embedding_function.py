@@ -17,6 +17,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 import vecplug
+from vecplug.client import RemoteModel, is_url
 from vecplug.model import check_texts
 
 NAME = "vecplug_modernbert"
@@ -37,6 +38,11 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
 
     ``batch_size`` bounds how many texts go to the model per call (memory, not
     results); None hands the whole list over, the model batches by tokens itself.
+
+    ``model`` may be a ``vecplug serve`` URL: the model then runs in that
+    server, and the collection's config keeps the URL (not the API key,
+    which comes from ``$VECPLUG_API_KEY``), so a reopened collection finds
+    the same server.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
             "dtype": self.dtype,
             "batch_size": self.batch_size,
             "vecplug_version": vecplug.__version__,
+            **({"url": self.model.url} if isinstance(self.model, RemoteModel) else {}),
         }
 
     @staticmethod
@@ -109,7 +116,7 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
         """
         ModernBertEmbeddingFunction.validate_config(config)
         function = ModernBertEmbeddingFunction(
-            model=config["model"],
+            model=config.get("url") or config["model"],  # a served model is found at its server again
             device=config.get("device"),
             dtype=config.get("dtype"),
             dimensions=config["dimensions"],
@@ -141,6 +148,8 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
             not isinstance(config["batch_size"], int) or config["batch_size"] < 1
         ):
             problems.append("batch_size must be a positive integer or null")
+        if config.get("url") is not None and not is_url(config["url"]):
+            problems.append("url must be an http(s):// URL or null")
         if problems:
             raise ValueError(f"invalid {NAME} config ({'; '.join(problems)}): {config!r}")
 

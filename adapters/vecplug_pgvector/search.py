@@ -23,6 +23,7 @@ from .columns import SearchTargetError, check_column_model, describe, display, t
 
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>", "l1": "<+>"}
 HNSW_DEFAULT_EF_SEARCH = 40
+SERVER_RETRY_S = 5  # a search waits this long for a server that refuses connections or is busy, then says so
 
 
 def search(conn, table, text: str, k: int = 10, column: str = "embedding", where: str | None = None,
@@ -107,7 +108,7 @@ def _embedder(model, server_url, api_key):
         return model if isinstance(model, vecplug.EmbeddingModel) else vecplug.load_model(model)
     from vecplug.client import RemoteModel
 
-    remote = RemoteModel(server_url, api_key=api_key)
+    remote = RemoteModel(server_url, api_key=api_key, retry_seconds=SERVER_RETRY_S)
     if model is not None:
         wanted = model.spec if isinstance(model, vecplug.EmbeddingModel) else None
         if wanted is not None and wanted.fingerprint and wanted.fingerprint != remote.spec.fingerprint:

@@ -32,7 +32,9 @@ class EmbedderBase:
     """A vecplug model bound to a Qdrant client, writing and querying one named vector.
 
     ``model``: a name, alias, local directory or loaded ``EmbeddingModel``
-    (None: ``$VECPLUG_MODEL`` or the default). It runs in this process.
+    (None: ``$VECPLUG_MODEL`` or the default), run in this process; or a
+    ``vecplug serve`` URL, run there (``create_collection`` records the URL,
+    so ``from_collection`` finds the server again).
     ``text_field``: the payload key that keeps each document's text (what
     was embedded, after plugins), or None to keep no text; like the old
     ``QdrantClient.add``, which kept it under "document".

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from importlib.metadata import version
 
 from vecplug import ModelMismatchError, VecplugError, check_same_space, load_model
+from vecplug.client import RemoteModel
 
 METADATA_KEY = "vecplug"
 METADATA_FORMAT = 1
@@ -32,7 +33,10 @@ class UnrecordedCollectionError(VecplugError, LookupError):
 
 
 def collection_metadata(model, vector_name: str) -> dict:
-    return {METADATA_KEY: {"format": METADATA_FORMAT, "vector_name": vector_name, "model": model.spec.to_dict()}}
+    record = {"format": METADATA_FORMAT, "vector_name": vector_name, "model": model.spec.to_dict()}
+    if isinstance(model, RemoteModel):
+        record["url"] = model.url  # where from_collection finds the model again (never the API key)
+    return {METADATA_KEY: record}
 
 
 def create_arguments(model, vector_name: str, options: dict) -> dict:
@@ -127,7 +131,8 @@ def model_from_collection(name: str, info, device=None, dtype=None):
             "so its model is unknown. Pass the model yourself: QdrantEmbedder(client, model=..., vector_name=...)."
         )
     spec = record["model"]
-    model = load_model(spec["name"], device=device, dtype=dtype, dimensions=spec.get("dimensions"))
+    source = record.get("url") or spec["name"]  # a collection filled through a server asks that server
+    model = load_model(source, device=device, dtype=dtype, dimensions=spec.get("dimensions"))
     check_same_space(
         spec, model, where=f"collection {name!r}", action="open it with what its model name loads today:",
         hint="Its weights or prompts changed: find the original model files, or re-embed the collection "

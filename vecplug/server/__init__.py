@@ -12,5 +12,8 @@ Modules, each with one job:
 - ``errors``: error bodies in the OpenAI and TEI shapes
 - ``middleware``: request size limit, API key, refusing work while draining
 - ``metrics``: Prometheus counters, gauges and histograms
+- ``handling``: what the routes share: read and check a body, queue and wait,
+  drop a request whose client left, answer errors
+- ``openapi``: the schema, with the served model's limits in it
 - ``app``: the FastAPI routes
 """

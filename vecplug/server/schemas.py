@@ -8,11 +8,11 @@ OpenAPI schema, which the fuzz test generates requests from.
 """
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-TextInput = Union[str, list[str]]
+TextInput = Union[str, Annotated[list[str], Field(min_length=1)]]
 
 
 def check_text_input(value, field: str):
@@ -35,6 +35,15 @@ def check_text_input(value, field: str):
     return value
 
 
+def check_whole_number(value, field: str):
+    """An integer, also written as 16.0 (JSON Schema's integer); never a string or a boolean."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"{field} must be a whole number, got {json_type(value)} ({value!r:.40})")
+
+
 def json_type(value) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
              dict: "an object", type(None): "null"}
@@ -48,7 +57,7 @@ class EmbeddingRequest(BaseModel):
 
     input: TextInput = Field(description="A text or a list of texts (at most the server's per-request limit).")
     model: str | None = Field(None, description="The served model's name or an alias; omit for the served model.")
-    dimensions: StrictInt | None = Field(None, ge=1, description="Matryoshka: keep the first N dimensions, re-normalised.")
+    dimensions: int | None = Field(None, ge=1, description="Matryoshka: keep the first N dimensions, re-normalised.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="base64: each vector as little-endian float32 bytes, base64-encoded.")
     input_type: Literal["query", "document"] = Field(
@@ -59,6 +68,11 @@ class EmbeddingRequest(BaseModel):
     @classmethod
     def _check_input(cls, value):
         return check_text_input(value, "input")
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _check_dimensions(cls, value):
+        return check_whole_number(value, "dimensions")
 
 
 class Usage(BaseModel):
@@ -99,19 +113,40 @@ class EmbedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: TextInput
-    normalize: StrictBool = Field(True, description="Only true: vecplug serves L2-normalised vectors.")
+    normalize: Literal[True] = Field(True, description="Only true: vecplug serves L2-normalised vectors.")
     truncate: StrictBool | None = Field(
         None, description="Cut texts longer than the model's max tokens (default); false refuses them with 413.")
-    truncation_direction: Literal["right", "Right", "left", "Left"] = Field(
+    truncation_direction: Literal["right", "Right"] = Field(
         "right", description="Only right: texts keep their beginning.")
     prompt_name: str | None = Field(
         None, description="A prompt name of the model (query, document); default document.")
-    dimensions: StrictInt | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1)
 
     @field_validator("inputs", mode="before")
     @classmethod
     def _check_inputs(cls, value):
         return check_text_input(value, "inputs")
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _check_normalize(cls, value):
+        if value is False:
+            raise ValueError("normalize=false is not supported: vecplug serves L2-normalised vectors only "
+                             "(the model ends in a Normalize layer). Leave normalize out or send true.")
+        return value
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _check_direction(cls, value):
+        if isinstance(value, str) and value.lower() == "left":
+            raise ValueError("truncation_direction=left is not supported: texts longer than the model's "
+                             "max tokens keep their beginning. Leave it out or send right.")
+        return value
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _check_dimensions(cls, value):
+        return check_whole_number(value, "dimensions")
 
 
 class OpenAIErrorDetail(BaseModel):

@@ -1,0 +1,188 @@
+"""What the routes share: reading and checking a body, queueing texts, waiting, answering errors.
+
+Routes read and check the body themselves (orjson, then the pydantic model),
+so that a body that is not JSON, or not sent as ``application/json`` (curl's
+``-d`` default), gets the same clear 400 as any other mistake.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..model import check_dimensions
+from .batching import QueueFull, ShuttingDown, TextsTooLong
+from .engine import ModelHost
+from .errors import APIError, describe_validation_errors, error_body, is_tei_path
+
+FINGERPRINT_HEADER = "X-Vecplug-Fingerprint"
+TRUNCATED_HEADER = "X-Vecplug-Truncated"  # texts of the request cut to max tokens (the PostgreSQL worker counts them)
+
+
+def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+class ClientGone(Exception):
+    """The client hung up while its request waited: there is nobody to answer."""
+
+
+async def read_json(request: Request):
+    body = await request.body()
+    if not body.strip():
+        raise APIError(400, "the request body is empty; send a JSON object such as {\"input\": \"some text\"}")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise APIError(400, f"the request body is not valid JSON ({error}); send a JSON object such as "
+                            "{\"input\": \"some text\"}") from None
+    if not isinstance(data, dict):
+        raise APIError(400, f"the request body must be a JSON object, not {type(data).__name__}; "
+                            "for example {\"input\": \"some text\"}")
+    return data
+
+
+def require_ready(host: ModelHost) -> None:
+    if host.ready:
+        return
+    if host.status == "loading":
+        raise APIError(503, "the model is still loading; retry in a few seconds (GET /health says when it is ready)",
+                       code="loading", headers={"Retry-After": "2"})
+    if host.status == "draining":
+        raise APIError(503, "the server is shutting down and takes no new requests", code="draining",
+                       headers={"Retry-After": "1"})
+    raise APIError(503, f"the model failed to load: {host.error}", code="model_failed")
+
+
+def prompt_names(host: ModelHost) -> list[str]:
+    """What TEI's prompt_name may say: the model's prompt names, and always query and document."""
+    return sorted({"document", "query", *host.spec.prompts})
+
+
+def requested_dimensions(host: ModelHost, dimensions: int | None, status: int = 400, param: str | None = None):
+    if dimensions is None or dimensions == host.spec.dimensions:
+        return None
+    try:
+        return check_dimensions(dimensions, host.spec)
+    except ValueError as error:  # InvalidSettingError: says what the model has and was trained for
+        raise APIError(status, str(error), param=param) from None
+
+
+def cut(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """Matryoshka truncation then re-normalisation, exactly as ``EmbeddingModel`` does it in process."""
+    if dimensions is None:
+        return np.ascontiguousarray(vectors)
+    part = vectors[:, :dimensions]
+    return np.ascontiguousarray(part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12))
+
+
+def fingerprint(host: ModelHost, dimensions: int | None) -> str:
+    return host.spec.truncated(dimensions).fingerprint
+
+
+async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool = False):
+    """Queue the texts with their prompt, wait for the vectors, drop them if the client leaves first."""
+    config, metrics = host.config, host.metrics
+    if len(texts) > config.max_request_texts:
+        raise APIError(413, f"{len(texts):,} texts in one request; this server takes at most "
+                            f"{config.max_request_texts:,} per request. Split them into several requests.",
+                       code="too_many_inputs")
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def on_done(job):
+        loop.call_soon_threadsafe(_resolve, future, job)
+
+    try:
+        job = host.batcher.submit([prompt + text for text in texts], on_done, reject_truncated)
+    except QueueFull as full:
+        metrics.rejected.labels("queue_full").inc()
+        raise APIError(429, f"the server is busy: {full.queued:,} texts are queued and {len(texts):,} more would "
+                            f"pass its limit of {full.limit:,} (--max-queue-texts). Retry after {full.retry_after} s.",
+                       code="queue_full", headers={"Retry-After": str(full.retry_after)}) from None
+    except ShuttingDown:
+        raise APIError(503, "the server is shutting down", code="draining", headers={"Retry-After": "1"}) from None
+    disconnected = asyncio.ensure_future(wait_for_disconnect(request))
+    try:
+        await asyncio.wait({future, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnected.cancel()
+    if not future.done():
+        metrics.rejected.labels("client_gone").inc()
+        metrics.dropped_texts.inc(host.batcher.cancel(job))
+        raise ClientGone()
+    job = future.result()
+    if job.error is not None:
+        raise job_error(job.error)
+    metrics.observe_job(len(texts), job.tokens, job.truncated, time.perf_counter() - job.submitted_at)
+    return job
+
+
+def _resolve(future: asyncio.Future, job) -> None:
+    if not future.done():
+        future.set_result(job)
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def job_error(error: BaseException) -> APIError:
+    if isinstance(error, APIError):
+        return error
+    if isinstance(error, TextsTooLong):
+        shown = ", ".join(map(str, error.indices[:10])) + (" ..." if len(error.indices) > 10 else "")
+        return APIError(413, f"inputs at index {shown} are longer than the model's {error.max_tokens} tokens and "
+                             "truncate=false was asked; send truncate=true (or leave it out) to embed their first "
+                             f"{error.max_tokens} tokens, or shorten them.", code="input_too_long")
+    if isinstance(error, ShuttingDown):
+        return APIError(503, "the server is shutting down", code="draining", headers={"Retry-After": "1"})
+    return APIError(500, f"embedding failed inside the server: {type(error).__name__}: {error}. "
+                         "This is a server bug or a broken model; the server log has the traceback.",
+                    code="internal_error")
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    def answer(request: Request, error: APIError) -> Response:
+        if error.status == 400 and is_tei_path(request.url.path):
+            error.status = 422  # TEI answers every unusable body with 422
+        return json_response(error_body(request.url.path, error), status=error.status, headers=error.headers)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, error: APIError):
+        return answer(request, error)
+
+    @app.exception_handler(ValidationError)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, error):
+        return answer(request, APIError(400, describe_validation_errors(error.errors()), code="invalid_value"))
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, error: ClientGone):
+        return Response(status_code=499)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        if error.status_code == 404:
+            message = (f"no route {request.method} {request.url.path}; this server answers POST /v1/embeddings, "
+                       "GET /v1/models, POST /embed, GET /info, GET /health, GET /metrics (GET /docs describes them)")
+        elif error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see GET /docs for the methods"
+        else:
+            message = str(error.detail)
+        return answer(request, APIError(error.status_code, message, headers=getattr(error, "headers", None)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):
+        return answer(request, job_error(error))

@@ -1,0 +1,60 @@
+"""The OpenAPI schema: bodies the routes parse themselves, and the limits of the served model."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from .engine import ModelHost
+from .handling import prompt_names
+
+
+def request_body(model) -> dict:
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def error_responses(error_model, *statuses: int) -> dict:
+    return {status: {"model": error_model} for status in statuses}
+
+
+def add_openapi_bodies(app: FastAPI, host: ModelHost, *models) -> None:
+    """Routes parse bodies themselves; put the bodies' schemas where their ``$ref`` points.
+
+    Once the model is loaded the schema also states the served model's limits
+    (largest ``dimensions``, texts per request, prompt names), so it promises
+    exactly what the server accepts; the fuzz test holds it to that.
+    """
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        app.openapi_schema = None  # FastAPI cached it; keep it only once the served limits are in
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(found.pop("$defs", {}))
+            components[model.__name__] = found
+        if host.ready:
+            _state_served_limits(components, host)
+            app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
+def _state_served_limits(components: dict, host: ModelHost) -> None:
+    def options(model: str, field: str) -> list[dict]:
+        return components[model]["properties"][field].get("anyOf", [])
+
+    for model, field in (("EmbeddingRequest", "input"), ("EmbedRequest", "inputs")):
+        for option in options(model, field):
+            if option.get("type") == "array":
+                option["maxItems"] = host.config.max_request_texts
+    for model in ("EmbeddingRequest", "EmbedRequest"):
+        for option in options(model, "dimensions"):
+            if option.get("type") == "integer":
+                option["maximum"] = host.spec.dimensions
+    for option in options("EmbedRequest", "prompt_name"):
+        if option.get("type") == "string":
+            option["enum"] = prompt_names(host)
