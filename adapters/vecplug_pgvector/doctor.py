@@ -74,16 +74,16 @@ def _extension(connection, name: str, label: str, required: bool, missing: str) 
 
 def _agreement(url: str, api_key: str | None, recorded: str, recorded_name: str | None) -> dict:
     """The server's model against the one the database recorded at install: vectors must come from one model."""
-    from .server_probe import ServerUnavailableError, served_models
+    from vecplug.client import RemoteModel
+    from vecplug.errors import ServerError
 
     try:
-        served = served_models(url, api_key)
-    except ServerUnavailableError as error:
-        return check("server agrees", "fail", str(error))
-    fingerprints = {model.fingerprint: model.name for model in served}
-    if recorded in fingerprints:
-        return check("server agrees", "ok", f"{url} serves {fingerprints[recorded]} with the recorded fingerprint")
-    shown = ", ".join(f"{name} ({fingerprint})" for fingerprint, name in fingerprints.items())
-    return check("server agrees", "fail", f"{url} serves {shown}, but the database recorded {recorded_name} "
-                                          f"({recorded}): stored vectors are not comparable; point at the original "
-                                          "model's server, or re-embed and run vecplug pg install again")
+        served = RemoteModel(url, api_key=api_key, timeout=10, retry_seconds=2).spec
+    except (ServerError, OSError, ValueError) as error:
+        return check("server agrees", "fail", f"could not ask {url} for its model: {' '.join(str(error).split())}")
+    if served.fingerprint == recorded:
+        return check("server agrees", "ok", f"{url} serves {served.name} with the recorded fingerprint")
+    return check("server agrees", "fail", f"{url} serves {served.name} ({served.fingerprint}), but the database "
+                                          f"recorded {recorded_name} ({recorded}): stored vectors are not comparable; "
+                                          "point at the original model's server, or re-embed and run vecplug pg "
+                                          "install again")
