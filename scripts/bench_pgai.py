@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -203,6 +204,7 @@ def main() -> None:
     if not Path(args.pgai).exists():
         sys.exit(f"no pgai at {args.pgai}: run ./scripts/setup_pgai_venv.sh first")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the throwaway cluster is stopped in `finally`
 
     import vecplug.testing
     from pg_rig import start_cluster
