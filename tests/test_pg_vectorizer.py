@@ -349,3 +349,23 @@ def test_the_worker_and_sync_mode_on_names_that_need_quoting(pg_cluster, db, vz_
         expected = dict(zip(["a'; DROP TABLE docs; --", "b"], model.embed_documents(["first", "second"])))
     assert_embedded_as(found[HOSTILE_TABLE], expected)
     assert_embedded_as(found["Sync " + HOSTILE_TABLE], expected)
+
+
+def test_folding_the_activity_log_keeps_the_sums_and_the_last_error(pg_cluster, db):
+    from vecplug_pgvector.worker import FOLD_ACTIVITY
+
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        vectorizer_id = conn.execute("SELECT vecplug.create_vectorizer('docs', 'body')").fetchone()[0]
+        conn.execute("""INSERT INTO vecplug.activity (vectorizer_id, embedded, truncated, error, at) VALUES
+                        (%(v)s, 5, 1, NULL, now() - interval '10 minutes'),
+                        (%(v)s, 7, 0, 'an old error', now() - interval '9 minutes'),
+                        (%(v)s, 3, 2, NULL, now() - interval '8 minutes'),
+                        (%(v)s, 1, 0, NULL, now())""", {"v": vectorizer_id})
+        before = status(conn)["public.docs.embedding"]
+        conn.execute(FOLD_ACTIVITY)
+        conn.execute(FOLD_ACTIVITY)  # folding folded rows changes nothing
+        after = status(conn)["public.docs.embedding"]
+        assert (after["embedded"], after["truncated"]) == (before["embedded"], before["truncated"]) == (16, 3)
+        assert (after["last_error"], after["last_error_at"]) == ("an old error", before["last_error_at"])
+        assert conn.execute("SELECT count(*) FROM vecplug.activity").fetchone()[0] == 3  # sums, last error, recent

@@ -71,7 +71,7 @@ def is_outage(error: BaseException) -> bool:
 
 
 class BatchRunner:
-    """Runs batches on one connection (autocommit off between batches: each batch is one transaction)."""
+    """Runs batches on one autocommit connection: each batch is one explicit transaction, its retries savepoints."""
 
     def __init__(self, conn, model, *, batch_size: int = 64, max_attempts: int = 5, retry_delay: float = 10.0,
                  max_retry_delay: float = 3600.0):
