@@ -8,7 +8,14 @@
 
 Importing this package is cheap: torch and friends load with the first model.
 """
-from .errors import InvalidSettingError, ModelMismatchError, ModelNotAvailableError, UnknownModelError, VecplugError
+from .errors import (
+    InvalidSettingError,
+    ModelFileError,
+    ModelMismatchError,
+    ModelNotAvailableError,
+    UnknownModelError,
+    VecplugError,
+)
 from .hookspecs import hookimpl
 from .model import EmbeddingModel, ModelSpec
 from .plugins import load_plugins, pm
@@ -22,6 +29,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "EmbeddingModel",
     "InvalidSettingError",
+    "ModelFileError",
     "ModelMismatchError",
     "ModelNotAvailableError",
     "ModelSpec",

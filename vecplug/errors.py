@@ -19,3 +19,7 @@ class ModelMismatchError(VecplugError, ValueError):
 
 class InvalidSettingError(VecplugError, ValueError):
     """A device, dtype, dimensions or environment setting that cannot work here, refused before any work."""
+
+
+class ModelFileError(VecplugError, ValueError):
+    """A model file that is present but broken (a git-lfs pointer, truncated, NaN weights ...): names the file."""
