@@ -115,11 +115,18 @@ def main(argv=None) -> int:
             print(f"turn {turn + 1}: " + ", ".join(f"{name} {row['seconds']:.2f}s" for name, row in results.items()),
                   file=sys.stderr)
 
+        http = subprocess.run([sys.executable, str(LOAD_CLIENT), server.url, "--http-rate", "/health",
+                               "--connections", str(arguments.clients), "--seconds", "3"],
+                              capture_output=True, text=True, timeout=120)
+        http_rate = json.loads(http.stdout.splitlines()[-1])["requests_per_s"]
+
     environment = {"cpu": cpu_description(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                    "dtype": dtype, "model": str(model_dir), "corpus": arguments.corpus, "texts": len(texts),
                    "tokens": tokens, "clients": arguments.clients, "texts_per_request": arguments.texts_per_request,
                    "repeat": arguments.repeat, "matmul_peak_tflops": round(peak / 1e12, 3),
-                   "load_average": os.getloadavg()}
+                   "load_average": os.getloadavg(), "server_health_requests_per_s": http_rate,
+                   "server_embedding_requests_per_s": round(len(texts) / arguments.texts_per_request
+                                                             / results["server"]["seconds"], 1)}
     rows = []
     for engine, row in results.items():
         rows.append({"engine": engine, "docs_per_s": len(texts) / row["seconds"], "tokens_per_s": tokens / row["seconds"],

@@ -41,10 +41,13 @@ class Connection:
         self.reader = self.writer = None
 
     async def post(self, path: str, payload: dict) -> tuple[int, dict, bytes]:
+        return await self.request("POST", path, payload)
+
+    async def request(self, method: str, path: str, payload: dict | None = None) -> tuple[int, dict, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        body = json.dumps(payload).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+        body = json.dumps(payload).encode() if payload is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n")
         if self.api_key:
             head += f"Authorization: Bearer {self.api_key}\r\n"
@@ -156,6 +159,27 @@ async def run_load(url: str, texts: list[str], connections: int, seconds: float,
     }
 
 
+async def http_rate(url: str, path: str, connections: int, seconds: float) -> float:
+    """Requests per second the server answers on ``GET path`` (no model work): the HTTP stack's own ceiling."""
+    parts = urllib.parse.urlsplit(url)
+    deadline = time.perf_counter() + seconds
+    answered = 0
+
+    async def worker():
+        nonlocal answered
+        connection = Connection(parts.hostname, parts.port, None)
+        try:
+            while time.perf_counter() < deadline:
+                status, _, _ = await connection.request("GET", parts.path + path)
+                answered += status == 200
+        finally:
+            await connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return answered / (time.perf_counter() - started)
+
+
 def reference_vectors(model_dir: str, texts: list[str], dtype: str) -> dict:
     import vecplug
 
@@ -184,7 +208,15 @@ def main(argv=None) -> int:
     parser.add_argument("--path", default="/v1/embeddings")
     parser.add_argument("--prompt", default="", help="with --batches: put this before each text (servers without prompts)")
     parser.add_argument("--model-name", default=None, help="with --batches: the model field to send")
+    parser.add_argument("--http-rate", metavar="PATH", default=None,
+                        help="only measure GET PATH requests per second for --seconds (the HTTP stack's ceiling)")
     arguments = parser.parse_args(argv)
+    if arguments.http_rate:
+        rate = asyncio.run(http_rate(arguments.url.rstrip("/"), arguments.http_rate, arguments.connections,
+                                     arguments.seconds))
+        print(json.dumps({"path": arguments.http_rate, "connections": arguments.connections,
+                          "requests_per_s": round(rate, 1)}))
+        return 0
     batches = json.loads(open(arguments.batches).read()) if arguments.batches else None
     texts = [] if batches is not None else text_pool(arguments.pool)
     reference = reference_vectors(arguments.model, texts, arguments.dtype) if arguments.model else None

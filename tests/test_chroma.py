@@ -111,8 +111,10 @@ print(json.dumps({{"ids": result["ids"], "distances": result["distances"], "mode
     assert there["config"].get("url") == url  # a served collection finds the same server again
     assert there["model"].startswith("<RemoteModel" if url else "<ModernBertEmbedder")
     assert there["config"]["fingerprint"] == vecplug.load_model(str(tiny_model_dir)).fingerprint
+    assert set(there["config"]) == {"model", "fingerprint", "prompts", "dimensions", "vecplug_version"}
+    # rebuilt with this host's own dtype (bf16 on a bf16 CPU), not the float32 the writer chose
     assert there["ids"] == here["ids"]
-    np.testing.assert_allclose(there["distances"], here["distances"], atol=1e-5)
+    np.testing.assert_allclose(there["distances"], here["distances"], atol=5e-3)
 
 
 def test_config_is_plain_json_and_round_trips(function, tiny_model):
@@ -158,13 +160,15 @@ def test_changing_the_model_is_refused_and_changing_the_device_is_accepted(
         vecplug_chroma.add(reopened, ["one more"])
     assert reopened.count() == 4
 
-    on_cpu = ModernBertEmbeddingFunction(str(tiny_model_dir), device="cpu", dtype="float32", batch_size=2)
-    vecplug_chroma.update_embedding_function(collection, on_cpu)
+    config = collection.configuration_json["embedding_function"]["config"]
+    on_cpu = ModernBertEmbeddingFunction(str(tiny_model_dir), device="cpu", dtype="bfloat16", batch_size=2)
+    vecplug_chroma.update_embedding_function(collection, on_cpu)  # accepted; this host's choices are not stored
     reopened = connect().get_collection(collection.name)
-    assert reopened.configuration_json["embedding_function"]["config"]["device"] == "cpu"
+    assert reopened.configuration_json["embedding_function"]["config"] == config
     vecplug_chroma.add(reopened, ["added after the device change"], ids=["e"])
     vector = stored(reopened, ["e"])["e"][2]
-    np.testing.assert_allclose(vector, on_cpu.model.embed_documents(["added after the device change"])[0], atol=1e-5)
+    rebuilt_here = vecplug.load_model(str(tiny_model_dir))  # a rebuilt function picks this host's device and dtype
+    np.testing.assert_allclose(vector, rebuilt_here.embed_documents(["added after the device change"])[0], atol=1e-5)
 
     # Chroma's own modify refuses too, but (chromadb 1.5) only after storing the new config
     with pytest.raises(vecplug.ModelMismatchError, match="not comparable"):
@@ -174,18 +178,28 @@ def test_changing_the_model_is_refused_and_changing_the_device_is_accepted(
 def test_weights_replaced_under_the_same_name_are_refused_on_reopen(
     connect, tmp_path, tiny_model_dir, tiny_model_no_prompts_dir
 ):
+    """A fresh process finds other weights under the stored name: reads work, embedding is refused."""
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "my-model")
     function = ModernBertEmbeddingFunction(str(model_dir), dtype="float32")
     name = f"replaced-{uuid.uuid4().hex[:12]}"
     vecplug_chroma.add(connect().create_collection(name, embedding_function=function), DOCUMENTS[:3])
     shutil.copy(tiny_model_no_prompts_dir / "model.safetensors", model_dir / "model.safetensors")
-    vecplug.clear_cache()
 
-    reopened = connect().get_collection(name)
-    with pytest.raises(ValueError, match="vecplug_modernbert") as raised:
-        reopened.query(query_texts=["anything"], n_results=1)
-    assert isinstance(raised.value.__context__, vecplug.ModelMismatchError)
-    assert function.fingerprint in str(raised.value) and "not comparable" in str(raised.value)
+    there = run_python(f"""
+import json, vecplug, vecplug_chroma, chromadb
+from chromadb.config import Settings
+collection = {connect.code}.get_collection({name!r})
+count = collection.count()
+try:
+    collection.query(query_texts=["anything"], n_results=1)
+    error = None
+except vecplug.ModelMismatchError as raised:
+    error = str(raised)
+print(json.dumps({{"count": count, "error": error}}))
+""")
+    assert there["count"] == 3 and there["error"] is not None
+    assert function.fingerprint in there["error"] and "not comparable" in there["error"]
+    assert "original model" in there["error"]
 
 
 def test_before_ingest_plugin_changes_what_chroma_stores(collection, tiny_model, register_plugin):
@@ -296,3 +310,119 @@ print(json.dumps({**light, "after_import": light_after_import,
                   "registered": "vecplug_modernbert" in known_embedding_functions}))
 """)
     assert result == {"chromadb": False, "torch": False, "after_import": False, "registered": True}
+
+
+# -- issue 14: batch limits, per-host settings, cached functions, existing ids ------------------------------
+
+def test_add_more_than_chromas_batch_limit_stores_everything(tmp_path, tiny_model_dir):
+    """10,000 documents, above the 5,461 a local Chroma takes per call: written in batches, all stored."""
+    client = chromadb.PersistentClient(str(tmp_path / "chroma"), settings=no_telemetry())
+    assert client.get_max_batch_size() < 10_000
+    function = ModernBertEmbeddingFunction(str(tiny_model_dir), dtype="float32")
+    collection = client.create_collection("many", embedding_function=function)
+    documents = [f"note {number}" for number in range(10_000)]
+    ids = vecplug_chroma.add(collection, documents, ids=[f"n{number}" for number in range(10_000)])
+    assert ids[-1] == "n9999" and collection.count() == 10_000
+    rows = stored(collection, ["n0", "n9999"])
+    np.testing.assert_allclose(np.stack([rows["n0"][2], rows["n9999"][2]]),
+                               function.model.embed_documents(["note 0", "note 9999"]), atol=1e-5)
+    assert vecplug_chroma.upsert(collection, documents[:6000], ids=ids[:6000]) == ids[:6000]
+    assert collection.count() == 10_000
+
+
+def test_add_refuses_ids_already_stored_before_embedding(collection, function, monkeypatch):
+    """Chroma keeps the old record and ignores an add of its id: vecplug says so, and writes nothing."""
+    vecplug_chroma.add(collection, ["the original text"], ids=["b"])
+    embedded = []
+    monkeypatch.setattr(function.model, "embed", lambda texts, kind="document": embedded.append(texts))
+    with pytest.raises(ValueError, match=r"1 of these ids are already in collection .*\('b'\).*upsert"):
+        vecplug_chroma.add(collection, ["new a", "new b", "new c"], ids=["a", "b", "c"])
+    assert embedded == []  # refused before any embedding
+    monkeypatch.undo()
+    assert sorted(collection.get()["ids"]) == ["b"]
+    assert stored(collection, ["b"])["b"][0] == "the original text"
+    assert vecplug_chroma.upsert(collection, ["new b"], ids=["b"]) == ["b"]
+    assert stored(collection, ["b"])["b"][0] == "new b"
+
+
+def test_the_collection_config_holds_the_vector_space_only(connect, tiny_model_dir, tiny_model_no_prompts_dir):
+    """Device, dtype and batch size are each host's choice: a GPU writer must not leave 'cuda' to CPU readers."""
+    writer = ModernBertEmbeddingFunction(str(tiny_model_dir), device="cpu", dtype="bfloat16", batch_size=3)
+    collection = connect().create_collection(f"space-{uuid.uuid4().hex[:12]}", embedding_function=writer)
+    vecplug_chroma.add(collection, DOCUMENTS[:3], ids=["a", "b", "c"])
+    config = connect().get_collection(collection.name).configuration_json["embedding_function"]["config"]
+    assert set(config) == {"model", "fingerprint", "prompts", "dimensions", "vecplug_version"}
+    assert config["fingerprint"] == writer.fingerprint and config["dimensions"] == 64
+    vecplug_chroma.update_embedding_function(
+        collection, ModernBertEmbeddingFunction(str(tiny_model_dir), dtype="float32", batch_size=1))
+    assert connect().get_collection(collection.name).configuration_json["embedding_function"]["config"] == config
+
+
+class OldStyleFunction(ModernBertEmbeddingFunction):
+    """Writes the config vecplug wrote before issue 14: with the writer's device, dtype and batch size."""
+
+    def get_config(self):
+        return {**super().get_config(), "device": "cuda", "dtype": "bfloat16", "batch_size": 4}
+
+
+def test_configs_written_by_old_versions_open_on_any_host(connect, tiny_model_dir):
+    """An old config says device 'cuda': a CPU-only process reopens and queries it all the same."""
+    old = OldStyleFunction(str(tiny_model_dir), dtype="float32")
+    collection = connect().create_collection(f"old-{uuid.uuid4().hex[:12]}", embedding_function=old)
+    vecplug_chroma.add(collection, DOCUMENTS[:4], ids=["a", "b", "c", "d"])
+    assert collection.configuration_json["embedding_function"]["config"]["device"] == "cuda"
+    there = run_python(f"""
+import json, vecplug_chroma, chromadb
+from chromadb.config import Settings
+collection = {connect.code}.get_collection({collection.name!r})
+result = collection.query(query_texts=["how do I open a file"], n_results=2)
+print(json.dumps({{"ids": result["ids"][0]}}))
+""")
+    assert len(there["ids"]) == 2
+
+
+def test_switching_a_collection_to_its_moved_model_stores_and_works(connect, tmp_path, tiny_model_dir):
+    """The stored model directory is gone: reads still work, queries say why, and the switch to its new place
+    (same weights) is stored once, without the error chromadb raised after storing it."""
+    original = shutil.copytree(tiny_model_dir, tmp_path / "model-here")
+    name = f"moved-{uuid.uuid4().hex[:12]}"
+    collection = connect().create_collection(
+        name, embedding_function=ModernBertEmbeddingFunction(str(original), dtype="float32"))
+    vecplug_chroma.add(collection, DOCUMENTS[:4], ids=["a", "b", "c", "d"])
+    moved = shutil.move(str(original), str(tmp_path / "model-there"))
+    there = run_python(f"""
+import json, vecplug, vecplug_chroma, chromadb
+from chromadb.config import Settings
+collection = {connect.code}.get_collection({name!r})
+count = collection.count()
+try:
+    collection.query(query_texts=["x"], n_results=1)
+    before = None
+except vecplug.VecplugError as error:
+    before = str(error)
+vecplug_chroma.update_embedding_function(collection, vecplug_chroma.ModernBertEmbeddingFunction({moved!r}))
+stored = {connect.code}.get_collection({name!r}).configuration_json["embedding_function"]["config"]["model"]
+after = {connect.code}.get_collection({name!r}).query(query_texts=["how do I open a file"], n_results=2)["ids"][0]
+print(json.dumps({{"count": count, "before": before, "stored": stored, "after": after}}))
+""")
+    assert there["count"] == 4 and "model-here" in there["before"]
+    assert there["stored"] == moved and len(there["after"]) == 2
+
+
+def test_a_reopened_collection_builds_its_function_once(connect, collection):
+    """Chroma asks for the function on every call; vecplug builds it once per config, not per query."""
+    vecplug_chroma.add(collection, DOCUMENTS[:4], ids=["a", "b", "c", "d"])
+    there = run_python(f"""
+import json, time, vecplug, vecplug_chroma, chromadb
+from chromadb.config import Settings
+loads = []
+load_model = vecplug.load_model
+vecplug.load_model = lambda *arguments, **options: loads.append(arguments) or load_model(*arguments, **options)
+collection = {connect.code}.get_collection({collection.name!r})
+collection.add(ids=["e"], documents=["one more"])
+started = time.perf_counter()
+for _ in range(50):
+    collection.query(query_texts=["how do I open a file"], n_results=2)
+print(json.dumps({{"loads": len(loads), "seconds": time.perf_counter() - started}}))
+""")
+    assert there["loads"] == 1, there

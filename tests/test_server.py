@@ -73,6 +73,23 @@ def test_vectors_equal_the_in_process_model(url, tiny_model, input_type):
     assert headers["X-Vecplug-Fingerprint"] == tiny_model.fingerprint
 
 
+def test_default_dtype_parity(tiny_model_dir):
+    """At the default dtype (bf16 where the CPU has it) the server matches the in-process model to 0.9999."""
+    import vecplug
+    from vecplug.testing import running_server
+
+    local = vecplug.load_model(str(tiny_model_dir))
+    with running_server(tiny_model_dir) as server:
+        for input_type in ("document", "query"):
+            for dimensions in (None, 16):
+                body = {"input": TEXTS, "input_type": input_type, **({"dimensions": dimensions} if dimensions else {})}
+                status, _, answer = call(server.url, "/v1/embeddings", body)
+                assert status == 200, answer
+                served = [item["embedding"] for item in answer["data"]]
+                expected = local.with_dimensions(dimensions).embed(TEXTS, input_type)
+                assert cosines(served, expected).min() >= 0.9999, (input_type, dimensions)
+
+
 def test_query_and_document_prompts_differ(url):
     vectors = {}
     for kind in ("query", "document"):

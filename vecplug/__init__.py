@@ -10,6 +10,7 @@ Importing this package is cheap: torch and friends load with the first model.
 """
 from .errors import (
     InvalidSettingError,
+    ModelFileError,
     ModelMismatchError,
     ModelNotAvailableError,
     ServerError,
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "EmbeddingModel",
     "InvalidSettingError",
+    "ModelFileError",
     "ModelMismatchError",
     "ModelNotAvailableError",
     "ModelSpec",

@@ -32,3 +32,7 @@ class ServerUnavailableError(ServerError, ConnectionError):
 
 class InvalidSettingError(VecplugError, ValueError):
     """A device, dtype, dimensions or environment setting that cannot work here, refused before any work."""
+
+
+class ModelFileError(VecplugError, ValueError):
+    """A model file that is present but broken (a git-lfs pointer, truncated, NaN weights ...): names the file."""

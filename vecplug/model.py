@@ -111,18 +111,40 @@ def check_dimensions(dimensions, spec: ModelSpec) -> int:
 
 
 def check_text(text, index: int) -> str:
-    """Texts must be str; say which item is not, so a user can find it."""
+    """Texts must be str that UTF-8 can encode; say which item is not, so a user can find it.
+
+    A lone surrogate ("\\udcff", what ``errors="surrogateescape"`` makes of
+    undecodable bytes) cannot be tokenized or stored; found here, it names
+    its text instead of failing a whole batch without one.
+    """
     if not isinstance(text, str):
         raise TypeError(
             f"text at index {index} is {type(text).__name__} ({text!r:.60}), expected str; "
             "decode bytes and replace None before embedding"
         )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"text at index {index} has a lone surrogate {text[error.start]!r} at character {error.start} "
+                f"({text!r:.60}): not valid Unicode, usually bytes decoded with errors='surrogateescape'; "
+                "decode them with errors='replace' (or the right encoding) before embedding"
+            ) from None
     return text
 
 
+def refuse_single_text(texts) -> None:
+    """A bare str is an iterable of characters, and bytes of ints: neither is a list of texts."""
+    if isinstance(texts, (str, bytes, bytearray)):
+        raise TypeError(
+            f"texts must be a list of str (or an iterable of them), not a single {type(texts).__name__}; "
+            "wrap it in a list"
+        )
+
+
 def check_texts(texts) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        raise TypeError("texts must be a list of str, not a single " + type(texts).__name__)
+    refuse_single_text(texts)
     return [check_text(text, index) for index, text in enumerate(texts)]
 
 
@@ -194,18 +216,21 @@ class EmbeddingModel:
 
     def iter_embed(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]:
         """Embed a stream of any length, yielding one vector per text, in order."""
-        for chunk in self.iter_embed_chunks(texts, kind):
-            yield from chunk
+        return (vector for chunk in self.iter_embed_chunks(texts, kind) for vector in chunk)
 
     def iter_embed_chunks(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]:
         """Embed a stream of any length, yielding (n, dim) arrays whose rows follow the input order.
 
         Memory stays bounded by the batch, not the stream: a generator of a
         million texts is never held at once. A bad item raises TypeError
-        naming its index when the stream reaches it.
+        naming its index when the stream reaches it; a bare str or bytes,
+        or a bad kind, raises here, at the call.
         """
         check_kind(kind)
-        prompt = self.spec.prompt_for(kind)
+        refuse_single_text(texts)
+        return self._iter_chunks(texts, self.spec.prompt_for(kind))
+
+    def _iter_chunks(self, texts: Iterable[str], prompt: str) -> Iterator["np.ndarray"]:
         prompted = (prompt + check_text(text, index) for index, text in enumerate(texts))
         for chunk in self._iter_full(prompted):
             yield self._cut(chunk)

@@ -37,11 +37,12 @@ def check_collection(collection) -> None:
 
 
 def update_embedding_function(collection, function) -> None:
-    """Switch ``collection`` to ``function`` (another device, dtype, batch size), checked first.
+    """Store ``function``'s config in ``collection`` (the same model under a new name: it moved), checked first.
 
     Use this instead of ``collection.modify(configuration={"embedding_function": ...})``:
     that raises the same ModelMismatchError, but only after the server has
-    stored the new model's config.
+    stored the new model's config. Device, dtype and batch size are not
+    stored (each process chooses its own), so changing only those changes nothing.
     """
     from .embedding_function import ModernBertEmbeddingFunction, check_same_space
 

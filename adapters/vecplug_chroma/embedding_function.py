@@ -1,16 +1,30 @@
 """``ModernBertEmbeddingFunction``: a Chroma embedding function that knows its prompts.
 
-Chroma persists ``get_config()`` with the collection and rebuilds the
-function from it when a collection is reopened without one; the config
-therefore carries everything that fixes the vector space (model,
-fingerprint, prompts, dimensions) and nothing that does not (device,
-dtype, batch size), so the second group may change and the first may not.
+Chroma persists ``get_config()`` with the collection, where every client of
+the collection reads it, and rebuilds the function from it when a
+collection is reopened without one. The config therefore holds what fixes
+the vector space (model, fingerprint, prompts, dimensions) and nothing that
+is one reader's choice: device, dtype and batch size are chosen on each
+host (automatically for a rebuilt function), so a GPU client cannot leave a
+CPU-only client a collection it cannot query. Configs written before this
+(with device, dtype and batch_size keys) are read, those keys ignored. A
+function made with a ``vecplug serve`` URL also keeps ``url``: where the
+vectors are computed, which may change; the vector space may not.
+
+Chroma rebuilds the function from the config on every call that needs it,
+so functions are built once per config and kept (``build_from_config``).
+A config whose model cannot be loaded here (files gone, weights changed)
+still builds: the function raises the reason when it is asked to embed,
+and the collection stays readable and can be switched to a working model
+with ``update_embedding_function``.
 
 Importing this module registers the class with Chroma.
 """
 from __future__ import annotations
 
+import json
 import os
+import threading
 from typing import Any
 
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
@@ -21,9 +35,11 @@ from vecplug.client import RemoteModel, is_url
 from vecplug.model import check_texts
 
 NAME = "vecplug_modernbert"
-# What identifies the vector space: a collection keeps these for life. The rest
-# of the config (device, dtype, batch_size) is how vectors are computed here.
+# What identifies the vector space: a collection keeps these for life, and they
+# are all its config holds (with the vecplug version that wrote it). Device,
+# dtype and batch size are each reader's own choice, never persisted.
 FIXED_KEYS = ("model", "fingerprint", "prompts", "dimensions")
+# Configs written before that also have "device", "dtype" and "batch_size": read, those ignored.
 PLURALS = {"document": "documents", "query": "queries"}
 CHROMA_HINT = "Open it with the original model, or create a new collection and re-add the documents."
 
@@ -38,9 +54,11 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
 
     ``batch_size`` bounds how many texts go to the model per call (memory, not
     results); None hands the whole list over, the model batches by tokens itself.
+    ``device``, ``dtype`` and ``batch_size`` are this process's choice: they
+    are not stored with the collection (``get_config`` has the vector space only).
 
     ``model`` may be a ``vecplug serve`` URL: the model then runs in that
-    server, and the collection's config keeps the URL (not the API key,
+    server, and the collection's config also keeps the URL (not the API key,
     which comes from ``$VECPLUG_API_KEY``), so a reopened collection finds
     the same server.
     """
@@ -99,31 +117,38 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
             "fingerprint": spec.fingerprint,
             "prompts": dict(spec.prompts),
             "dimensions": spec.dimensions,
-            "device": self.device,
-            "dtype": self.dtype,
-            "batch_size": self.batch_size,
             "vecplug_version": vecplug.__version__,
             **({"url": self.model.url} if isinstance(self.model, RemoteModel) else {}),
         }
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "ModernBertEmbeddingFunction":
-        """Rebuild the function of a persisted collection, refusing a model that changed since.
+        """The function of a persisted collection: built once per config, checked against its fingerprint.
 
         The model is looked up by name, so a directory whose weights were
         replaced, or a hub id that now resolves to another revision, would
-        silently put new vectors next to old ones; the fingerprint catches it.
+        silently put new vectors next to old ones; the fingerprint catches
+        it. Device and dtype are chosen for this host. A model that cannot
+        be loaded here gives an ``UnavailableEmbeddingFunction`` that raises
+        the reason when asked to embed (Chroma calls this when it only reads
+        the collection, and inside ``modify`` after the new config is stored).
         """
         ModernBertEmbeddingFunction.validate_config(config)
-        function = ModernBertEmbeddingFunction(
-            model=config.get("url") or config["model"],  # a served model is found at its server again
-            device=config.get("device"),
-            dtype=config.get("dtype"),
-            dimensions=config["dimensions"],
-            batch_size=config.get("batch_size"),
-        )
-        check_same_space(config, function.get_config(), action="open this collection with")
-        return function
+        space = {key: config[key] for key in FIXED_KEYS}
+        if config.get("url"):  # a served model is found at its server again
+            space["url"] = config["url"]
+        source = config.get("url") or config["model"]
+        key = json.dumps(space, sort_keys=True)
+        function = _built.get(key)
+        if function is not None:
+            return function
+        try:
+            function = ModernBertEmbeddingFunction(model=source, dimensions=config["dimensions"])
+            check_same_space(config, function.get_config(), action="open it with what its model name loads here:")
+        except Exception as error:  # re-raised, whole, when the function is asked to embed
+            return UnavailableEmbeddingFunction(space, error)
+        with _built_lock:
+            return _built.setdefault(key, function)
 
     @staticmethod
     def validate_config(config: dict[str, Any]) -> None:
@@ -141,20 +166,13 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
             problems.append("prompts must map kinds to strings")
         if not isinstance(config["dimensions"], int) or config["dimensions"] < 1:
             problems.append("dimensions must be a positive integer")
-        for key in ("device", "dtype"):
-            if config.get(key) is not None and not isinstance(config[key], str):
-                problems.append(f"{key} must be a string or null")
-        if config.get("batch_size") is not None and (
-            not isinstance(config["batch_size"], int) or config["batch_size"] < 1
-        ):
-            problems.append("batch_size must be a positive integer or null")
         if config.get("url") is not None and not is_url(config["url"]):
             problems.append("url must be an http(s):// URL or null")
         if problems:
             raise ValueError(f"invalid {NAME} config ({'; '.join(problems)}): {config!r}")
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        """Device, dtype and batch size may change; what fixes the vector space may not."""
+        """The model may move (same fingerprint); what fixes the vector space may not change."""
         check_same_space(old_config, new_config, action="switch this collection to")
 
     def __repr__(self) -> str:
@@ -165,6 +183,42 @@ def check_same_space(stored: dict[str, Any], new: dict[str, Any], action: str, c
     """Raise ModelMismatchError when two configs describe different vector spaces (vecplug's one rule)."""
     where = f"Chroma collection {collection_name!r}" if collection_name else "this Chroma collection"
     vecplug.check_same_space(stored, new, where=where, action=action, hint=CHROMA_HINT)
+
+
+class UnavailableEmbeddingFunction(ModernBertEmbeddingFunction):
+    """The function of a collection whose model cannot be loaded here: it raises why when asked to embed.
+
+    Chroma builds a collection's function whenever it reads the collection's
+    configuration, also for ``get``/``count`` and inside ``modify``; failing
+    there would lock users out of reading their data and store a refused
+    ``modify`` half-way. Its config is the stored one, so switching the
+    collection to the same weights under a new name is still checked.
+    """
+
+    def __init__(self, config: dict[str, Any], error: Exception):  # noqa: D107 (no model to load)
+        self._config, self._error = dict(config), error
+        self.device = self.dtype = self.batch_size = None
+
+    @property
+    def model(self):
+        raise self._error.with_traceback(None)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._config["fingerprint"]
+
+    def _embed(self, texts, kind):
+        raise self._error.with_traceback(None)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**self._config, "vecplug_version": vecplug.__version__}
+
+    def __repr__(self) -> str:
+        return f"<UnavailableEmbeddingFunction {self._config['model']}: {self._error}>"
+
+
+_built: dict[str, ModernBertEmbeddingFunction] = {}
+_built_lock = threading.Lock()
 
 
 register_embedding_function(ModernBertEmbeddingFunction)

@@ -4,8 +4,15 @@ An embedding function only ever sees texts, and Chroma stores the
 documents and metadata it was handed, so a plugin that redacts or enriches
 records must run before Chroma is called; these helpers do that.
 
-Everything is checked before Chroma is called, and Chroma itself checks,
-embeds and only then writes, so a failed call leaves the collection as it was.
+Everything that can be checked is checked before the first write:
+documents, ids, metadata (with Chroma's own validator), the plugins'
+output, and for ``add`` that no id is in the collection already (Chroma
+would keep the old record and drop the new one silently). Then the records
+are written in batches Chroma accepts (its ``get_max_batch_size()``, at
+most ``WRITE_BATCH``), each embedded just before it is written, so memory
+holds one batch of vectors. Only a failure of Chroma itself mid-way (a
+server going down) can leave the earlier batches stored; the exception
+says how many, and the same call with ``upsert`` finishes the job.
 Import-light: chromadb is only touched through the collection passed in.
 """
 from __future__ import annotations
@@ -17,6 +24,9 @@ import vecplug
 from vecplug.model import check_texts
 
 from .checks import check_collection
+
+# Records per Chroma write: one batch of vectors in memory at a time, far below Chroma's limits (5,461 locally).
+WRITE_BATCH = 1000
 
 
 def add(collection, documents, ids=None, metadatas=None) -> list[str]:
@@ -50,15 +60,66 @@ def _write(collection, operation: str, documents, ids, metadatas) -> list[str]:
     if not records:  # every record dropped by a plugin: nothing to write
         return []
     stored_ids = _check_ids([record.id for record in records], len(records), source="after vecplug_before_ingest")
-    # Chroma refuses empty metadata dicts; None means "no metadata" to it
-    stored_metadatas = [record.metadata or None for record in records]
+    check_texts([record.text for record in records])
+    _validate_metadatas(records)
+    batch_size = write_batch_size(collection)
+    if operation == "add":
+        _refuse_existing_ids(collection, stored_ids, batch_size)
     write = getattr(collection, operation)
-    write(
-        ids=stored_ids,
-        documents=[record.text for record in records],
-        metadatas=stored_metadatas if any(stored_metadatas) else None,
-    )
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        # Chroma refuses empty metadata dicts; None means "no metadata" to it
+        batch_metadatas = [record.metadata or None for record in batch]
+        try:
+            write(
+                ids=stored_ids[start : start + batch_size],
+                documents=[record.text for record in batch],
+                metadatas=batch_metadatas if any(batch_metadatas) else None,
+            )
+        except Exception as error:
+            if start and hasattr(error, "add_note"):  # Python 3.11+
+                error.add_note(
+                    f"vecplug_chroma.{operation}: the first {start} of {len(records)} records were stored "
+                    f"before this batch failed; upsert the same ids again to finish"
+                )
+            raise
     return stored_ids
+
+
+def write_batch_size(collection) -> int:
+    """Records per write: what this Chroma accepts in one call (``get_max_batch_size``), at most ``WRITE_BATCH``."""
+    client = getattr(collection, "_client", None)  # Chroma keeps no public handle on a collection's client
+    try:
+        limit = int(client.get_max_batch_size())
+    except Exception:  # an older or unusual client: stay well under every known limit
+        limit = WRITE_BATCH
+    return max(1, min(limit, WRITE_BATCH))
+
+
+def _refuse_existing_ids(collection, ids: list[str], batch_size: int) -> None:
+    """``add`` of an id Chroma already has is silently ignored by Chroma: refuse it before embedding anything."""
+    existing: list[str] = []
+    for start in range(0, len(ids), batch_size):
+        existing += collection.get(ids=ids[start : start + batch_size], include=[])["ids"]
+    if existing:
+        shown = ", ".join(map(repr, existing[:5])) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+        raise ValueError(
+            f"{len(existing)} of these ids are already in collection {collection.name!r} ({shown}); "
+            "Chroma would keep the stored records and drop these. Use vecplug_chroma.upsert to replace "
+            "them, or pass new ids. Nothing was written."
+        )
+
+
+def _validate_metadatas(records) -> None:
+    """Chroma's own metadata rules (no nested dicts ...), for every record before the first batch is written."""
+    from chromadb.api.types import validate_metadata
+
+    for index, record in enumerate(records):
+        if record.metadata:
+            try:
+                validate_metadata(record.metadata)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"metadata of record {index} ({record.id!r}): {error}") from error
 
 
 def _check_documents(documents, operation: str) -> list[str]:

@@ -1,19 +1,31 @@
 """``AsyncQdrantEmbedder``: the same, for ``qdrant_client.AsyncQdrantClient``.
 
 The model is CPU- or GPU-bound work that would stall the event loop for the
-whole embedding, so it runs in ``asyncio.to_thread``; the client calls are
+whole embedding, so it runs in ``asyncio.to_thread``, with the
+``vecplug_before_ingest`` plugins, one batch at a time; the client calls are
 awaited on the loop (the local-mode client must stay on its own thread).
-Input generators and ``vecplug_before_ingest`` plugins therefore run in a
-worker thread, one batch at a time.
+Input is read on the loop's thread, the caller's: a generator over a
+``sqlite3`` cursor (which refuses other threads) works, and so do async
+generators.
 """
 from __future__ import annotations
 
 import asyncio
 
+from collections.abc import AsyncIterable, Collection
+
 from .base import EmbedderBase
 from .collection import exists, model_from_collection, not_found
+from .ingest import abatched, aiter_records, check_inputs
 
-_DONE = object()
+
+async def _as_list(value):
+    """A list of what a sync or async iterable yields, read here (None, lists and str pass as they are)."""
+    if value is None or isinstance(value, (Collection, str, bytes)):
+        return value
+    if isinstance(value, AsyncIterable):
+        return [item async for item in value]
+    return list(value)
 
 
 async def _collection_info(client, name: str):
@@ -51,7 +63,9 @@ class AsyncQdrantEmbedder(EmbedderBase):
             if exist_ok:
                 return False
             raise exists(name)
-        return await self.client.create_collection(name, **self._create_arguments(options))
+        created = await self.client.create_collection(name, **self._create_arguments(options))
+        self._checked.add(name)
+        return created
 
     async def check_collection(self, name: str):
         """See ``QdrantEmbedder.check_collection``."""
@@ -60,8 +74,13 @@ class AsyncQdrantEmbedder(EmbedderBase):
         return info
 
     async def upsert(self, name: str, documents, ids=None, payloads=None, **options) -> list:
-        """All or nothing, like ``QdrantEmbedder.upsert``; return the ids written."""
+        """All or nothing, like ``QdrantEmbedder.upsert``; return the ids written.
+
+        Iterables (sync or async) are read into lists here, on the loop's thread, first.
+        """
         await self.check_collection(name)
+        check_inputs(documents, ids, payloads, allow_async=True)
+        documents, ids, payloads = [await _as_list(value) for value in (documents, ids, payloads)]
         points = await asyncio.to_thread(self._all_points, name, documents, ids, payloads)
         if points:
             await self.client.upsert(name, points=points, **options)
@@ -70,22 +89,28 @@ class AsyncQdrantEmbedder(EmbedderBase):
     async def upload(self, name: str, documents, ids=None, payloads=None, **options) -> int:
         """Stream input of any length, one awaited ``client.upsert`` per batch; return the number of points.
 
-        Not ``upload_points``, which blocks the loop while it reads the
-        points. A batch is written once it is embedded, so an input error
-        leaves the earlier batches written (see ``points``). ``options`` go
-        to ``client.upsert``.
+        ``documents``, ``ids`` and ``payloads``: lists, iterables or async
+        iterables, read on the loop's thread ``batch_size`` records at a
+        time; each batch goes through the plugins and the model in a worker
+        thread. Not ``upload_points``, which blocks the loop while it reads
+        the points. A batch is written once it is embedded, so an input
+        error leaves the earlier batches written (see ``points``).
+        ``options`` go to ``client.upsert``.
         """
         await self.check_collection(name)
-        batches = self.point_batches(documents, ids, payloads, collection_name=name)
+        check_inputs(documents, ids, payloads, allow_async=True)
         count = 0
-        while (batch := await asyncio.to_thread(next, batches, _DONE)) is not _DONE:
-            await self.client.upsert(name, points=batch, **options)
-            count += len(batch)
+        async for records in abatched(aiter_records(documents, ids, payloads), self.batch_size):
+            batch = await asyncio.to_thread(self._points_of_batch, records, name)
+            if batch:
+                await self.client.upsert(name, points=batch, **options)
+                count += len(batch)
         return count
 
     async def query(self, name: str, text: str, limit: int = 10, query_filter=None, with_payload=True,
                     **options) -> list:
-        """See ``QdrantEmbedder.query``."""
-        await self.check_collection(name)
+        """See ``QdrantEmbedder.query`` (the collection is checked on the first query, not every one)."""
+        if name not in self._checked:
+            await self.check_collection(name)
         arguments = await asyncio.to_thread(self._query_arguments, text, limit, query_filter, with_payload, options)
         return (await self.client.query_points(name, **arguments)).points

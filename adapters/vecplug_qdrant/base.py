@@ -55,6 +55,8 @@ class EmbedderBase:
         self.vector_name = vector_name
         self.text_field = text_field
         self.batch_size = batch_size
+        # Collections this embedder has checked: queries check a collection once, not three client calls each.
+        self._checked: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model.name} dim={self.model.dimensions} vector={self.vector_name!r}>"
@@ -65,6 +67,7 @@ class EmbedderBase:
 
     def _check(self, name: str, info) -> None:
         collection.check_collection(name, info, self.model, self.vector_name)
+        self._checked.add(name)
 
     # -- ingestion --------------------------------------------------------
     def point_batches(self, documents, ids=None, payloads=None, *, collection_name: str | None = None) -> Iterator[list]:
@@ -99,6 +102,11 @@ class EmbedderBase:
             self.point_batches(documents, ids, payloads, collection_name=collection_name)
         )
 
+    def _points_of_batch(self, records: list, name: str) -> list:
+        """Plugins, embedding and PointStructs for one batch of checked records."""
+        return ingest.points_of_batch(self.model, self.vector_name, self.text_field, records,
+                                      Target(ingest.DATABASE, name))
+
     def _all_points(self, name: str, documents, ids, payloads) -> list:
         """Every point of a finite input, built (and so checked) before anything is written."""
         documents, ids, payloads = (_as_list(value) for value in (documents, ids, payloads))
@@ -124,16 +132,3 @@ def _as_list(value):
     if isinstance(value, Iterable):
         return list(value)
     return value
-
-
-class Counted:
-    """An iterable that counts what was taken from it (points that reached the client)."""
-
-    def __init__(self, iterable: Iterable):
-        self._iterable = iterable
-        self.count = 0
-
-    def __iter__(self):
-        for item in self._iterable:
-            self.count += 1
-            yield item

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Iterator, Mapping
 
 from vecplug import Record, Target, before_ingest
 from vecplug.model import check_text
@@ -30,20 +30,25 @@ def document_id(text: str) -> str:
 
 
 def check_id(point_id, where: str):
-    """Qdrant takes unsigned integers and UUIDs only; say so here rather than at the server, late."""
+    """The id as Qdrant stores it: an unsigned 64-bit int, or a UUID in canonical form; else ValueError.
+
+    Canonical because Qdrant answers with the canonical form ("{A1...}" and
+    "a1..." without hyphens come back as "a1...-..."): the ids vecplug
+    returns are then the ids the collection holds.
+    """
     if isinstance(point_id, uuid.UUID):
         return str(point_id)
-    if isinstance(point_id, numbers.Integral) and not isinstance(point_id, bool) and point_id >= 0:
+    if isinstance(point_id, numbers.Integral) and not isinstance(point_id, bool) and 0 <= point_id < 2**64:
         return int(point_id)  # numpy integers are not JSON
     if isinstance(point_id, str):
         try:
-            uuid.UUID(point_id)
-            return point_id
+            return str(uuid.UUID(point_id))
         except ValueError:
             pass
     raise ValueError(
-        f"{where} is {point_id!r}: Qdrant point ids are unsigned integers or UUIDs (str or uuid.UUID). "
-        "Map other keys to one (e.g. uuid.uuid5(namespace, key)) and keep the key in the payload."
+        f"{where} is {point_id!r}: Qdrant point ids are unsigned integers or UUIDs (integers from 0 to "
+        "2**64 - 1; UUIDs as str or uuid.UUID). Map other keys to one (e.g. uuid.uuid5(namespace, key)) "
+        "and keep the key in the payload."
     )
 
 
@@ -58,12 +63,13 @@ def check_payload(payload, index: int) -> dict:
     return dict(payload)  # a copy: plugins may change it, the caller's dict stays as it was
 
 
-def check_inputs(documents, ids, payloads) -> None:
+def check_inputs(documents, ids, payloads, *, allow_async: bool = False) -> None:
     """Check what can be checked before anything is embedded or written.
 
     Lists (any sized, re-iterable collection) are checked whole: lengths and
     every item, so a mistake at the end costs nothing. Generators can only be
-    checked as they are read (see ``iter_records``).
+    checked as they are read (see ``iter_records``). ``allow_async``: async
+    iterables are accepted too (the async embedder reads them).
     """
     if documents is None:
         raise TypeError("documents must be a list or iterable of str, got None")
@@ -73,8 +79,10 @@ def check_inputs(documents, ids, payloads) -> None:
                 f"{name} must be a list or iterable with one item per document, not a single "
                 f"{type(value).__name__}; wrap it in a list"
             )
-        if value is not None and not isinstance(value, Iterable):
-            raise TypeError(f"{name} must be a list or iterable, got {type(value).__name__}")
+        readable = isinstance(value, Iterable) or (allow_async and isinstance(value, AsyncIterable))
+        if value is not None and not readable:
+            kinds = "list, iterable or async iterable" if allow_async else "list or iterable"
+            raise TypeError(f"{name} must be a {kinds}, got {type(value).__name__}")
     if not isinstance(documents, Collection):
         return
     for name, value in (("ids", ids), ("payloads", payloads)):
@@ -95,8 +103,23 @@ def check_inputs(documents, ids, payloads) -> None:
 def _next_or_fail(stream: Iterator, name: str, index: int):
     value = next(stream, _MISSING)
     if value is _MISSING:
-        raise ValueError(f"{name} ran out at index {index} while documents go on: pass exactly one per document")
+        raise _ran_out(name, index)
     return value
+
+
+def make_record(index: int, text, point_id=_MISSING, payload=_MISSING) -> Record:
+    """One checked record; ``_MISSING`` id: uuid5 of the text, ``_MISSING`` payload: none."""
+    check_text(text, index)
+    point_id = document_id(text) if point_id is _MISSING else check_id(point_id, f"id at index {index}")
+    return Record(point_id, text, {} if payload is _MISSING else check_payload(payload, index))
+
+
+def _ran_out(name: str, index: int) -> ValueError:
+    return ValueError(f"{name} ran out at index {index} while documents go on: pass exactly one per document")
+
+
+def _left_over(name: str, count: int) -> ValueError:
+    return ValueError(f"{name} go on after the {count} documents ended: pass exactly one per document")
 
 
 def iter_records(documents: Iterable, ids: Iterable | None, payloads: Iterable | None) -> Iterator[Record]:
@@ -105,17 +128,58 @@ def iter_records(documents: Iterable, ids: Iterable | None, payloads: Iterable |
     payload_stream = None if payloads is None else iter(payloads)
     count = 0
     for index, text in enumerate(documents):
-        check_text(text, index)
-        if id_stream is None:
-            point_id = document_id(text)
-        else:
-            point_id = check_id(_next_or_fail(id_stream, "ids", index), f"id at index {index}")
-        payload = {} if payload_stream is None else check_payload(_next_or_fail(payload_stream, "payloads", index), index)
-        yield Record(point_id, text, payload)
+        point_id = _MISSING if id_stream is None else _next_or_fail(id_stream, "ids", index)
+        payload = _MISSING if payload_stream is None else _next_or_fail(payload_stream, "payloads", index)
+        yield make_record(index, text, point_id, payload)
         count += 1
     for name, stream in (("ids", id_stream), ("payloads", payload_stream)):
         if stream is not None and next(stream, _MISSING) is not _MISSING:
-            raise ValueError(f"{name} go on after the {count} documents ended: pass exactly one per document")
+            raise _left_over(name, count)
+
+
+async def _read_in_loop(iterable: Iterable) -> AsyncIterator:
+    """A sync iterable as an async one, read in the event loop's own thread (a cursor stays in its thread)."""
+    for item in iterable:
+        yield item
+
+
+def _async_stream(value):
+    return value.__aiter__() if isinstance(value, AsyncIterable) else _read_in_loop(value).__aiter__()
+
+
+async def _anext_or_fail(stream: AsyncIterator, name: str, index: int):
+    value = await anext(stream, _MISSING)
+    if value is _MISSING:
+        raise _ran_out(name, index)
+    return value
+
+
+async def aiter_records(documents, ids, payloads) -> AsyncIterator[Record]:
+    """``iter_records`` for the async embedder: each input a sync or async iterable, read in the loop's thread."""
+    id_stream = None if ids is None else _async_stream(ids)
+    payload_stream = None if payloads is None else _async_stream(payloads)
+    count = 0
+    async for text in _async_stream(documents):
+        check_text(text, count)
+        point_id = _MISSING if id_stream is None else await _anext_or_fail(id_stream, "ids", count)
+        payload = _MISSING if payload_stream is None else await _anext_or_fail(payload_stream, "payloads", count)
+        yield make_record(count, text, point_id, payload)
+        count += 1
+    for name, stream in (("ids", id_stream), ("payloads", payload_stream)):
+        if stream is not None and await anext(stream, _MISSING) is not _MISSING:
+            raise _left_over(name, count)
+
+
+async def abatched(records: AsyncIterator[Record], size: int) -> AsyncIterator[list[Record]]:
+    """``batched`` for async record streams, with the same one-record look-ahead."""
+    batch: list[Record] = []
+    async for record in records:
+        if len(batch) == size:
+            yield batch
+            batch = []
+        batch.append(record)
+    if batch:
+        yield batch
 
 
 def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -151,18 +215,25 @@ def _finish(record, index: int, text_field: str | None) -> tuple:
     return point_id, payload
 
 
-def iter_point_batches(model, vector_name: str, text_field: str | None, batches: Iterable[list[Record]],
-                       target: Target) -> Iterator[list]:
-    """Each batch: plugins, then the document embedding of the texts they kept, as PointStructs."""
+def points_of_batch(model, vector_name: str, text_field: str | None, batch: list[Record], target: Target) -> list:
+    """One batch: plugins, then the document embedding of the texts they kept, as PointStructs."""
     from qdrant_client import models
 
+    records = before_ingest(batch, target)
+    if not records:
+        return []
+    vectors = model.embed_documents([record.text for record in records])
+    points = []
+    for index, (record, vector) in enumerate(zip(records, vectors)):
+        point_id, payload = _finish(record, index, text_field)
+        points.append(models.PointStruct(id=point_id, vector={vector_name: vector.tolist()}, payload=payload))
+    return points
+
+
+def iter_point_batches(model, vector_name: str, text_field: str | None, batches: Iterable[list[Record]],
+                       target: Target) -> Iterator[list]:
+    """``points_of_batch`` for each batch that keeps any record."""
     for batch in batches:
-        records = before_ingest(batch, target)
-        if not records:
-            continue
-        vectors = model.embed_documents([record.text for record in records])
-        points = []
-        for index, (record, vector) in enumerate(zip(records, vectors)):
-            point_id, payload = _finish(record, index, text_field)
-            points.append(models.PointStruct(id=point_id, vector={vector_name: vector.tolist()}, payload=payload))
-        yield points
+        points = points_of_batch(model, vector_name, text_field, batch, target)
+        if points:
+            yield points

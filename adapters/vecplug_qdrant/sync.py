@@ -1,7 +1,7 @@
 """``QdrantEmbedder``: vecplug's ModernBERT vectors for a ``qdrant_client.QdrantClient``."""
 from __future__ import annotations
 
-from .base import Counted, EmbedderBase
+from .base import EmbedderBase
 from .collection import exists, model_from_collection, not_found
 
 
@@ -41,7 +41,9 @@ class QdrantEmbedder(EmbedderBase):
             if exist_ok:
                 return False
             raise exists(name)
-        return self.client.create_collection(name, **self._create_arguments(options))
+        created = self.client.create_collection(name, **self._create_arguments(options))
+        self._checked.add(name)
+        return created
 
     def check_collection(self, name: str):
         """Its ``CollectionInfo``, once sure it holds this model's vectors (ModelMismatchError if not)."""
@@ -63,22 +65,30 @@ class QdrantEmbedder(EmbedderBase):
         return [point.id for point in points]
 
     def upload(self, name: str, documents, ids=None, payloads=None, **options) -> int:
-        """Stream input of any length through ``client.upload_points``; return the number of points.
+        """Stream input of any length, one ``client.upload_points`` per batch; return the number of points.
 
-        ``options`` go to ``upload_points`` (batch_size, parallel,
-        max_retries ...). See ``points`` for what an input error leaves written.
+        A batch is written once it is embedded, so memory holds one batch
+        whatever the client: local mode's ``upload_points`` collects every
+        point it is given before writing, which for one call over the whole
+        stream held it all. ``options`` go to ``upload_points`` (batch_size,
+        max_retries, wait ...). See ``points`` for what an input error leaves written.
         """
         self.check_collection(name)
-        points = Counted(self.points(documents, ids, payloads, collection_name=name))
-        self.client.upload_points(name, points, **options)
-        return points.count
+        count = 0
+        for batch in self.point_batches(documents, ids, payloads, collection_name=name):
+            self.client.upload_points(name, batch, **options)
+            count += len(batch)
+        return count
 
     def query(self, name: str, text: str, limit: int = 10, query_filter=None, with_payload=True, **options) -> list:
         """The ``limit`` nearest points to ``text`` (embedded with the query prompt), best first.
 
         Returns ``client.query_points(...).points`` (ScoredPoint objects);
         ``options`` pass through (score_threshold, offset, search_params ...).
+        The collection is checked on this embedder's first query of it (or
+        any check before), not on every query: one client call per query.
         """
-        self.check_collection(name)
+        if name not in self._checked:
+            self.check_collection(name)
         arguments = self._query_arguments(text, limit, query_filter, with_payload, options)
         return self.client.query_points(name, **arguments).points

@@ -43,14 +43,13 @@ class ModernBertEmbedder(EmbeddingModel):
         window_texts: int | None = None,
     ):
         super().__init__(spec)
-        from tokenizers import Tokenizer
-
         from .encoder import UnpaddedModernBert
+        from .file_checks import load_tokenizer
 
         self.files = files
+        self.tokenizer = load_tokenizer(files.directory / "tokenizer.json")  # cheap, so first: a bad file fails fast
         self.encoder = UnpaddedModernBert(files.directory, device, dtype, attention)
         self.device, self.dtype = device, dtype
-        self.tokenizer = Tokenizer.from_file(str(files.directory / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=spec.max_tokens)
         on_gpu = device.startswith("cuda")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention import PackedBatch, choose_attention
+from .file_checks import check_finite, check_weights_match_config
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,10 @@ class UnpaddedModernBert:
         self.arch = Architecture.from_config(config)
         self.device, self.dtype = device, dtype
         state = _load_state(directory / "model.safetensors")
+        check_weights_match_config(state, self.arch, directory)
         self.weights = {key: tensor.to(device=device, dtype=dtype) for key, tensor in state.items()}
+        del state
+        check_finite(self.weights, directory / "model.safetensors")
         self.layers = [LayerWeights.from_state(self.weights, index) for index in range(self.arch.layers)]
         self.attention_name, self.attention = choose_attention(device, dtype, attention)
         self.rotary = {

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..environment import env_flag
-from ..errors import ModelNotAvailableError
+from ..errors import ModelFileError, ModelNotAvailableError
+from .file_checks import REFETCH, check_weights_file, read_json_file
 
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "1_Pooling/*", "2_Normalize/*"]
 
@@ -30,9 +31,12 @@ class ModelFiles:
 
 
 def is_modernbert_directory(path: Path) -> bool:
+    """Does ``config.json`` say ModernBERT? (A config.json that is not JSON is named in a ModelFileError.)"""
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
+        config = read_json_file(path / "config.json")
+    except ModelFileError:
+        raise
+    except OSError:
         return False
     return config.get("model_type") == "modernbert"
 
@@ -57,10 +61,7 @@ def download_or_find(repo_id: str) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
+    return read_json_file(path)
 
 
 def prompts_from_sentence_transformers(directory: Path) -> dict:
@@ -87,12 +88,15 @@ def read_model_files(directory: Path) -> ModelFiles:
     for required in ("config.json", "model.safetensors", "tokenizer.json"):
         if not (directory / required).exists():
             raise ModelNotAvailableError(f"{directory} has no {required}; is it a complete model directory?")
+    check_weights_file(directory / "model.safetensors")
+    if not isinstance(config.get("hidden_size"), int):
+        raise ModelFileError(f"{directory / 'config.json'} has no integer hidden_size: {REFETCH}")
     return ModelFiles(
         directory=directory,
         prompts=prompts_from_sentence_transformers(directory),
         pooling=pooling,
         max_tokens=max_tokens,
-        hidden_size=int(config["hidden_size"]),
+        hidden_size=config["hidden_size"],
     )
 
 
