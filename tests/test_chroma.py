@@ -111,7 +111,8 @@ print(json.dumps({{"ids": result["ids"], "distances": result["distances"], "mode
     assert there["config"].get("url") == url  # a served collection finds the same server again
     assert there["model"].startswith("<RemoteModel" if url else "<ModernBertEmbedder")
     assert there["config"]["fingerprint"] == vecplug.load_model(str(tiny_model_dir)).fingerprint
-    assert set(there["config"]) == {"model", "fingerprint", "prompts", "dimensions", "vecplug_version"}
+    assert set(there["config"]) == {"model", "fingerprint", "prompts", "dimensions", "vecplug_version",
+                                    *(["url"] if url else [])}
     # rebuilt with this host's own dtype (bf16 on a bf16 CPU), not the float32 the writer chose
     assert there["ids"] == here["ids"]
     np.testing.assert_allclose(there["distances"], here["distances"], atol=5e-3)
@@ -164,7 +165,8 @@ def test_changing_the_model_is_refused_and_changing_the_device_is_accepted(
     on_cpu = ModernBertEmbeddingFunction(str(tiny_model_dir), device="cpu", dtype="bfloat16", batch_size=2)
     vecplug_chroma.update_embedding_function(collection, on_cpu)  # accepted; this host's choices are not stored
     reopened = connect().get_collection(collection.name)
-    assert reopened.configuration_json["embedding_function"]["config"] == config
+    without_url = {key: value for key, value in config.items() if key != "url"}  # served -> in process: allowed
+    assert reopened.configuration_json["embedding_function"]["config"] == without_url
     vecplug_chroma.add(reopened, ["added after the device change"], ids=["e"])
     vector = stored(reopened, ["e"])["e"][2]
     rebuilt_here = vecplug.load_model(str(tiny_model_dir))  # a rebuilt function picks this host's device and dtype
