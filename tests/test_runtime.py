@@ -79,10 +79,12 @@ def test_torch_imported_first_gets_one_thread_unless_told(tiny_model_dir):
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_a_bad_vecplug_threads_is_refused_at_load(tiny_model_dir, value):
-    code = "import sys, vecplug\ntry:\n    vecplug.load_model(sys.argv[1])\nexcept vecplug.InvalidSettingError as error:\n    print(error)"
-    completed = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)],
-                               env=clean_environment(VECPLUG_THREADS=value), capture_output=True, text=True, timeout=300)
-    assert f"VECPLUG_THREADS must be a positive integer (torch threads for embedding), got {value!r}" in completed.stdout
+    code = ("import sys, vecplug\ntry:\n    vecplug.load_model(sys.argv[1])\n"
+            "except vecplug.InvalidSettingError as error:\n    print(error)")
+    completed = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)], capture_output=True, text=True,
+                               env=clean_environment(VECPLUG_THREADS=value), timeout=300)
+    expected = f"VECPLUG_THREADS must be a positive integer (torch threads for embedding), got {value!r}"
+    assert expected in completed.stdout, completed.stdout + completed.stderr[-2000:]
 
 
 EMBED = """
