@@ -169,8 +169,8 @@ def test_changing_the_model_is_refused_and_changing_the_device_is_accepted(
     assert reopened.configuration_json["embedding_function"]["config"] == without_url
     vecplug_chroma.add(reopened, ["added after the device change"], ids=["e"])
     vector = stored(reopened, ["e"])["e"][2]
-    rebuilt_here = vecplug.load_model(str(tiny_model_dir))  # a rebuilt function picks this host's device and dtype
-    np.testing.assert_allclose(vector, rebuilt_here.embed_documents(["added after the device change"])[0], atol=1e-5)
+    rebuilt = ModernBertEmbeddingFunction.build_from_config(config)  # what Chroma embeds with for `reopened`
+    np.testing.assert_allclose(vector, rebuilt(["added after the device change"])[0], atol=1e-5)
 
     # Chroma's own modify refuses too, but (chromadb 1.5) only after storing the new config
     with pytest.raises(vecplug.ModelMismatchError, match="not comparable"):
@@ -409,6 +409,16 @@ print(json.dumps({{"count": count, "before": before, "stored": stored, "after": 
 """)
     assert there["count"] == 4 and "model-here" in there["before"]
     assert there["stored"] == moved and len(there["after"]) == 2
+
+
+def test_a_process_reopens_collections_with_its_own_function(tiny_model_dir, monkeypatch):
+    """The function a process made for a model is what Chroma's rebuild gets: its dtype, no second copy."""
+    mine = ModernBertEmbeddingFunction(str(tiny_model_dir), dtype="float32", dimensions=48)  # a space of its own
+    loads = []
+    monkeypatch.setattr(vecplug, "load_model", lambda *arguments, **options: loads.append(arguments))
+    assert ModernBertEmbeddingFunction.build_from_config(mine.get_config()) is mine
+    assert ModernBertEmbeddingFunction.build_from_config({**mine.get_config(), "dtype": "bfloat16"}) is mine
+    assert loads == []
 
 
 def test_a_reopened_collection_builds_its_function_once(connect, collection):

@@ -174,7 +174,7 @@ def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: st
             cosine = float((vectors[(engine, engine_dtype)] * reference).sum(1).min())
             rows.append(Row(corpus, engine, engine_dtype, len(texts), sum(lengths), engine_seconds, cosine,
                             flops / engine_seconds / peaks[engine_dtype]))
-    return rows, environment(device, vecplug_dtype, peaks)
+    return rows, environment(device, vecplug_dtype, peaks) | {"threads": model.describe()["threads"]}
 
 
 def environment(device: str, dtype, peaks: dict) -> dict:
