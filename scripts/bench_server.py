@@ -72,9 +72,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", dest="json_path", default=None)
     arguments = parser.parse_args(argv)
 
+    import vecplug  # before torch: vecplug sets OpenMP's passive waiting, read when torch loads
+
     import torch
 
-    import vecplug
     from vecplug import bench
     from vecplug.modernbert.hardware import cpu_description, dtype_name
     from vecplug.testing import running_server
@@ -121,6 +122,7 @@ def main(argv=None) -> int:
         http_rate = json.loads(http.stdout.splitlines()[-1])["requests_per_s"]
 
     environment = {"cpu": cpu_description(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                   "threads": model.describe().get("threads"),
                    "dtype": dtype, "model": str(model_dir), "corpus": arguments.corpus, "texts": len(texts),
                    "tokens": tokens, "clients": arguments.clients, "texts_per_request": arguments.texts_per_request,
                    "repeat": arguments.repeat, "matmul_peak_tflops": round(peak / 1e12, 3),

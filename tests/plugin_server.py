@@ -3,7 +3,8 @@
 ``vecplug serve`` started this way serves a third-party model that has only
 ``embed_batch`` (no token fast path), as a plugin installed through an
 entry point would. ``FAKE_LOAD_SECONDS`` slows its loading, so that tests see
-the server's "loading" state for certain.
+the server's "loading" state for certain; ``FAKE_LOAD_ERROR`` makes loading
+fail with that message, after the server is listening.
 """
 import os
 import sys
@@ -21,6 +22,8 @@ class SlowLoadingPlugin:
     def vecplug_register_models(self, register):
         def load(spec, device, dtype):
             time.sleep(float(os.environ.get("FAKE_LOAD_SECONDS", "0")))
+            if os.environ.get("FAKE_LOAD_ERROR"):
+                raise RuntimeError(os.environ["FAKE_LOAD_ERROR"])
             return HashModel(spec)
 
         register(FAKE_SPEC, load)

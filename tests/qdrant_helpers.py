@@ -130,21 +130,3 @@ REOPEN_AND_QUERY = """
     print(json.dumps({"model": embedder.model.spec.to_dict(), "hits": hits}))
 """
 
-STREAM_POINTS = """
-    import json, resource, sys, time
-    sys.path.insert(0, sys.argv[3])
-    from qdrant_client import QdrantClient
-    from qdrant_helpers import short_documents
-    from vecplug_qdrant import QdrantEmbedder
-
-    model_dir, count = sys.argv[1], int(sys.argv[2])
-    embedder = QdrantEmbedder(QdrantClient(location=":memory:"), model_dir, dtype="float32")
-    started, taken = time.perf_counter(), 0
-    for point in embedder.points(short_documents(count)):
-        taken += 1  # consumed and dropped: the store is not what is measured
-    import torch
-    print(json.dumps({
-        "threads": torch.get_num_threads(), "points": taken, "seconds": time.perf_counter() - started,
-        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-    }))
-"""

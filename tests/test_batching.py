@@ -1,11 +1,6 @@
 """Token-budget batching: same vector whatever the batch, streaming with flat memory."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
@@ -98,31 +93,3 @@ def test_input_is_read_in_the_callers_thread(tiny_model):
     finally:
         tiny_model.window_texts = saved
     assert readers == {caller}
-
-
-def _peak_rss_kib(model_dir, count: int) -> int:
-    code = textwrap.dedent(f"""
-        import resource, vecplug
-        from vecplug.testing import stdlib_paragraphs
-        paragraphs = [p[:60] for p in stdlib_paragraphs()]
-        model = vecplug.load_model({str(model_dir)!r}, dtype="float32")
-        def texts():
-            for index in range({count}):
-                yield f"{{index}} {{paragraphs[index % len(paragraphs)]}}"
-        seen = 0
-        for chunk in model.iter_embed_chunks(texts()):
-            seen += len(chunk)   # consumed and discarded
-        assert seen == {count}
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    """)
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-    assert process.returncode == 0, process.stderr
-    return int(process.stdout.split()[-1])
-
-
-@pytest.mark.slow
-def test_streaming_100k_texts_keeps_memory_flat(tiny_model_dir):
-    small = _peak_rss_kib(tiny_model_dir, 1_000)
-    large = _peak_rss_kib(tiny_model_dir, 100_000)
-    print(json.dumps({"rss_1k_kib": small, "rss_100k_kib": large, "ratio": large / small}))
-    assert large <= 1.2 * small

@@ -111,7 +111,8 @@ print(json.dumps({{"ids": result["ids"], "distances": result["distances"], "mode
     assert there["config"].get("url") == url  # a served collection finds the same server again
     assert there["model"].startswith("<RemoteModel" if url else "<ModernBertEmbedder")
     assert there["config"]["fingerprint"] == vecplug.load_model(str(tiny_model_dir)).fingerprint
-    assert set(there["config"]) == {"model", "fingerprint", "prompts", "dimensions", "vecplug_version"}
+    assert set(there["config"]) == {"model", "fingerprint", "prompts", "dimensions", "vecplug_version",
+                                    *(["url"] if url else [])}
     # rebuilt with this host's own dtype (bf16 on a bf16 CPU), not the float32 the writer chose
     assert there["ids"] == here["ids"]
     np.testing.assert_allclose(there["distances"], here["distances"], atol=5e-3)
@@ -164,11 +165,12 @@ def test_changing_the_model_is_refused_and_changing_the_device_is_accepted(
     on_cpu = ModernBertEmbeddingFunction(str(tiny_model_dir), device="cpu", dtype="bfloat16", batch_size=2)
     vecplug_chroma.update_embedding_function(collection, on_cpu)  # accepted; this host's choices are not stored
     reopened = connect().get_collection(collection.name)
-    assert reopened.configuration_json["embedding_function"]["config"] == config
+    without_url = {key: value for key, value in config.items() if key != "url"}  # served -> in process: allowed
+    assert reopened.configuration_json["embedding_function"]["config"] == without_url
     vecplug_chroma.add(reopened, ["added after the device change"], ids=["e"])
     vector = stored(reopened, ["e"])["e"][2]
-    rebuilt_here = vecplug.load_model(str(tiny_model_dir))  # a rebuilt function picks this host's device and dtype
-    np.testing.assert_allclose(vector, rebuilt_here.embed_documents(["added after the device change"])[0], atol=1e-5)
+    rebuilt = ModernBertEmbeddingFunction.build_from_config(config)  # what Chroma embeds with for `reopened`
+    np.testing.assert_allclose(vector, rebuilt(["added after the device change"])[0], atol=1e-5)
 
     # Chroma's own modify refuses too, but (chromadb 1.5) only after storing the new config
     with pytest.raises(vecplug.ModelMismatchError, match="not comparable"):
@@ -407,6 +409,16 @@ print(json.dumps({{"count": count, "before": before, "stored": stored, "after": 
 """)
     assert there["count"] == 4 and "model-here" in there["before"]
     assert there["stored"] == moved and len(there["after"]) == 2
+
+
+def test_a_process_reopens_collections_with_its_own_function(tiny_model_dir, monkeypatch):
+    """The function a process made for a model is what Chroma's rebuild gets: its dtype, no second copy."""
+    mine = ModernBertEmbeddingFunction(str(tiny_model_dir), dtype="float32", dimensions=48)  # a space of its own
+    loads = []
+    monkeypatch.setattr(vecplug, "load_model", lambda *arguments, **options: loads.append(arguments))
+    assert ModernBertEmbeddingFunction.build_from_config(mine.get_config()) is mine
+    assert ModernBertEmbeddingFunction.build_from_config({**mine.get_config(), "dtype": "bfloat16"}) is mine
+    assert loads == []
 
 
 def test_a_reopened_collection_builds_its_function_once(connect, collection):

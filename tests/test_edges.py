@@ -119,9 +119,9 @@ def test_async_upload_reads_input_in_the_callers_thread_and_takes_async_generato
         client = AsyncQdrantClient(location=":memory:")
         embedder = AsyncQdrantEmbedder(client, tiny_model, batch_size=128)
         await embedder.create_collection("c")
-        cursor = database.execute("select id, body from notes order by id")
-        from_cursor = await embedder.upload("c", (body for _, body in cursor),
-                                            ids=(row_id for (row_id,) in database.execute("select id from notes order by id")))
+        bodies = (body for (body,) in database.execute("select body from notes order by id"))
+        row_ids = (row_id for (row_id,) in database.execute("select id from notes order by id"))
+        from_cursor = await embedder.upload("c", bodies, ids=row_ids)
         from_async = await embedder.upload("c", texts(), ids=numbers(), payloads=({"async": True} for _ in range(300)))
         listed = await embedder.upsert("c", texts(), ids=numbers())
         count = (await client.count("c")).count

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ qdrant_client = pytest.importorskip("qdrant_client")
 import vecplug  # noqa: E402
 from qdrant_client import AsyncQdrantClient, QdrantClient, models  # noqa: E402
 from qdrant_helpers import (  # noqa: E402
-    REOPEN_AND_QUERY, STREAM_POINTS, assert_brute_force, make_corpus, run_python, sentences, short_documents,
+    REOPEN_AND_QUERY, assert_brute_force, make_corpus, run_python, sentences, short_documents,
     store_directory, stored,
 )
 from vecplug.client import RemoteModel  # noqa: E402
@@ -400,21 +399,6 @@ def test_package_and_plugin_import_light():
         print(json.dumps({"heavy": [name for name in ("qdrant_client", "torch", "numpy") if name in sys.modules]}))
     """)
     assert result == {"heavy": []}
-
-
-# -- streaming memory ------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_points_stream_in_flat_memory(tiny_model_dir):
-    """100,000 documents through points() peak within 1.2x of 1,000 (each in its own process)."""
-    tests_dir = str(Path(__file__).parent)
-    small = run_python(STREAM_POINTS, str(tiny_model_dir), "1000", tests_dir)
-    large = run_python(STREAM_POINTS, str(tiny_model_dir), "100000", tests_dir, timeout=600)
-    assert (small["points"], large["points"], large["threads"]) == (1000, 100_000, 1)
-    ratio = large["max_rss_kb"] / small["max_rss_kb"]
-    print(f"peak RSS {small['max_rss_kb']} kB -> {large['max_rss_kb']} kB (x{ratio:.3f}); "
-          f"100,000 points in {large['seconds']:.1f} s")
-    assert ratio <= 1.2
 
 
 def test_short_documents_are_distinct():

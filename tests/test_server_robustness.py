@@ -204,14 +204,24 @@ def test_unknown_model_exits_at_once_with_the_known_names():
     assert "unknown model 'no-such-model'" in process.stderr and "nomic-ai/modernbert-embed-base" in process.stderr
 
 
-def test_a_model_that_fails_to_load_stops_the_server_with_status_1(tiny_model_dir, tmp_path):
+def test_a_model_that_fails_to_load_stops_the_server_with_status_1():
+    """Loading fails after the server listens (503 meanwhile): the process must exit, not sit there at 503."""
+    env = {**os.environ, "FAKE_LOAD_ERROR": "the weights are on a disk that went away"}
+    process = subprocess.run([*PLUGIN_SERVER, "serve", "-m", "fake-hash", "--port", "0"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert process.returncode == 1, process.stderr[-2000:]
+    assert "listening on" in process.stderr
+    assert "Error: could not load the model: RuntimeError: the weights are on a disk that went away" in process.stderr
+
+
+def test_broken_weights_exit_before_listening(tiny_model_dir, tmp_path):
     broken = tmp_path / "broken-modernbert"
     shutil.copytree(tiny_model_dir, broken)
     (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
     process = subprocess.run([sys.executable, "-m", "vecplug", "serve", "-m", str(broken), "--port", "0"],
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 1, process.stderr[-2000:]
-    assert "listening on" in process.stderr and "Error: could not load the model" in process.stderr
+    assert "model.safetensors" in process.stderr and "listening" not in process.stderr
 
 
 def test_an_incomplete_model_directory_exits_before_listening(tmp_path):

@@ -22,10 +22,13 @@ from .hookspecs import hookimpl
 from .model import EmbeddingModel, ModelSpec
 from .plugins import load_plugins, pm
 from .records import Record, Target, before_ingest
+from . import runtime
 from .registry import DEFAULT_MODEL, clear_cache, default_model_name, embed, load_model, registered_models
 from .spaces import check_same_space, same_space
 
 __version__ = "0.1.0"
+
+runtime.prepare_environment()  # OpenMP reads its wait policy when torch is imported: before that, if we can
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -183,6 +183,21 @@ class EmbeddingModel:
     def fingerprint(self) -> str:
         return self.spec.fingerprint
 
+    def describe(self) -> dict:
+        """What this model is and how it runs here, as plain JSON-able values (``doctor``, bench headers, logs).
+
+        The base class knows the spec; models add how they run (ModernBERT:
+        device, dtype, attention back-end, ``threads``: count, source, OpenMP wait).
+        """
+        return {
+            "name": self.name,
+            "dimensions": self.dimensions,
+            "max_tokens": self.max_tokens,
+            "fingerprint": self.fingerprint,
+            "prompts": dict(self.spec.prompts),
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+        }
+
     def with_dimensions(self, dimensions: int | None) -> "EmbeddingModel":
         """A view of this model that cuts vectors to ``dimensions`` and re-normalises.
 

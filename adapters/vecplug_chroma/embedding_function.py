@@ -12,7 +12,9 @@ function made with a ``vecplug serve`` URL also keeps ``url``: where the
 vectors are computed, which may change; the vector space may not.
 
 Chroma rebuilds the function from the config on every call that needs it,
-so functions are built once per config and kept (``build_from_config``).
+so functions are built once per config and kept (``build_from_config``);
+a function this process made itself for the same model is the one used,
+with the device, dtype and batch size it was given.
 A config whose model cannot be loaded here (files gone, weights changed)
 still builds: the function raises the reason when it is asked to embed,
 and the collection stays readable and can be switched to a working model
@@ -75,6 +77,8 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         self.model = vecplug.load_model(model, device=device, dtype=dtype, dimensions=dimensions)
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        with _built_lock:  # this process's choice for this model, also for collections Chroma reopens
+            _built.setdefault(_space_key(self.get_config()), self)
 
     @property
     def fingerprint(self) -> str:
@@ -128,27 +132,26 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
         The model is looked up by name, so a directory whose weights were
         replaced, or a hub id that now resolves to another revision, would
         silently put new vectors next to old ones; the fingerprint catches
-        it. Device and dtype are chosen for this host. A model that cannot
-        be loaded here gives an ``UnavailableEmbeddingFunction`` that raises
-        the reason when asked to embed (Chroma calls this when it only reads
-        the collection, and inside ``modify`` after the new config is stored).
+        it. The function is the first this process made for the same
+        vector space (with its device, dtype and batch size), else a new
+        one on this host's automatic device and dtype, kept for next time.
+        A model that cannot be loaded here gives an
+        ``UnavailableEmbeddingFunction`` that raises the reason when asked
+        to embed (Chroma calls this when it only reads the collection, and
+        inside ``modify`` after the new config is stored).
         """
         ModernBertEmbeddingFunction.validate_config(config)
-        space = {key: config[key] for key in FIXED_KEYS}
-        if config.get("url"):  # a served model is found at its server again
-            space["url"] = config["url"]
-        source = config.get("url") or config["model"]
-        key = json.dumps(space, sort_keys=True)
-        function = _built.get(key)
+        function = _built.get(_space_key(config))
         if function is not None:
             return function
-        try:
-            function = ModernBertEmbeddingFunction(model=source, dimensions=config["dimensions"])
+        try:  # a served model is found at its server again
+            function = ModernBertEmbeddingFunction(model=config.get("url") or config["model"],
+                                                   dimensions=config["dimensions"])
             check_same_space(config, function.get_config(), action="open it with what its model name loads here:")
         except Exception as error:  # re-raised, whole, when the function is asked to embed
-            return UnavailableEmbeddingFunction(space, error)
-        with _built_lock:
-            return _built.setdefault(key, function)
+            kept = [*FIXED_KEYS, *(["url"] if config.get("url") else [])]
+            return UnavailableEmbeddingFunction({key: config[key] for key in kept}, error)
+        return _built.get(_space_key(config), function)
 
     @staticmethod
     def validate_config(config: dict[str, Any]) -> None:
@@ -179,7 +182,8 @@ class ModernBertEmbeddingFunction(EmbeddingFunction[Documents]):
         return f"<ModernBertEmbeddingFunction {self.model.name} dim={self.model.dimensions} device={self.device}>"
 
 
-def check_same_space(stored: dict[str, Any], new: dict[str, Any], action: str, collection_name: str | None = None) -> None:
+def check_same_space(stored: dict[str, Any], new: dict[str, Any], action: str,
+                     collection_name: str | None = None) -> None:
     """Raise ModelMismatchError when two configs describe different vector spaces (vecplug's one rule)."""
     where = f"Chroma collection {collection_name!r}" if collection_name else "this Chroma collection"
     vecplug.check_same_space(stored, new, where=where, action=action, hint=CHROMA_HINT)
@@ -195,7 +199,7 @@ class UnavailableEmbeddingFunction(ModernBertEmbeddingFunction):
     collection to the same weights under a new name is still checked.
     """
 
-    def __init__(self, config: dict[str, Any], error: Exception):  # noqa: D107 (no model to load)
+    def __init__(self, config: dict[str, Any], error: Exception):  # no model: nothing to load
         self._config, self._error = dict(config), error
         self.device = self.dtype = self.batch_size = None
 
@@ -217,8 +221,14 @@ class UnavailableEmbeddingFunction(ModernBertEmbeddingFunction):
         return f"<UnavailableEmbeddingFunction {self._config['model']}: {self._error}>"
 
 
+# The function of each vector space in this process, by its config's space keys.
 _built: dict[str, ModernBertEmbeddingFunction] = {}
 _built_lock = threading.Lock()
+
+
+def _space_key(config: dict[str, Any]) -> str:
+    """The vector space, and the server computing it if any: a served collection keeps using its server."""
+    return json.dumps({**{key: config[key] for key in FIXED_KEYS}, "url": config.get("url")}, sort_keys=True)
 
 
 register_embedding_function(ModernBertEmbeddingFunction)

@@ -4,15 +4,16 @@ An embedding function only ever sees texts, and Chroma stores the
 documents and metadata it was handed, so a plugin that redacts or enriches
 records must run before Chroma is called; these helpers do that.
 
-Everything that can be checked is checked before the first write:
-documents, ids, metadata (with Chroma's own validator), the plugins'
-output, and for ``add`` that no id is in the collection already (Chroma
-would keep the old record and drop the new one silently). Then the records
-are written in batches Chroma accepts (its ``get_max_batch_size()``, at
-most ``WRITE_BATCH``), each embedded just before it is written, so memory
-holds one batch of vectors. Only a failure of Chroma itself mid-way (a
-server going down) can leave the earlier batches stored; the exception
-says how many, and the same call with ``upsert`` finishes the job.
+The input is checked whole before the first write: documents, ids,
+metadata (with Chroma's own validator), and for ``add`` that no id is in
+the collection already (Chroma would keep the old record and drop the new
+one silently). Then it goes in batches Chroma accepts (its
+``get_max_batch_size()``, at most ``WRITE_BATCH``): each batch through the
+plugins, their output checked the same way, embedded by Chroma and
+written, so memory holds one batch of records and vectors. What can fail
+after the first write: a plugin's output in a later batch, or Chroma
+itself (a server going down); the exception then notes how many records
+were stored, and the same call with ``upsert`` finishes the job.
 Import-light: chromadb is only touched through the collection passed in.
 """
 from __future__ import annotations
@@ -51,39 +52,61 @@ def _write(collection, operation: str, documents, ids, metadatas) -> list[str]:
     documents = _check_documents(documents, operation)
     ids = _check_ids(ids, len(documents))
     metadatas = _check_metadatas(metadatas, len(documents))
+    _validate_metadatas(metadatas, ids)
     check_collection(collection)
-    records = [
-        vecplug.Record(id=record_id, text=text, metadata=dict(metadata or {}))
-        for record_id, text, metadata in zip(ids, documents, metadatas)
-    ]
-    records = vecplug.before_ingest(records, vecplug.Target("chroma", collection.name))
-    if not records:  # every record dropped by a plugin: nothing to write
-        return []
-    stored_ids = _check_ids([record.id for record in records], len(records), source="after vecplug_before_ingest")
-    check_texts([record.text for record in records])
-    _validate_metadatas(records)
     batch_size = write_batch_size(collection)
     if operation == "add":
-        _refuse_existing_ids(collection, stored_ids, batch_size)
-    write = getattr(collection, operation)
-    for start in range(0, len(records), batch_size):
-        batch = records[start : start + batch_size]
-        # Chroma refuses empty metadata dicts; None means "no metadata" to it
-        batch_metadatas = [record.metadata or None for record in batch]
+        _refuse_existing_ids(collection, ids, batch_size)
+    target = vecplug.Target("chroma", collection.name)
+    stored: list[str] = []
+    for start in range(0, len(documents), batch_size):
+        records = [
+            vecplug.Record(id=record_id, text=text, metadata=dict(metadata or {}))
+            for record_id, text, metadata in zip(ids[start : start + batch_size], documents[start : start + batch_size],
+                                                 metadatas[start : start + batch_size])
+        ]
         try:
-            write(
-                ids=stored_ids[start : start + batch_size],
-                documents=[record.text for record in batch],
-                metadatas=batch_metadatas if any(batch_metadatas) else None,
-            )
+            records = _after_plugins(collection, operation, records, target, ids[start : start + batch_size], stored)
+            if records:
+                _write_batch(collection, operation, records)
         except Exception as error:
-            if start and hasattr(error, "add_note"):  # Python 3.11+
+            if stored and hasattr(error, "add_note"):  # Python 3.11+
                 error.add_note(
-                    f"vecplug_chroma.{operation}: the first {start} of {len(records)} records were stored "
-                    f"before this batch failed; upsert the same ids again to finish"
+                    f"vecplug_chroma.{operation}: {len(stored)} records were stored before this batch failed; "
+                    "upsert the same ids again to finish"
                 )
             raise
-    return stored_ids
+        stored.extend(record.id for record in records)
+    return stored
+
+
+def _after_plugins(collection, operation: str, records: list, target, input_ids: list[str], stored: list[str]):
+    """One batch through ``vecplug_before_ingest``, and what it returned checked like the input was."""
+    records = vecplug.before_ingest(records, target)
+    if not records:  # every record dropped by a plugin: nothing to write
+        return records
+    batch_ids = _check_ids([record.id for record in records], len(records), source="after vecplug_before_ingest")
+    check_texts([record.text for record in records])
+    _validate_metadatas([record.metadata for record in records], batch_ids)
+    new_ids = set(batch_ids) - set(input_ids)  # plugins may rename or add records: check those too
+    if new_ids:
+        again = sorted(new_ids & set(stored))
+        if again:
+            raise ValueError(f"vecplug_before_ingest returned ids already written by this call: {again[:5]}")
+        if operation == "add":
+            _refuse_existing_ids(collection, sorted(new_ids), len(new_ids))
+    return records
+
+
+def _write_batch(collection, operation: str, records: list) -> None:
+    """Chroma embeds (the collection's function, document prompt) and writes one batch."""
+    # Chroma refuses empty metadata dicts; None means "no metadata" to it
+    metadatas = [record.metadata or None for record in records]
+    getattr(collection, operation)(
+        ids=[record.id for record in records],
+        documents=[record.text for record in records],
+        metadatas=metadatas if any(metadatas) else None,
+    )
 
 
 def write_batch_size(collection) -> int:
@@ -110,16 +133,16 @@ def _refuse_existing_ids(collection, ids: list[str], batch_size: int) -> None:
         )
 
 
-def _validate_metadatas(records) -> None:
-    """Chroma's own metadata rules (no nested dicts ...), for every record before the first batch is written."""
+def _validate_metadatas(metadatas, ids) -> None:
+    """Chroma's own metadata rules (no nested dicts ...), for every record before anything is written."""
     from chromadb.api.types import validate_metadata
 
-    for index, record in enumerate(records):
-        if record.metadata:
+    for index, (metadata, record_id) in enumerate(zip(metadatas, ids)):
+        if metadata:
             try:
-                validate_metadata(record.metadata)
+                validate_metadata(dict(metadata))
             except (TypeError, ValueError) as error:
-                raise type(error)(f"metadata of record {index} ({record.id!r}): {error}") from error
+                raise type(error)(f"metadata at index {index} ({record_id!r}): {error}") from error
 
 
 def _check_documents(documents, operation: str) -> list[str]:

@@ -66,6 +66,21 @@ class ModernBertEmbedder(EmbeddingModel):
     def stats(self) -> dict:
         return dict(self._counters)
 
+    def describe(self) -> dict:
+        """The spec, plus where and how this model runs: device, dtype, attention, torch threads."""
+        from ..runtime import choose_threads
+        from .hardware import dtype_name
+
+        return {
+            **super().describe(),
+            "device": self.device,
+            "dtype": dtype_name(self.dtype),
+            "attention": self.encoder.attention_name,
+            "compiled": self.encoder.compiled,
+            "token_budget": self.token_budget,
+            "threads": choose_threads().as_dict(),
+        }
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         encodings = self.tokenizer.encode_batch(texts)
         truncated = sum(1 for encoding in encodings if encoding.overflowing)
@@ -124,9 +139,11 @@ def load_modernbert(spec: ModelSpec, files: ModelFiles, device: str | None, dtyp
     import dataclasses
 
     from ..model import compute_fingerprint
+    from ..runtime import choose_threads
     from .files import weights_digest
     from .hardware import choose_device, choose_dtype
 
+    choose_threads()
     device = choose_device(device)
     torch_dtype = choose_dtype(dtype, device)
     fingerprint = compute_fingerprint(

@@ -44,7 +44,10 @@ class ModernBertLoader:
     @staticmethod
     def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
         """The concrete (device, dtype) an auto request gets here: the model cache's key."""
+        from ..runtime import choose_threads
         from .hardware import choose_device, choose_dtype, dtype_name
+
+        choose_threads()  # before torch first runs: threads, OpenMP waiting, oneDNN cache sizes
 
         device = choose_device(device)
         return device, dtype_name(choose_dtype(dtype, device))
