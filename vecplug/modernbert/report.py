@@ -56,6 +56,9 @@ def engine_report(device: str | None = None, dtype: str | None = None, attention
     from .encoder import should_compile
     from .hardware import choose_device, choose_dtype, dtype_name
 
+    from ..runtime import choose_threads
+
+    threads = choose_threads()  # what a load here applies (VECPLUG_THREADS, OMP_NUM_THREADS, cores)
     concrete_device = choose_device(device)
     torch_dtype = choose_dtype(dtype, concrete_device)
     backends, why = attention_reason(concrete_device, torch_dtype)
@@ -77,5 +80,7 @@ def engine_report(device: str | None = None, dtype: str | None = None, attention
         "compiled_reason": ("VECPLUG_COMPILE" if compile_setting is not None
                            else "CUDA: fused layers" if concrete_device.startswith("cuda")
                            else "CPU: eager (compiled layers ran 3x slower here)"),
-        "threads": torch.get_num_threads(),
+        "threads": threads.count,
+        "threads_reason": threads.source,
+        "openmp_wait": threads.openmp_wait,
     }
