@@ -158,7 +158,9 @@ def raw_post(url: str, body: dict) -> socket.socket:
 
 
 def test_a_request_whose_client_left_is_never_embedded(tiny_model_dir):
-    busy = [" ".join(["a long text that keeps the engine busy"] * 30)] * 48
+    # ~300 one-text batches: seconds of work even on an idle machine, so the
+    # short request is still queued behind it when its client hangs up
+    busy = [" ".join(["a long text that keeps the engine busy"] * 30)] * 300
     with running_server(tiny_model_dir, "--max-batch-tokens", "256") as server:
         before = metric_values(server.url)
         result = {}
@@ -170,6 +172,7 @@ def test_a_request_whose_client_left_is_never_embedded(tiny_model_dir):
         leaving = raw_post(server.url, {"input": ["never embedded", "nor this"]})
         time.sleep(0.5)
         leaving.close()
+        assert worker.is_alive(), "the busy request finished before the client left: make it longer"
         worker.join(300)
         assert result["status"] == 200 and len(result["body"]["data"]) == len(busy)
         after = metric_values(server.url)
