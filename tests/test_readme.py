@@ -154,3 +154,18 @@ def test_readme_postgres_examples_run(readme_env, readme_server, small_model_dir
                              capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-5000:]
     assert len(process.stdout.strip().splitlines()) == 3, process.stdout
+
+
+def test_configuration_table_names_every_variable_the_code_reads():
+    """A VECPLUG_* variable read by shipped code (core, adapters, plugins, compose) is in the README's table."""
+    root = README.parent
+    shipped = [*root.glob("vecplug/**/*.py"), *root.glob("adapters/**/*.py"), *root.glob("plugins/**/*.py"),
+               *root.glob("sql/**/*.sql"), root / "docker-compose.yml", root / "scripts" / "test.sh",
+               root / "scripts" / "demo.sh"]
+    read = set()
+    for path in shipped:
+        read |= set(re.findall(r"\bVECPLUG_[A-Z_]*[A-Z]\b", path.read_text()))
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(VECPLUG_[A-Z_]+)`", section))
+    assert read, "found no VECPLUG_ variable in the code: the scan itself is broken"
+    assert read - documented == set(), f"read by the code, missing from README's Configuration: {read - documented}"
