@@ -90,9 +90,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the throwaway cluster is stopped in `finally`
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    import vecplug  # before torch: vecplug sets OpenMP's passive waiting (else it keeps to one thread)
+
     import torch
 
-    import vecplug
     from pg_rig import start_cluster
     from vecplug.bench import bench_model_dir, measure_matmul_peak
 

@@ -77,16 +77,16 @@ def main(argv=None) -> int:
     import torch
 
     from vecplug import bench
-    from vecplug.modernbert.hardware import cpu_description, dtype_name
     from vecplug.testing import running_server
 
     model_dir = Path(arguments.model) if arguments.model else bench.bench_model_dir(arguments.shape)
     texts = bench.corpora(arguments.size)[arguments.corpus]
     model = vecplug.load_model(str(model_dir), dtype=arguments.dtype)
-    dtype = dtype_name(model.dtype)
-    lengths = [len(ids) for ids in model.tokenize([DOCUMENT_PROMPT + text for text in texts])]
+    report = model.engine_report()
+    dtype = report["dtype"]
+    lengths = model.token_counts(texts, "document")
     tokens = sum(lengths)
-    flops = bench.model_flops(model.encoder.arch, lengths)
+    flops = model.forward_flops(lengths)
     peak = bench.measure_matmul_peak(getattr(torch, dtype))
     server_args = ["--dtype", dtype]
     results: dict[str, dict] = {}
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                               capture_output=True, text=True, timeout=120)
         http_rate = json.loads(http.stdout.splitlines()[-1])["requests_per_s"]
 
-    environment = {"cpu": cpu_description(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    environment = {"cpu": report.get("hardware", report["device"]), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                    "threads": model.describe().get("threads"),
                    "dtype": dtype, "model": str(model_dir), "corpus": arguments.corpus, "texts": len(texts),
                    "tokens": tokens, "clients": arguments.clients, "texts_per_request": arguments.texts_per_request,
