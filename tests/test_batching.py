@@ -6,7 +6,8 @@ import pytest
 
 import vecplug
 from vecplug.modernbert.grouped_attention import BLOCK_LOCAL_MIN_LENGTH, plan_groups
-from vecplug.modernbert.batching import pipelined, plan_batches
+from vecplug.modernbert.batching import pipelined
+from vecplug.token_budget import plan_batches
 from vecplug.testing import stdlib_paragraphs
 
 from parity import min_cosine, same_text_among_neighbours

@@ -1,4 +1,4 @@
-"""Token-budget batching: read a window of texts, sort by length, pack by real tokens.
+"""Token-budget batching: read a window of texts, then sort and pack them (``vecplug.token_budget``).
 
 Padding-free batches are only fast when each forward pass has enough real
 tokens to keep the matmuls busy and few enough to stay in cache; counting
@@ -8,28 +8,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-
-
-def plan_batches(lengths: list[int], token_budget: int, max_sequences: int = 4096) -> list[list[int]]:
-    """Indices grouped into batches of at most ``token_budget`` tokens, shortest first.
-
-    Sorting makes equal lengths neighbours (the CPU attention back-end batches
-    those together); a text longer than the budget gets a batch of its own.
-    """
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    batches: list[list[int]] = []
-    current: list[int] = []
-    tokens = 0
-    for index in order:
-        length = lengths[index]
-        if current and (tokens + length > token_budget or len(current) >= max_sequences):
-            batches.append(current)
-            current, tokens = [], 0
-        current.append(index)
-        tokens += length
-    if current:
-        batches.append(current)
-    return batches
 
 
 def windows(texts: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..model import EmbeddingModel, ModelSpec
-from .batching import pipelined, plan_batches, windows
+from ..token_budget import plan_batches
+from .batching import pipelined, windows
 from .files import ModelFiles
 from .hardware import dtype_name
 

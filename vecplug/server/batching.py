@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..token_budget import plan_batches
+
 log = logging.getLogger("vecplug.server")
 
 
@@ -246,18 +248,8 @@ class Batcher:
 
     def _embed_by_length(self, token_ids: list[list[int]]) -> np.ndarray:
         """One forward pass per token budget of the texts sorted by length; rows in input order."""
-        order = sorted(range(len(token_ids)), key=lambda row: len(token_ids[row]))
-        parts, rows, tokens = [], [], 0
-        for row in order:
-            length = len(token_ids[row])
-            if rows and tokens + length > self.token_budget:
-                parts.append(rows)
-                rows, tokens = [], 0
-            rows.append(row)
-            tokens += length
-        parts.append(rows)
         vectors = None
-        for rows in parts:
+        for rows in plan_batches([len(ids) for ids in token_ids], self.token_budget):
             started = time.perf_counter()
             part = np.asarray(self.model.embed_token_ids([token_ids[row] for row in rows]), dtype=np.float32)
             if self.metrics is not None:
