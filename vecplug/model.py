@@ -143,6 +143,14 @@ def refuse_single_text(texts) -> None:
         )
 
 
+def cut_dimensions(vectors: "np.ndarray", dimensions: int) -> "np.ndarray":
+    """Matryoshka truncation to ``dimensions`` then re-normalisation: what a smaller view of a model returns."""
+    import numpy as np
+
+    cut = vectors[:, :dimensions]
+    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+
+
 def check_texts(texts) -> list[str]:
     refuse_single_text(texts)
     return [check_text(text, index) for index, text in enumerate(texts)]
@@ -286,9 +294,7 @@ class EmbeddingModel:
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.spec.dimensions == vectors.shape[-1]:
             return vectors
-        cut = vectors[:, : self.spec.dimensions]
-        norms = np.linalg.norm(cut, axis=1, keepdims=True)
-        return cut / np.maximum(norms, 1e-12)
+        return cut_dimensions(vectors, self.spec.dimensions)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} dim={self.dimensions}>"

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..model import check_dimensions
+from ..model import check_dimensions, cut_dimensions
 from .batching import QueueFull, ShuttingDown, TextsTooLong
 from .engine import ModelHost
 from .errors import APIError, describe_validation_errors, error_body, is_tei_path
@@ -77,11 +77,8 @@ def requested_dimensions(host: ModelHost, dimensions: int | None, status: int = 
 
 
 def cut(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
-    """Matryoshka truncation then re-normalisation, exactly as ``EmbeddingModel`` does it in process."""
-    if dimensions is None:
-        return np.ascontiguousarray(vectors)
-    part = vectors[:, :dimensions]
-    return np.ascontiguousarray(part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12))
+    """Matryoshka truncation then re-normalisation (the model's own ``cut_dimensions``), contiguous for orjson."""
+    return np.ascontiguousarray(vectors if dimensions is None else cut_dimensions(vectors, dimensions))
 
 
 def fingerprint(host: ModelHost, dimensions: int | None) -> str:
