@@ -15,6 +15,7 @@ class PostgresDemoStore:
 
     def __init__(self, dsn: str, model):
         import psycopg
+        from pgvector.psycopg import register_vector
 
         self.model = model
         self.connection = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
@@ -26,16 +27,16 @@ class PostgresDemoStore:
             self.connection.close()
             raise RuntimeError(f"database {database!r} has no pgvector: install it (the docker compose image has it)")
         self.connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(self.connection)  # numpy rows go in as vectors, as everywhere else in this adapter
         self.connection.execute(f"DROP TABLE IF EXISTS {TABLE}")  # the demo's own table: start afresh
         self.connection.execute(f"CREATE TABLE {TABLE} (id int PRIMARY KEY, body text NOT NULL, "
                                 f"embedding vector({int(model.dimensions)}) NOT NULL)")
 
     def add(self, ids: list[int], texts: list[str]) -> None:
         vectors = self.model.embed_documents(list(texts))
-        literals = ["[" + ",".join(f"{x:.8g}" for x in vector) + "]" for vector in vectors]
         with self.connection.cursor() as cursor:
-            cursor.executemany(f"INSERT INTO {TABLE} (id, body, embedding) VALUES (%s, %s, %s::vector)",
-                               list(zip(ids, texts, literals)))
+            cursor.executemany(f"INSERT INTO {TABLE} (id, body, embedding) VALUES (%s, %s, %s)",
+                               list(zip(ids, texts, vectors)))
 
     def search(self, question: str, limit: int) -> list[tuple[int, float]]:
         from .search import search
