@@ -8,7 +8,6 @@ mean little; the ratios are the point.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -68,12 +67,9 @@ def corpora(size: str) -> dict[str, list[str]]:
 
 def bench_model_dir(shape: str) -> Path:
     """A random-weight model of ``shape``, written once and reused from the cache."""
-    from .testing import write_model
+    from .testing import cached_model
 
-    cache = Path(os.environ.get("VECPLUG_CACHE", Path.home() / ".cache" / "vecplug")) / "bench-models" / shape
-    if not (cache / "model.safetensors").exists():
-        write_model(cache, shape=shape)
-    return cache
+    return cached_model("bench-models", shape)
 
 
 def _synchronize() -> None:

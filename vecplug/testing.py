@@ -113,6 +113,16 @@ def write_model(
     return directory
 
 
+def cached_model(kind: str, shape: str) -> Path:
+    """A random-weight model of ``shape`` in ``$VECPLUG_CACHE/<kind>/`` (default ~/.cache/vecplug), written once."""
+    import os
+
+    folder = Path(os.environ.get("VECPLUG_CACHE", Path.home() / ".cache" / "vecplug")) / kind / shape
+    if not (folder / "model.safetensors").exists():
+        write_model(folder, shape=shape)
+    return folder
+
+
 def _write_sentence_transformers_files(directory: Path, hidden_size: int, prompts, max_tokens: int, pooling: str):
     def dump(name: str, data) -> None:
         path = directory / name

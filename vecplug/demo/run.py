@@ -31,15 +31,12 @@ def choose_model(name: str | None, tiny: bool, say) -> ChosenModel:
     from ..errors import ModelNotAvailableError, UnknownModelError
 
     if tiny:
-        from ..testing import write_model
+        from transformers.utils import logging as transformers_logging
 
-        folder = cache_folder() / "demo-models" / "tiny"
-        if not (folder / "model.safetensors").exists():
-            from transformers.utils import logging as transformers_logging
+        from ..testing import cached_model
 
-            transformers_logging.disable_progress_bar()  # its "Writing model shards" bar is not ours to show
-            write_model(folder, shape="tiny")
-        model = registry.load_model(str(folder))
+        transformers_logging.disable_progress_bar()  # its "Writing model shards" bar is not ours to show
+        model = registry.load_model(str(cached_model("demo-models", "tiny")))
         return ChosenModel(model, "a tiny random-weight ModernBERT (--tiny): the neighbours below are MEANINGLESS, "
                                   "it only shows the mechanics", meaningful=False)
     if name is not None:
@@ -61,12 +58,6 @@ def choose_model(name: str | None, tiny: bool, say) -> ChosenModel:
     say(f"{wanted} cannot be loaded here (not in the Hugging Face cache, no hub access); "
         f"using {FALLBACK_MODEL} from the vecplug-minilm plugin instead")
     return ChosenModel(model, f"{model.name} ({model.dimensions} dims, vecplug-minilm plugin: real weights, offline)")
-
-
-def cache_folder() -> Path:
-    import os
-
-    return Path(os.environ.get("VECPLUG_CACHE", Path.home() / ".cache" / "vecplug"))
 
 
 def open_stores(folder: Path, dsn: str | None, model, say) -> list:
