@@ -202,10 +202,11 @@ def doctor(dsn, server_url, api_key_file, device, dtype, as_json):
     import os
 
     from .cli_checks import check_device
+    from .client import is_url
     from .doctor import format_checks, run_checks
 
     check_device(device)
-    if server_url and not server_url.startswith(("http://", "https://")):
+    if server_url and not is_url(server_url):
         raise click.BadParameter(f"{server_url!r} is not an http:// or https:// URL", param_hint="'--server-url'")
     api_key = os.environ.get("VECPLUG_API_KEY") or None
     if api_key_file:

@@ -70,7 +70,6 @@ class ModernBertEmbedder(EmbeddingModel):
     def describe(self) -> dict:
         """The spec, plus where and how this model runs: device, dtype, attention, torch threads."""
         from ..runtime import choose_threads
-        from .hardware import dtype_name
 
         return {
             **super().describe(),

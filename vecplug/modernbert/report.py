@@ -50,13 +50,10 @@ def hardware_description(device: str) -> str:
 def engine_report(device: str | None = None, dtype: str | None = None, attention: str | None = None,
                   compiled: bool | None = None) -> dict:
     """Device, dtype, attention back-end, compilation and threads a ModernBERT gets here, each with its reason."""
-    import torch
-
     from ..environment import env_flag
+    from ..runtime import choose_threads
     from .encoder import should_compile
     from .hardware import choose_device, choose_dtype, dtype_name
-
-    from ..runtime import choose_threads
 
     threads = choose_threads()  # what a load here applies (VECPLUG_THREADS, OMP_NUM_THREADS, cores)
     concrete_device = choose_device(device)
