@@ -38,6 +38,11 @@ SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0002_vectorizers
 \ir core/migrations/0002_vectorizers.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('0002_vectorizers', 'migration');
 \endif
+SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0003_roles') AS vecplug_apply \gset
+\if :vecplug_apply
+\ir core/migrations/0003_roles.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('0003_roles', 'migration');
+\endif
 
 -- Repeatable core files (plain SQL).
 \ir core/10_functions.sql
@@ -51,6 +56,9 @@ INSERT INTO vecplug.migrations (name, kind) VALUES ('core/21_vectorizer_triggers
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 \ir core/22_reembed.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('core/22_reembed.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir core/23_worker_api.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('core/23_worker_api.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 
 -- Query functions (plpython3u).

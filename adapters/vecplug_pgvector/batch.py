@@ -1,13 +1,19 @@
-"""One batch of a vectorizer's queue, in one transaction: lock, read, embed, write, dequeue.
+"""One batch of a vectorizer's queue, in one transaction: claim, read, embed, write, dequeue.
 
-    lock queue rows (FOR UPDATE SKIP LOCKED)  ->  read each row's current text
+    vecplug.claim_batch (FOR UPDATE SKIP LOCKED)  ->  read each row's current text
     ->  vecplug_before_ingest  ->  embed (document prompt)  ->  write where the text is unchanged
-    ->  delete exactly the queue rows locked  ->  COMMIT
+    ->  vecplug.finish_batch: delete exactly the queue rows claimed  ->  COMMIT
 
 Several workers share a queue: SKIP LOCKED gives each its own rows. A row
 whose text changes while it is embedded is not overwritten (the write
 checks the md5 of the text it read) and the change queued a new row. A row
-deleted meanwhile is simply not written.
+deleted meanwhile is simply not written. A queued key that names no row
+counts as done only when it reads back as itself (its type's text form, under
+``vectorizers.KEY_SETTINGS``); a key that cannot be read as its type at all
+is that row's error, never the batch's.
+
+vecplug's queue is reached only through its functions (sql/core/23_worker_api.sql);
+the table is read and written as the connected role (see ``vectorizers``).
 
 Failures: an outage (the server unreachable, busy or refusing the key, the
 database gone) rolls the whole transaction back: every row stays queued,
@@ -19,6 +25,7 @@ alone are found; those get an attempt and a backoff, and after
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import vecplug
@@ -57,8 +64,8 @@ class Row:
     key: tuple[str, ...]
     queue_ids: list[int]
     attempts: int
-    text: str
-    md5: str
+    text: str | None
+    md5: str | None
 
 
 def is_outage(error: BaseException) -> bool:
@@ -97,38 +104,82 @@ class BatchRunner:
         return result
 
     def _run(self, vectorizer: vz.Vectorizer, result: BatchResult) -> None:
-        current = vz.load_one(self.conn, vectorizer.id, lock="SHARE")  # a re-embedding's swap waits for us
+        current = vz.load_one(self.conn, vectorizer.id)
         if current is None or not current.exists:
             return
         view = vz.model_for(current, self.model)
-        rows = self.conn.execute(vz.lock_and_read_sql(current), [current.id, self.batch_size]).fetchall()
-        result.locked = len(rows)
-        if not rows:
+        vz.use_key_settings(self.conn)
+        claimed = self.conn.execute("SELECT queue_id, pk, attempts FROM vecplug.claim_batch(%s, %s)",
+                                    [current.id, self.batch_size]).fetchall()  # also locks the vectorizer (SHARE)
+        result.locked = len(claimed)
+        if not claimed:
             return
         by_key: dict[tuple, Row] = {}
-        done_ids = []
-        for queue_id, key, attempts, text, md5 in rows:
-            key = tuple(key)
-            if text is None:  # the row is gone or has no text: nothing to embed, nothing to keep
-                done_ids.append(queue_id)
-                result.skipped += 1
-                continue
-            row = by_key.setdefault(key, Row(key, [], attempts, text, md5))
+        for queue_id, key, attempts in claimed:
+            row = by_key.setdefault(tuple(key), Row(tuple(key), [], attempts, None, None))
             row.queue_ids.append(queue_id)
             row.attempts = max(row.attempts, attempts)
-        kept = self.embed_rows(current, view, list(by_key.values()), current.embedding_column, result,
-                               self._record_failure)
-        done = [row for row in by_key.values() if row.key not in kept]
+        readable = self._read(current, list(by_key.values()), result)
+        done_ids = []
+        for row in readable:
+            if row.text is None:  # the row is gone (its key reads back as itself) or has no text
+                done_ids += row.queue_ids
+                result.skipped += 1
+        present = [row for row in readable if row.text is not None]
+        kept = self.embed_rows(current, view, present, current.embedding_column, result, self._record_failure)
+        done = [row for row in present if row.key not in kept]
         done_ids += [queue_id for row in done for queue_id in row.queue_ids]
-        self.conn.execute("DELETE FROM vecplug.queue WHERE id = ANY(%s)", [done_ids])
-        if done and self.conn.execute("SELECT EXISTS (SELECT FROM vecplug.failed WHERE vectorizer_id = %s)",
-                                      [current.id]).fetchone()[0]:
-            # a row that failed before (its text since changed) and went through now is no failure any more
-            self.conn.execute(vz.forget_failed_sql(current), [[row.key[index] for row in done]
-                                                             for index in range(len(current.key_columns))]
-                              + [current.id])
-        self.conn.execute("INSERT INTO vecplug.activity (vectorizer_id, embedded, truncated, error) "
-                          "VALUES (%s, %s, %s, %s)", [current.id, result.embedded, result.truncated, result.last_error])
+        self.conn.execute("SELECT vecplug.finish_batch(%s, %s, %s, %s, %s, %s)",
+                          [current.id, done_ids, result.embedded, result.truncated, result.last_error,
+                           json.dumps([list(row.key) for row in done])])
+
+    def _read(self, vectorizer, rows: list[Row], result: BatchResult) -> list[Row]:
+        """Fill in each row's current text; returns the rows that could be read (text None: no row, no text).
+
+        A key its type cannot read, or one that names no row but does not read
+        back as itself, is that row's failure (recorded), never the batch's.
+        """
+        try:
+            with self.conn.transaction():  # a savepoint
+                found = self._read_texts(vectorizer, rows)
+                missing = [row for index, row in enumerate(rows) if index not in found]
+                unreadable = {missing[i].key for i in self._not_round_trips(vectorizer, missing)} if missing else set()
+        except Exception as error:  # noqa: BLE001 - a key that is not its type's text; find which
+            if self.conn.closed or self.conn.broken or len(rows) == 1:
+                if self.conn.closed or self.conn.broken:
+                    raise DatabaseLost(f"lost the database connection: {_one_line(error)}") from error
+                self._fail_alone(vectorizer, rows[0], f"its queued key {list(rows[0].key)} cannot be read as "
+                                                      f"{', '.join(vectorizer.key_types)}: {_one_line(error)}", result)
+                return []
+            middle = len(rows) // 2
+            return self._read(vectorizer, rows[:middle], result) + self._read(vectorizer, rows[middle:], result)
+        readable = []
+        for index, row in enumerate(rows):
+            if row.key in unreadable:
+                self._fail_alone(vectorizer, row, f"its queued key {list(row.key)} names no row, and does not read "
+                                                  "back as itself, so the row cannot be told gone; was it queued "
+                                                  "by another vecplug version?", result)
+                continue
+            row.text, row.md5 = found.get(index, (None, None))
+            readable.append(row)
+        return readable
+
+    def _read_texts(self, vectorizer, rows: list[Row]) -> dict[int, tuple[str | None, str | None]]:
+        positions = list(range(len(rows)))
+        keys = [[row.key[index] for row in rows] for index in range(len(vectorizer.key_columns))]
+        return {position: (text, md5) for position, text, md5 in
+                self.conn.execute(vz.read_sql(vectorizer), [positions, *keys]).fetchall()}
+
+    def _not_round_trips(self, vectorizer, rows: list[Row]) -> list[int]:
+        positions = list(range(len(rows)))
+        keys = [[row.key[index] for row in rows] for index in range(len(vectorizer.key_columns))]
+        return [position for (position,) in self.conn.execute(vz.round_trip_sql(vectorizer),
+                                                              [positions, *keys]).fetchall()]
+
+    def _fail_alone(self, vectorizer, row: Row, message: str, result: BatchResult) -> None:
+        result.errors += 1
+        result.last_error = message[:MAX_ERROR_CHARS]
+        self._record_failure(vectorizer, row, None, result)
 
     def embed_rows(self, vectorizer, view, rows: list[Row], column: str, result: BatchResult,
                    on_failure) -> set[tuple]:
@@ -186,27 +237,31 @@ class BatchRunner:
             return 0, len(rows)
         columns = [[record.id[index] for record in kept] for index in range(len(vectorizer.key_columns))]
         vectors = [self._vectors[(record.id, record.text)] for record in kept]
-        cursor = self.conn.execute(vz.write_sql(vectorizer, column),
-                                   columns + [[by_key[record.id].md5 for record in kept], vectors])
-        written = cursor.rowcount
-        return written, len(rows) - written
+        md5s = [by_key[record.id].md5 for record in kept]
+        written = {tuple(key) for key in self.conn.execute(vz.write_sql(vectorizer, column),
+                                                           columns + [md5s, vectors]).fetchall()}
+        unwritten = [by_key[record.id] for record in kept if record.id not in written]
+        if unwritten:
+            # changed or deleted meanwhile (a new queue row has it, or nothing is left to embed), unless the
+            # row is still there with the text embedded: then the table's own code skipped the UPDATE
+            still = self._read_texts(vectorizer, unwritten)
+            refused = [row for index, row in enumerate(unwritten) if still.get(index, (None, None))[1] == row.md5]
+            if refused:
+                raise RowsNotWritten(
+                    f"the UPDATE of {len(refused)} rows (keys {[list(row.key) for row in refused[:3]]}) changed "
+                    "nothing: a BEFORE UPDATE trigger, rule or policy of the table skipped it")
+        return len(written), len(rows) - len(written)
 
-    def _record_failure(self, vectorizer, row: Row, error: BaseException, result: BatchResult) -> None:
+    def _record_failure(self, vectorizer, row: Row, error: BaseException | None, result: BatchResult) -> None:
         """An attempt and a backoff for the row's queue rows; past ``max_attempts``, into vecplug.failed."""
-        message = result.last_error
-        self.conn.execute("""
-            UPDATE vecplug.queue SET attempts = attempts + 1, last_error = %s,
-                retry_after = now() + make_interval(secs => least(%s, %s * power(2, attempts)))
-            WHERE id = ANY(%s)
-        """, [message, self.max_retry_delay, self.retry_delay, row.queue_ids])
-        moved = self.conn.execute("""
-            WITH moved AS (DELETE FROM vecplug.queue WHERE id = ANY(%s) AND attempts >= %s
-                           RETURNING vectorizer_id, pk, queued_at, attempts, last_error)
-            INSERT INTO vecplug.failed (vectorizer_id, pk, queued_at, attempts, error)
-            SELECT vectorizer_id, pk, min(queued_at), max(attempts), min(last_error) FROM moved
-            GROUP BY vectorizer_id, pk
-        """, [row.queue_ids, self.max_attempts]).rowcount
-        result.failed += moved
+        result.failed += self.conn.execute(
+            "SELECT vecplug.record_row_failure(%s, %s, %s, %s, %s, %s)",
+            [vectorizer.id, row.queue_ids, result.last_error, self.max_attempts, self.retry_delay,
+             self.max_retry_delay]).fetchone()[0]
+
+
+class RowsNotWritten(Exception):
+    """The table's own code skipped the write of rows that are still there: their error, so they are retried."""
 
 
 def _one_line(error: BaseException) -> str:

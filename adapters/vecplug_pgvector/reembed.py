@@ -71,6 +71,8 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
         found = vz.resolve(vz.load_all(conn), vectorizer)
         if not found.exists:
             raise vz.VectorizerError(f"the table of vectorizer {found.name} is gone")
+        if found.refusal:  # it writes the table as this role, as the worker does: the same rule
+            raise vz.VectorizerError(f"cannot re-embed {found.name} as role {conn.info.user!r}: {found.refusal}")
         table = _regclass_text(conn, found)
         with conn.transaction():
             conn.execute("SELECT vecplug.begin_reembed(%s::regclass, %s, %s, %s, %s)",
@@ -88,7 +90,8 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
         for attempt in range(SWAP_TRIES):
             try:
                 with conn.transaction():
-                    conn.execute("SELECT 1 FROM vecplug.vectorizers WHERE id = %s FOR UPDATE", [current.id])
+                    conn.execute("SELECT vecplug._lock_vectorizer(%s::regclass, %s, 'finish a re-embedding')",
+                                 [table, current.embedding_column])
                     conn.execute(_lock_sql(current))
                     _walk(conn, runner, current, view, report, None, transaction=False)
                     report.queued = conn.execute("SELECT vecplug.finish_reembed(%s::regclass, %s, true)",

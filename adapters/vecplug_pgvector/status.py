@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime
 
 COLUMNS = ("id", "vectorizer", "mode", "model", "dimensions", "pending", "oldest_pending_age", "retrying", "failed",
-           "embedded", "truncated", "last_error", "last_error_at", "reembedding_to")
+           "embedded", "truncated", "last_error", "last_error_at", "reembedding_to", "state")
 
 
 def status(conn) -> list[dict]:
@@ -38,6 +38,8 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(line[index]) for line in lines) for index in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
     for row in rows:
+        if row["state"] not in ("ok", "re-embedding"):
+            text.append(f"  {row['vectorizer']}: {row['state']}")
         if row["reembedding_to"]:
             text.append(f"  {row['vectorizer']}: re-embedding to {row['reembedding_to']} in progress")
         if row["last_error"]:

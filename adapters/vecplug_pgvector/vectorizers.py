@@ -5,7 +5,14 @@ A vectorizer is a row of ``vecplug.vectorizers`` (made by
 it with the current names of its table and columns (stored by number, so
 renames are followed). Every identifier here goes through
 ``psycopg.sql.Identifier``; primary key values travel as text (each type's
-own output form) and are cast back with the key column's own type.
+own output form, written under ``KEY_SETTINGS``) and are cast back with the
+key column's own type under the same settings, so a key never depends on a
+session's DateStyle, TimeZone or float digits.
+
+The worker reads and writes a table as the role it connects as, so the
+table's own code (triggers, casts, policies) runs with that role's rights:
+``refusal`` (``vecplug.worker_refusal``) says when that role holds rights
+the table's owner lacks, and such a vectorizer is not served.
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ class Vectorizer:
     next_model_fingerprint: str | None
     next_dimensions: int | None
     vector_schema: str | None
+    refusal: str | None = None      # why the connected role may not serve it (vecplug.worker_refusal), or None
 
     @property
     def exists(self) -> bool:
@@ -63,9 +71,22 @@ _SELECT = """
            v.key_columns, v.key_types, v.mode, v.dimensions, v.storage, v.index, v.model, v.model_fingerprint,
            v.next_model, v.next_model_fingerprint, v.next_dimensions,
            (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-            WHERE e.extname = 'vector')
+            WHERE e.extname = 'vector'),
+           vecplug.worker_refusal(v.id)
     FROM vecplug.vectorizer_columns v
+    WHERE (NOT v.table_exists OR pg_catalog.has_any_column_privilege(v.source, 'SELECT, UPDATE'))
 """
+
+# The settings keys are written under (the trigger functions' SET clauses in
+# sql/core/21_vectorizer_triggers.sql) and read back under (SET LOCAL).
+KEY_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "TimeZone": "UTC", "extra_float_digits": "3",
+                "bytea_output": "hex", "lc_monetary": "C"}
+
+
+def use_key_settings(conn) -> None:
+    """Within the current transaction, read keys back as the triggers wrote them."""
+    for name, value in KEY_SETTINGS.items():
+        conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
 
 
 def _from_row(row) -> Vectorizer:
@@ -81,6 +102,10 @@ def load_all(conn) -> list[Vectorizer]:
     try:
         with conn.transaction():
             return [_from_row(row) for row in conn.execute(_SELECT + " ORDER BY v.id").fetchall()]
+    except psycopg.errors.UndefinedFunction:
+        raise VectorizerError(
+            f"database {conn.info.dbname!r} has vecplug older than schema version 3: run `vecplug pg install "
+            "--dsn ...` to upgrade it (its vectorizers keep their tables, queues and vectors).") from None
     except psycopg.errors.UndefinedTable:
         raise VectorizerError(
             f"database {conn.info.dbname!r} has no vectorizers table: vecplug is not installed there, or is older "
@@ -93,12 +118,9 @@ def load_all(conn) -> list[Vectorizer]:
             f"installed vecplug ({owner[0] if owner else '?'}) or a member of it.") from None
 
 
-def load_one(conn, vectorizer_id: int, lock: str | None = None) -> Vectorizer | None:
-    """One vectorizer; ``lock="SHARE"`` holds its row until the transaction ends (a re-embedding's swap waits)."""
-    query = _SELECT + " WHERE v.id = %s"
-    if lock:
-        conn.execute(f"SELECT 1 FROM vecplug.vectorizers WHERE id = %s FOR {lock}", [vectorizer_id])
-    row = conn.execute(query, [vectorizer_id]).fetchone()
+def load_one(conn, vectorizer_id: int) -> Vectorizer | None:
+    """One vectorizer (None if gone or not visible to this role)."""
+    row = conn.execute(_SELECT + " AND v.id = %s", [vectorizer_id]).fetchone()
     return _from_row(row) if row else None
 
 
@@ -170,29 +192,49 @@ def _key_match(vectorizer: Vectorizer, table_alias: str, value_of) -> "sql.Compo
         for index, (column, type_name) in enumerate(zip(vectorizer.key_columns, vectorizer.key_types)))
 
 
-def lock_and_read_sql(vectorizer: Vectorizer):
-    """Lock a batch of due queue rows (SKIP LOCKED) and read their rows' current text and its md5.
+def _unnest_keys(vectorizer: Vectorizer):
+    """``unnest(%s::int[], %s::text[], ...) AS x (i, k0, ...)``: a position, then one text[] per key column."""
+    from psycopg import sql
 
-    Parameters: vectorizer id, limit. Rows: queue id, pk, attempts, text (None if the row is gone), md5.
+    keys = [sql.Identifier(f"k{index}") for index in range(len(vectorizer.key_columns))]
+    return keys, sql.SQL("unnest(%s::int[], {arrays}) AS x (i, {keys})").format(
+        arrays=sql.SQL(", ").join([sql.SQL("%s::text[]")] * len(keys)), keys=sql.SQL(", ").join(keys))
+
+
+def read_sql(vectorizer: Vectorizer):
+    """The current text (and its md5) of rows by key; a key that names no row gives no line.
+
+    Parameters: positions (int[]), then one text[] per key column. Rows: position, text, md5.
     """
     from psycopg import sql
 
+    keys, source = _unnest_keys(vectorizer)
     text = sql.Identifier(vectorizer.text_column)
-    return sql.SQL("""
-        WITH locked AS (
-            SELECT q.id, q.pk, q.attempts FROM vecplug.queue q
-            WHERE q.vectorizer_id = %s AND (q.retry_after IS NULL OR q.retry_after <= now())
-            ORDER BY q.id LIMIT %s FOR UPDATE SKIP LOCKED)
-        SELECT l.id, l.pk, l.attempts, t.{text}::text, md5(t.{text}::text)
-        FROM locked l LEFT JOIN {table} t ON {match} ORDER BY l.id
-    """).format(text=text, table=_table(vectorizer),
-                match=_key_match(vectorizer, "t", lambda i: sql.SQL("l.pk[{}]").format(sql.Literal(i + 1))))
+    return sql.SQL("SELECT x.i, t.{text}::text, md5(t.{text}::text) FROM {source} JOIN {table} t ON {match}").format(
+        text=text, source=source, table=_table(vectorizer),
+        match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])))
+
+
+def round_trip_sql(vectorizer: Vectorizer):
+    """Positions of keys that do not read back as themselves (cast to the key's type, then to text).
+
+    Such a key matching no row proves nothing: it was not written as this
+    worker reads it. Parameters as ``read_sql``.
+    """
+    from psycopg import sql
+
+    keys, source = _unnest_keys(vectorizer)
+    differs = sql.SQL(" OR ").join(
+        sql.SQL("(x.{key}::{type})::text IS DISTINCT FROM x.{key}").format(key=key, type=sql.SQL(type_name))
+        for key, type_name in zip(keys, vectorizer.key_types))
+    return sql.SQL("SELECT x.i FROM {source} WHERE {differs}").format(source=source, differs=differs)
 
 
 def write_sql(vectorizer: Vectorizer, column: str):
     """Write vectors where the text is still the one embedded (its md5): a text changed meanwhile is not overwritten.
 
     Parameters (binary): one text[] per key column, the md5s (text[]), the vectors (vector[]).
+    Returns the keys written, so a row the table's own code skipped can be told from one that changed.
     """
     from psycopg import sql
 
@@ -206,18 +248,8 @@ def write_sql(vectorizer: Vectorizer, column: str):
         UPDATE {table} AS t SET {column} = {value}
         FROM unnest({arrays}) AS x ({keys}, h, e)
         WHERE {match} AND md5(t.{text}::text) = x.h
+        RETURNING {returned}
     """).format(table=_table(vectorizer), column=sql.Identifier(column), value=value, arrays=arrays,
                 keys=sql.SQL(", ").join(keys), text=sql.Identifier(vectorizer.text_column),
-                match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])))
-
-
-def forget_failed_sql(vectorizer: Vectorizer):
-    """Delete the failed rows of these keys. Parameters: one text[] per key column, then the vectorizer id."""
-    from psycopg import sql
-
-    count = len(vectorizer.key_columns)
-    keys = [sql.Identifier(f"k{index}") for index in range(count)]
-    return sql.SQL("DELETE FROM vecplug.failed f USING unnest({arrays}) AS x ({keys}) "
-                   "WHERE f.vectorizer_id = %s AND f.pk = ARRAY[{values}]").format(
-        arrays=sql.SQL(", ").join([sql.SQL("%s::text[]")] * count), keys=sql.SQL(", ").join(keys),
-        values=sql.SQL(", ").join(sql.SQL("x.{}").format(key) for key in keys))
+                match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])),
+                returned=sql.SQL(", ").join(sql.SQL("x.{}").format(key) for key in keys))

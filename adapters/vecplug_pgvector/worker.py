@@ -45,7 +45,7 @@ class WorkerReport:
     failed: int = 0
     truncated: int = 0
     batches: int = 0
-    left: int = 0                        # rows still queued because of errors (counted at the end of --once)
+    left: int = 0                        # rows still queued at the end of --once (errors, refusals, an outage)
     refused: dict = dataclasses.field(default_factory=dict)   # vectorizer name -> why
     outage: str | None = None            # why a --once run ended early
 
@@ -72,7 +72,7 @@ class WorkerReport:
         if self.failed:
             parts.append(f"{self.failed} rows moved to vecplug.failed")
         if self.left:
-            parts.append(f"{self.left} rows left queued after errors")
+            parts.append(f"{self.left} rows left queued")
         parts += [f"refused {name}: {why}" for name, why in self.refused.items()]
         if self.outage:
             parts.append(f"stopped by an outage: {self.outage}")
@@ -83,7 +83,10 @@ class Worker:
     """Embeds the queued rows of a database's async vectorizers (and the sync ones' fallbacks).
 
     ``dsn``: a libpq connection string (the worker opens, and reopens, its
-    own connections); connect as the role that installed vecplug. The model:
+    own connections); connect as the role that owns the tables (or a role
+    with no rights of its own that the owner is a member of): a vectorizer
+    whose owner lacks a right of this role is left queued and noted in
+    ``vecplug.status`` (``vecplug.worker_refusal`` says why). The model:
     ``server_url`` (a ``vecplug serve``; API key from ``api_key`` or
     ``$VECPLUG_API_KEY``), or ``model`` (a name for ``vecplug.load_model``,
     or a loaded model), or neither: the server recorded by ``vecplug pg
@@ -184,8 +187,8 @@ class Worker:
                         break
                     self._sleep(backoff)
                     backoff = min(MAX_BACKOFF_S, backoff * 2)
-            if once and not report.outage and self.conn is not None:
-                report.left = self._left_after_errors()
+            if once and self.conn is not None:
+                report.left = self._left_at_the_end(report)
         finally:
             if bar is not None:
                 bar.close()
@@ -274,11 +277,21 @@ class Worker:
         for vectorizer in self._served():
             if self.stopping:
                 break
+            if vectorizer.refusal:  # this role holds rights the table's owner lacks, or lacks grants it needs
+                self._refuse(vectorizer, vectorizer.refusal, report)
+                continue
             try:
                 vectorizer = self._pin_model(vectorizer)
                 result = self.runner.run(vectorizer)
             except ModelMismatchError as error:
-                self._refuse(vectorizer, error, report)
+                self._refuse(vectorizer, str(error), report)
+                continue
+            except Outage:
+                raise
+            except Exception as error:  # noqa: BLE001 - one vectorizer's failure never stops the others
+                if self.conn.closed or self.conn.broken:
+                    raise DatabaseLost(" ".join(str(error).split())) from error
+                self._refuse(vectorizer, f"{type(error).__name__}: {' '.join(str(error).split())}", report)
                 continue
             if self._refused.pop(vectorizer.id, None):
                 report.refused.pop(vectorizer.name, None)
@@ -309,43 +322,48 @@ class Worker:
         view = vz.model_for(vectorizer, self._model)
         name = vectorizer.model or getattr(self._model, "served_name", None) or view.spec.name
         with self.conn.transaction():
-            pinned = self.conn.execute(
-                "UPDATE vecplug.vectorizers SET model = %s, model_fingerprint = %s "
-                "WHERE id = %s AND model_fingerprint IS NULL RETURNING source::oid",
-                [name, view.spec.fingerprint, vectorizer.id]).fetchone()
+            pinned = self.conn.execute("SELECT vecplug.pin_model(%s, %s, %s, %s)", [
+                vectorizer.id, name, view.spec.fingerprint, json.dumps({**view.spec.to_dict(), "name": name})
+            ]).fetchone()[0]
             if pinned:
-                self.conn.execute(
-                    "INSERT INTO vecplug.embedding_columns (table_oid, column_name, model) VALUES (%s, %s, %s) "
-                    "ON CONFLICT DO NOTHING", [pinned[0], vectorizer.embedding_column,
-                                               json.dumps({**view.spec.to_dict(), "name": name})])
                 self.log.info("%s: recorded model %s (fingerprint %s)", vectorizer.name, name, view.spec.fingerprint,
                               extra={"fields": {"event": "pinned", "vectorizer": vectorizer.name}})
         return vz.load_one(self.conn, vectorizer.id) or vectorizer
 
-    def _refuse(self, vectorizer: vz.Vectorizer, error: ModelMismatchError, report: WorkerReport) -> None:
-        report.refused[vectorizer.name] = str(error)
-        if self._refused.get(vectorizer.id) == str(error):
+    def _refuse(self, vectorizer: vz.Vectorizer, error: str, report: WorkerReport) -> None:
+        """Leave a vectorizer alone (its rows stay queued), and say why: in the log and in vecplug.status."""
+        report.refused[vectorizer.name] = error
+        if self._refused.get(vectorizer.id) == error:
             return
-        self._refused[vectorizer.id] = str(error)
+        self._refused[vectorizer.id] = error
         self.log.error("refusing to write to %s: %s", vectorizer.name, error,
                        extra={"fields": {"event": "refused", "vectorizer": vectorizer.name, "error": str(error)}})
         with self.conn.transaction():
-            self.conn.execute("INSERT INTO vecplug.activity (vectorizer_id, error) VALUES (%s, %s)",
-                              [vectorizer.id, f"worker refused: {error}"])
+            self.conn.execute("SELECT vecplug.record_refusal(%s, %s)",
+                              [vectorizer.id, None if vectorizer.refusal else str(error)])
 
     def _pending(self) -> int:
         ids = [vectorizer.id for vectorizer in self._served()]
         with self.conn.transaction():
-            return self.conn.execute("SELECT count(*) FROM vecplug.queue WHERE vectorizer_id = ANY(%s)",
+            return self.conn.execute("SELECT coalesce(sum(pending), 0)::bigint FROM vecplug.status WHERE id = ANY(%s)",
                                      [ids]).fetchone()[0]
 
+    def _left_at_the_end(self, report: WorkerReport) -> int:
+        """What a --once run leaves queued: everything after an outage, else what errors or refusals kept."""
+        import psycopg
+
+        try:
+            return self._pending() if report.outage else self._left_after_errors()
+        except psycopg.Error:  # the database itself went away: the outage says so
+            return 0
+
     def _left_after_errors(self) -> int:
+        """Rows a --once run leaves queued: retrying after errors, or waiting in a vectorizer it refused."""
         ids = [vectorizer.id for vectorizer in self._served()]
         with self.conn.transaction():
             return self.conn.execute(
-                "SELECT count(DISTINCT (vectorizer_id, pk)) FROM vecplug.queue "
-                "WHERE vectorizer_id = ANY(%s) AND (attempts > 0 OR vectorizer_id = ANY(%s))",
-                [ids, list(self._refused)]).fetchone()[0]
+                "SELECT coalesce(sum(CASE WHEN id = ANY(%s) THEN pending ELSE retrying END), 0)::bigint "
+                "FROM vecplug.status WHERE id = ANY(%s)", [list(self._refused), ids]).fetchone()[0]
 
     def _housekeeping(self) -> None:
         """Queue gauges every few seconds; fold the activity log now and then (one worker at a time)."""
@@ -354,17 +372,14 @@ class Worker:
             self._last_gauges = now
             with self.conn.transaction():
                 rows = self.conn.execute(
-                    "SELECT v.id, v.name, count(DISTINCT q.pk), extract(epoch FROM now() - min(q.queued_at)) "
-                    "FROM vecplug.vectorizer_columns v LEFT JOIN vecplug.queue q ON q.vectorizer_id = v.id "
-                    "GROUP BY v.id, v.name").fetchall()
+                    "SELECT id, vectorizer, pending, extract(epoch FROM oldest_pending_age) FROM vecplug.status"
+                ).fetchall()
             for _, name, pending, oldest in rows:
                 self.metrics.queue(name, pending, float(oldest) if oldest is not None else None)
         if now - self._last_fold >= FOLD_ACTIVITY_EVERY_S:
             self._last_fold = now
             with self.conn.transaction():
-                if self.conn.execute("SELECT pg_try_advisory_xact_lock(hashtext('vecplug fold activity'))"
-                                     ).fetchone()[0]:
-                    self.conn.execute(FOLD_ACTIVITY)
+                self.conn.execute("SELECT vecplug.fold_activity()")
 
     def _wait_for_work(self, seconds: float) -> None:
         """Until a notification, ``stop()``, or ``seconds``; a broken LISTEN connection is a database outage."""
@@ -386,18 +401,3 @@ class Worker:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-
-
-# Fold each vectorizer's activity rows older than a minute into one sum row
-# and one row for the latest error, so the log stays small.
-FOLD_ACTIVITY = """
-    WITH old AS (
-        DELETE FROM vecplug.activity WHERE at < now() - interval '1 minute' RETURNING *
-    ), sums AS (
-        INSERT INTO vecplug.activity (vectorizer_id, embedded, truncated, at)
-        SELECT vectorizer_id, sum(embedded), sum(truncated), max(at) FROM old GROUP BY vectorizer_id
-    )
-    INSERT INTO vecplug.activity (vectorizer_id, error, at)
-    SELECT DISTINCT ON (vectorizer_id) vectorizer_id, error, at FROM old WHERE error IS NOT NULL
-    ORDER BY vectorizer_id, at DESC
-"""

@@ -13,8 +13,7 @@
 -- it, is a superuser, or is a member of the table's owner.
 
 -- Each vectorizer with the current names of its table and columns (they are
--- stored by number, so renames are followed). Internal: the worker and the
--- functions below read it as vecplug's owner.
+-- stored by number, so renames are followed; a dropped one is NULL).
 CREATE OR REPLACE VIEW vecplug.vectorizer_columns AS
 SELECT n.nspname AS schema_name,
        c.relname AS table_name,
@@ -28,7 +27,9 @@ SELECT n.nspname AS schema_name,
              FROM unnest(v.key_attnums) WITH ORDINALITY AS k (attnum, position)
              JOIN pg_attribute a ON a.attrelid = v.source AND a.attnum = k.attnum
              ORDER BY k.position) AS key_types,
-       CASE WHEN c.oid IS NULL THEN v.source_name || '.?'
+       CASE WHEN c.oid IS NULL THEN v.source_name || ' (table dropped)'
+            WHEN e.attname IS NULL THEN quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+                                        || ' (embedding column dropped)'
             ELSE quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.' || quote_ident(e.attname)
        END AS name,
        c.oid IS NOT NULL AS table_exists,
@@ -39,7 +40,25 @@ LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute t ON t.attrelid = v.source AND t.attnum = v.text_attnum AND NOT t.attisdropped
 LEFT JOIN pg_attribute e ON e.attrelid = v.source AND e.attnum = v.embedding_attnum AND NOT e.attisdropped
 LEFT JOIN pg_attribute x ON x.attrelid = v.source AND x.attnum = v.next_attnum AND NOT x.attisdropped;
-REVOKE ALL ON vecplug.vectorizer_columns FROM PUBLIC;
+-- Readable by all: the trigger functions run as the writing role and read
+-- it. It holds names, modes and models, nothing secret (the API key is in
+-- vecplug.settings).
+GRANT SELECT ON vecplug.vectorizer_columns TO PUBLIC;
+
+-- What is wrong with a vectorizer, in words, or NULL: a column it needs was dropped.
+CREATE OR REPLACE FUNCTION vecplug._vectorizer_problem(v vecplug.vectorizer_columns) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN NOT v.table_exists THEN 'its table was dropped'
+                WHEN v.text_column IS NULL THEN 'its text column was dropped'
+                WHEN v.embedding_column IS NULL THEN 'its embedding column was dropped'
+                WHEN v.next_attnum IS NOT NULL AND v.next_column IS NULL THEN 'the column of its re-embedding was dropped'
+                WHEN EXISTS (SELECT FROM unnest(v.key_columns) WITH ORDINALITY AS k (name, position)
+                             WHERE k.name IS NULL) OR cardinality(v.key_columns) < cardinality(v.key_attnums)
+                    THEN 'a column of its primary key was dropped'
+           END
+$$;
 
 -- The fingerprint of a model's vectors cut to `dimensions` (Matryoshka): what
 -- vecplug.ModelSpec.truncated(dimensions).fingerprint computes in Python
@@ -97,7 +116,7 @@ BEGIN
     RETURN found;
 END
 $$;
-REVOKE ALL ON FUNCTION vecplug._vector_schema() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecplug._vector_schema() TO PUBLIC;
 
 -- Forget vectorizers whose table was dropped (their triggers went with it).
 CREATE OR REPLACE FUNCTION vecplug._forget_dropped_tables() RETURNS void
@@ -123,57 +142,105 @@ AS $$
 DECLARE
     trigger_name name;
 BEGIN
-    FOR trigger_name IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = source AND t.tgname IN
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = source) THEN
+        RETURN;  -- the table is gone, and its triggers with it
+    END IF;
+    FOR trigger_name IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = source AND t.tgparentid = 0 AND t.tgname IN
             (SELECT format('vecplug_%s_%s', vectorizer_id, suffix)
-             FROM unnest(ARRAY['stale', 'stale_next', 'insert', 'update', 'delete', 'truncate']) AS suffix) LOOP
+             FROM unnest(ARRAY['embed', 'stale', 'stale_next', 'insert', 'update', 'delete', 'truncate']) AS suffix) LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, source);
     END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION vecplug._drop_vectorizer_triggers(integer, regclass) FROM PUBLIC;
 
--- (Re)create the triggers of a vectorizer, for its mode and its columns now:
---   vecplug_<id>_stale       BEFORE UPDATE OF text, per changed row: clears the vector (unless the
---                            statement sets one itself), so a stale vector never answers a query
+-- (Re)create the triggers of a vectorizer, for its mode, its table and its columns now:
+--   vecplug_<id>_embed       sync mode, BEFORE INSERT OR UPDATE, per row: embeds the new text into the
+--                            row being written (no second UPDATE, so no user UPDATE trigger fires)
+--   vecplug_<id>_stale       async mode, BEFORE UPDATE OF text, per changed row: clears the vector
+--                            (unless the statement sets one itself), so a stale vector never answers
 --   vecplug_<id>_stale_next  the same for the shadow column of a re-embedding in progress
---   vecplug_<id>_insert      AFTER INSERT, per statement: queues (async) or embeds (sync) the new rows
---   vecplug_<id>_update      AFTER UPDATE, per statement: the same for rows whose text changed
---   vecplug_<id>_delete      AFTER DELETE, per statement: forgets their queued and failed work
---   vecplug_<id>_truncate    AFTER TRUNCATE: forgets all of it
+--   vecplug_<id>_insert      AFTER INSERT: queues the new rows that have no vector (async: all of them;
+--                            sync: those the server could not embed)
+--   vecplug_<id>_update      AFTER UPDATE: the same for rows whose text (or key) changed
+--   vecplug_<id>_delete      AFTER DELETE: forgets their failures
+--   vecplug_<id>_truncate    AFTER TRUNCATE: forgets all queued and failed work
+-- On a plain table the AFTER triggers are per statement (transition tables, one queue INSERT per
+-- statement); on a partitioned table they are per row, which PostgreSQL clones to every partition,
+-- present and future, so writes that name a partition are queued too. A generated text column has
+-- no new value in BEFORE triggers: those triggers then fire on every UPDATE and compute it.
 CREATE OR REPLACE FUNCTION vecplug._vectorizer_triggers(vectorizer_id integer) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v vecplug.vectorizer_columns;
-    embed_function text;
+    partitioned boolean;
+    generated boolean;
+    vector_equal text;
+    key_changed text;
 BEGIN
     SELECT * INTO STRICT v FROM vecplug.vectorizer_columns WHERE id = vectorizer_id;
     PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
-    embed_function := CASE v.mode WHEN 'sync' THEN 'vecplug._embed_changed' ELSE 'vecplug._queue_changed' END;
-    -- "the statement did not set the vector itself": OLD.e IS NOT DISTINCT FROM NEW.e, spelt with
-    -- pgvector's schema-qualified = (the search_path here is pg_catalog only).
-    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
-                   'WHEN (OLD.%I IS DISTINCT FROM NEW.%I AND coalesce(OLD.%I OPERATOR(%I.=) NEW.%I, '
-                   'OLD.%I IS NULL AND NEW.%I IS NULL)) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
-                   format('vecplug_%s_stale', v.id), v.text_column, v.source, v.text_column, v.text_column,
-                   v.embedding_column, vecplug._vector_schema(), v.embedding_column, v.embedding_column,
-                   v.embedding_column, v.id, 'current');
-    IF v.next_column IS NOT NULL THEN
+    partitioned := (SELECT relkind = 'p' FROM pg_class WHERE oid = v.source);
+    generated := vecplug._text_is_generated(v);
+    -- pgvector's = spelt with its schema (the search_path here is pg_catalog only)
+    vector_equal := format('OPERATOR(%I.=)', vecplug._vector_schema());
+
+    IF v.mode = 'sync' THEN
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE%s ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION vecplug._embed_row(%L)',
+                       format('vecplug_%s_embed', v.id),
+                       CASE WHEN generated THEN '' ELSE format(' OF %I', v.text_column) END, v.source, v.id);
+    ELSIF generated THEN
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION vecplug._clear_vector(%L, %L, %L)',
+                       format('vecplug_%s_stale', v.id), v.source, v.id, 'current', 'generated');
+    ELSE
         EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
-                       'WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
-                       format('vecplug_%s_stale_next', v.id), v.text_column, v.source,
-                       v.text_column, v.text_column, v.id, 'next');
+                       'WHEN (OLD.%I IS DISTINCT FROM NEW.%I AND coalesce(OLD.%I %s NEW.%I, '
+                       'OLD.%I IS NULL AND NEW.%I IS NULL)) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
+                       format('vecplug_%s_stale', v.id), v.text_column, v.source, v.text_column, v.text_column,
+                       v.embedding_column, vector_equal, v.embedding_column, v.embedding_column,
+                       v.embedding_column, v.id, 'current');
     END IF;
-    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS vecplug_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)',
-                   format('vecplug_%s_insert', v.id), v.source, embed_function, v.id);
-    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS vecplug_old NEW TABLE AS vecplug_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)',
-                   format('vecplug_%s_update', v.id), v.source, embed_function, v.id);
-    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS vecplug_old '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._forget_deleted(%L)',
-                   format('vecplug_%s_delete', v.id), v.source, v.id);
+    IF v.next_column IS NOT NULL THEN
+        IF generated THEN
+            EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON %s FOR EACH ROW '
+                           'EXECUTE FUNCTION vecplug._clear_vector(%L, %L, %L)',
+                           format('vecplug_%s_stale_next', v.id), v.source, v.id, 'next', 'generated');
+        ELSE
+            EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
+                           'WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
+                           format('vecplug_%s_stale_next', v.id), v.text_column, v.source,
+                           v.text_column, v.text_column, v.id, 'next');
+        END IF;
+    END IF;
+
+    IF partitioned THEN
+        key_changed := (SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', k), ' OR ')
+                        FROM unnest(v.key_columns) AS k);
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW '
+                       'WHEN (NEW.%I IS NOT NULL AND NEW.%I IS NULL) EXECUTE FUNCTION vecplug._queue_changed_row(%L)',
+                       format('vecplug_%s_insert', v.id), v.source, v.text_column, v.embedding_column, v.id);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW '
+                       'WHEN (NEW.%I IS NOT NULL AND NEW.%I IS NULL AND (OLD.%I IS DISTINCT FROM NEW.%I OR %s)) '
+                       'EXECUTE FUNCTION vecplug._queue_changed_row(%L)',
+                       format('vecplug_%s_update', v.id), v.source, v.text_column, v.embedding_column,
+                       v.text_column, v.text_column, key_changed, v.id);
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION vecplug._forget_deleted(%L)',
+                       format('vecplug_%s_delete', v.id), v.source, v.id);
+    ELSE
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS vecplug_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._queue_changed(%L)',
+                       format('vecplug_%s_insert', v.id), v.source, v.id);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS vecplug_old NEW TABLE AS vecplug_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._queue_changed(%L)',
+                       format('vecplug_%s_update', v.id), v.source, v.id);
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS vecplug_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._forget_deleted(%L)',
+                       format('vecplug_%s_delete', v.id), v.source, v.id);
+    END IF;
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION vecplug._forget_all(%L)',
                    format('vecplug_%s_truncate', v.id), v.source, v.id);
 END
@@ -226,31 +293,11 @@ END
 $$;
 REVOKE ALL ON FUNCTION vecplug._ensure_vector_index(regclass, smallint, text) FROM PUBLIC;
 
--- Queue every row that has text and no vector (enqueue_existing, retry after a failed re-embedding).
-CREATE OR REPLACE FUNCTION vecplug._enqueue_rows_without_vector(vectorizer_id integer) RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v vecplug.vectorizer_columns;
-    queued bigint;
-BEGIN
-    SELECT * INTO STRICT v FROM vecplug.vectorizer_columns WHERE id = vectorizer_id;
-    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, pk) SELECT $1, ARRAY[%s] FROM %s t '
-                   'WHERE t.%I IS NOT NULL AND t.%I IS NULL',
-                   (SELECT string_agg(format('t.%I::text', k), ', ') FROM unnest(v.key_columns) AS k),
-                   v.source, v.text_column, v.embedding_column)
-        USING v.id;
-    GET DIAGNOSTICS queued = ROW_COUNT;
-    IF queued > 0 THEN
-        PERFORM pg_notify('vecplug_queue', v.id::text);
-    END IF;
-    RETURN queued;
-END
-$$;
-REVOKE ALL ON FUNCTION vecplug._enqueue_rows_without_vector(integer) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION vecplug.create_vectorizer(
+-- The privileged half of create_vectorizer: checks, the vector column, its
+-- index, the triggers and vecplug's own rows, as vecplug's owner. It reads
+-- no row of the table and evaluates nothing of its owner's (the index build
+-- runs as the table's owner: PostgreSQL does that for every CREATE INDEX).
+CREATE OR REPLACE FUNCTION vecplug._create_vectorizer(
     source regclass,
     text_column name,
     embedding_column name DEFAULT 'embedding',
@@ -359,7 +406,7 @@ BEGIN
             HINT = 'Use storage => ''halfvec'' (up to 4,000), fewer Matryoshka dimensions, or index => ''none''.';
     END IF;
     IF mode = 'sync' THEN
-        IF to_regprocedure('vecplug._embed_changed()') IS NULL THEN
+        IF to_regprocedure('vecplug._embed_row()') IS NULL THEN
             RAISE EXCEPTION 'vecplug: sync mode needs vecplug''s query functions (plpython3u), which are not installed here'
                 USING ERRCODE = '0A000',
                       HINT = 'Use mode => ''async'' and run vecplug pg worker, or install vecplug as a superuser where '
@@ -422,6 +469,34 @@ BEGIN
         PERFORM vecplug._ensure_vector_index(source, embedding_attnum, storage);
     END IF;
     PERFORM vecplug._vectorizer_triggers(new_id);
+    RETURN new_id;
+END
+$$;
+GRANT EXECUTE ON FUNCTION vecplug._create_vectorizer(regclass, name, name, text, integer, text, text, boolean, text, text)
+    TO PUBLIC;
+
+-- Runs as the caller (the table's owner, which _create_vectorizer checks):
+-- queueing the rows already there reads the table and turns keys into
+-- text, which may run the owner's code (casts, policies): never as vecplug's owner.
+CREATE OR REPLACE FUNCTION vecplug.create_vectorizer(
+    source regclass,
+    text_column name,
+    embedding_column name DEFAULT 'embedding',
+    mode text DEFAULT 'async',
+    dimensions integer DEFAULT NULL,
+    storage text DEFAULT 'vector',
+    index text DEFAULT 'hnsw',
+    enqueue_existing boolean DEFAULT true,
+    on_error text DEFAULT 'queue',
+    model text DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id integer := vecplug._create_vectorizer(source, text_column, embedding_column, mode, dimensions, storage,
+                                                 index, enqueue_existing, on_error, model);
+BEGIN
     IF enqueue_existing THEN
         PERFORM vecplug._enqueue_rows_without_vector(new_id);
     END IF;
@@ -434,6 +509,9 @@ GRANT EXECUTE ON FUNCTION vecplug.create_vectorizer(regclass, name, name, text, 
     TO PUBLIC;
 
 -- The vectorizer of a table's embedding column, locked FOR UPDATE, after the owner check.
+-- `source` may also be a vectorizer's id (drop_vectorizer(6): PostgreSQL reads the number as a
+-- regclass), which is how a vectorizer whose table was dropped is named. A table with one
+-- vectorizer whose embedding column was dropped, or embedding_column NULL, finds the table's only one.
 CREATE OR REPLACE FUNCTION vecplug._vectorizer_for_update(source regclass, embedding_column name, action text)
 RETURNS vecplug.vectorizer_columns
 LANGUAGE plpgsql
@@ -441,18 +519,45 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found vecplug.vectorizer_columns;
+    candidates integer[];
 BEGIN
-    IF source IS NULL OR embedding_column IS NULL THEN
-        RAISE EXCEPTION 'vecplug: source and embedding_column must not be NULL' USING ERRCODE = '22004';
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'vecplug: source must not be NULL' USING ERRCODE = '22004';
     END IF;
-    PERFORM vecplug._check_table_owner(source, action);
-    PERFORM 1 FROM vecplug.vectorizers v JOIN pg_attribute a ON a.attrelid = v.source AND a.attnum = v.embedding_attnum
-    WHERE v.source = $1 AND a.attname = $2 FOR UPDATE OF v;  -- waits for workers' batches in flight
-    SELECT * INTO found FROM vecplug.vectorizer_columns c WHERE c.source = $1 AND c.embedding_column = $2;
-    IF found.id IS NULL THEN
-        RAISE EXCEPTION 'vecplug: table % has no vectorizer into column %', source, quote_ident(embedding_column)
-            USING ERRCODE = '42704', HINT = 'SELECT * FROM vecplug.status lists the vectorizers.';
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = source) THEN
+        -- a vectorizer id, or the oid of a dropped table
+        SELECT array_agg(v.id ORDER BY v.id) INTO candidates FROM vecplug.vectorizers v
+        WHERE v.id::bigint = $1::oid::bigint
+           OR (v.source = $1 AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = v.source));
+        IF cardinality(candidates) IS DISTINCT FROM 1 THEN
+            RAISE EXCEPTION 'vecplug: no table or vectorizer %', source::oid USING ERRCODE = '42704',
+                HINT = 'SELECT id, vectorizer FROM vecplug.status lists the vectorizers and their ids.';
+        END IF;
+        SELECT * INTO found FROM vecplug.vectorizer_columns c WHERE c.id = candidates[1];
+        IF found.table_exists THEN
+            PERFORM vecplug._check_table_owner(found.source, action);
+        ELSIF NOT (pg_has_role(session_user, (SELECT nspowner FROM pg_namespace WHERE nspname = 'vecplug'), 'MEMBER')
+                   OR found.created_by = session_user::text) THEN
+            RAISE EXCEPTION 'vecplug: role % may not % %: its table is gone, and only its creator (%) or vecplug''s owner may',
+                session_user, action, found.name, found.created_by USING ERRCODE = '42501';
+        END IF;
+    ELSE
+        PERFORM vecplug._check_table_owner(source, action);
+        SELECT array_agg(c.id ORDER BY c.id) INTO candidates FROM vecplug.vectorizer_columns c
+        WHERE c.source = $1 AND c.embedding_column = $2;
+        IF candidates IS NULL THEN
+            SELECT array_agg(c.id ORDER BY c.id) INTO candidates FROM vecplug.vectorizer_columns c
+            WHERE c.source = $1 AND ($2 IS NULL OR c.embedding_column IS NULL);
+        END IF;
+        IF cardinality(candidates) IS DISTINCT FROM 1 THEN
+            RAISE EXCEPTION 'vecplug: table % has no vectorizer into column %', source,
+                coalesce(quote_ident(embedding_column), '(any)') USING ERRCODE = '42704',
+                HINT = CASE WHEN cardinality(candidates) > 1 THEN 'It has several: name the embedding column, or the id.'
+                            ELSE 'SELECT id, vectorizer FROM vecplug.status lists the vectorizers.' END;
+        END IF;
     END IF;
+    PERFORM 1 FROM vecplug.vectorizers v WHERE v.id = candidates[1] FOR UPDATE;  -- waits for workers' batches
+    SELECT * INTO found FROM vecplug.vectorizer_columns c WHERE c.id = candidates[1];
     RETURN found;
 END
 $$;
@@ -482,7 +587,7 @@ BEGIN
     IF v.next_column IS NOT NULL THEN
         EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.next_column);
     END IF;
-    IF coalesce(drop_column, false) THEN
+    IF coalesce(drop_column, false) AND v.embedding_column IS NOT NULL THEN
         EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.embedding_column);
         DELETE FROM vecplug.embedding_columns c WHERE c.table_oid = v.source AND c.column_name = v.embedding_column;
     END IF;
@@ -507,8 +612,8 @@ DECLARE
     v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'retry failed rows');
     moved bigint;
 BEGIN
-    WITH gone AS (DELETE FROM vecplug.failed WHERE vectorizer_id = v.id RETURNING pk, queued_at)
-    INSERT INTO vecplug.queue (vectorizer_id, pk, queued_at) SELECT v.id, pk, queued_at FROM gone;
+    WITH gone AS (DELETE FROM vecplug.failed f WHERE f.vectorizer_id = v.id RETURNING f.source, f.pk, f.queued_at)
+    INSERT INTO vecplug.queue (vectorizer_id, source, pk, queued_at) SELECT v.id, g.source, g.pk, g.queued_at FROM gone g;
     GET DIAGNOSTICS moved = ROW_COUNT;
     IF moved > 0 THEN
         PERFORM pg_notify('vecplug_queue', v.id::text);
@@ -536,17 +641,22 @@ SELECT v.id,
        coalesce(a.truncated, 0) AS truncated,
        e.error AS last_error,
        e.at AS last_error_at,
-       v.next_model AS reembedding_to
+       v.next_model AS reembedding_to,
+       CASE WHEN p.problem IS NOT NULL
+                THEN format('broken: %s; remove it with SELECT vecplug.drop_vectorizer(%s)', p.problem, v.id)
+            WHEN v.next_model IS NOT NULL THEN 're-embedding'
+            ELSE 'ok' END AS state
 FROM vecplug.vectorizer_columns v
+CROSS JOIN LATERAL (SELECT vecplug._vectorizer_problem(v) AS problem) p
 LEFT JOIN LATERAL (SELECT count(DISTINCT pk) AS pending, now() - min(queued_at) AS oldest_pending_age,
                           count(DISTINCT pk) FILTER (WHERE attempts > 0) AS retrying
-                   FROM vecplug.queue WHERE vectorizer_id = v.id) q ON true
-LEFT JOIN LATERAL (SELECT count(*) AS failed FROM vecplug.failed WHERE vectorizer_id = v.id) f ON true
+                   FROM vecplug.queue WHERE vectorizer_id = v.id AND source = v.source) q ON true
+LEFT JOIN LATERAL (SELECT count(*) AS failed FROM vecplug.failed WHERE vectorizer_id = v.id AND source = v.source) f ON true
 LEFT JOIN LATERAL (SELECT sum(embedded) AS embedded, sum(truncated) AS truncated
                    FROM vecplug.activity WHERE vectorizer_id = v.id) a ON true
 LEFT JOIN LATERAL (SELECT error, at FROM vecplug.activity WHERE vectorizer_id = v.id AND error IS NOT NULL
                    ORDER BY at DESC LIMIT 1) e ON true
-WHERE NOT v.table_exists OR has_table_privilege(v.source, 'SELECT');
+WHERE NOT v.table_exists OR has_any_column_privilege(v.source, 'SELECT');
 COMMENT ON VIEW vecplug.status IS
-    'Per vectorizer: pending rows, oldest pending age, failed rows, rows embedded, truncated texts, last error';
+    'Per vectorizer: pending rows, oldest pending age, failed rows, rows embedded, truncated texts, last error, state';
 GRANT SELECT ON vecplug.status TO PUBLIC;

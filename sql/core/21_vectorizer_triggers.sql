@@ -1,16 +1,29 @@
--- The trigger functions of async vectorizers (plain plpgsql; installs on
--- managed PostgreSQL). Repeatable. The sync mode's is query/20_sync.sql.
+-- The trigger functions of vectorizers (plain plpgsql; installs on managed
+-- PostgreSQL). Repeatable. The sync mode's embedding trigger is in
+-- query/20_sync.sql (it calls the server through plpython3u).
 --
--- They run as vecplug's owner (SECURITY DEFINER), so that any role allowed
--- to write the table can queue work without rights on vecplug's tables. A
--- table owner could attach them to another table: each checks that the
--- vectorizer named in its arguments belongs to the table it fires on.
+-- Who runs them: the role that writes the table (SECURITY INVOKER), like
+-- every other trigger of that table. They read the vectorizer's
+-- description (vecplug.vectorizer_columns, readable by all) and add or
+-- remove queue rows themselves; row-level security on vecplug.queue and
+-- vecplug.failed (migration 0003) lets a role queue rows only of tables it
+-- may write. Nothing here runs with vecplug's rights, so a table owner's
+-- own code (a cast on its key type, a domain check, a policy) never runs
+-- with rights its owner lacks.
 --
--- Statement-level triggers with transition tables: one INSERT into the
--- queue per statement, whatever its row count. They insert and never wait
--- on a worker's row locks (a row may be queued twice; see 0002_vectorizers.sql).
+-- Keys travel as text. Every function that turns a key into text runs
+-- under fixed settings (the SET lines below), so the text does not depend
+-- on the writer's DateStyle, TimeZone, IntervalStyle, extra_float_digits,
+-- bytea_output, lc_monetary or search_path; the worker reads keys back
+-- under the same settings (vecplug_pgvector.vectorizers.KEY_SETTINGS).
+--
+-- Plain tables get statement-level triggers with transition tables (one
+-- queue INSERT per statement). Partitioned tables get row-level ones, which
+-- PostgreSQL clones to every partition, also those attached later, so a
+-- write that names a partition is queued too.
 
--- The vectorizer a trigger belongs to, checked against the table it fires on.
+-- The vectorizer a trigger belongs to, checked against the table it fires
+-- on (the vectorizer's table, or one of its partitions).
 CREATE OR REPLACE FUNCTION vecplug._trigger_vectorizer(vectorizer_argument text, fired_on oid, trigger_name name)
 RETURNS vecplug.vectorizer_columns
 LANGUAGE plpgsql STABLE
@@ -20,7 +33,8 @@ DECLARE
     found vecplug.vectorizer_columns;
 BEGIN
     SELECT * INTO found FROM vecplug.vectorizer_columns WHERE id = vectorizer_argument::integer;
-    IF found.id IS NULL OR found.source <> fired_on THEN
+    IF found.id IS NULL OR NOT (found.source = fired_on
+                                OR found.source IN (SELECT relid FROM pg_partition_ancestors(fired_on))) THEN
         RAISE EXCEPTION 'vecplug: trigger % on table % does not belong to vectorizer %', trigger_name,
             fired_on::regclass, vectorizer_argument USING ERRCODE = '39P01',
             HINT = 'Drop that trigger; vectorizers create their own with vecplug.create_vectorizer().';
@@ -28,7 +42,17 @@ BEGIN
     RETURN found;
 END
 $$;
-REVOKE ALL ON FUNCTION vecplug._trigger_vectorizer(text, oid, name) FROM PUBLIC;
+
+-- A broken vectorizer's triggers stand aside: the write goes through, unembedded, with a warning.
+CREATE OR REPLACE FUNCTION vecplug._stand_aside(v vecplug.vectorizer_columns, problem text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE WARNING 'vecplug: vectorizer % (%) is broken: %; this write is not embedded', v.id, v.name, problem
+        USING HINT = format('Drop it: SELECT vecplug.drop_vectorizer(%s); then create a new one if you want.', v.id);
+END
+$$;
 
 -- `pk` of the queue for rows of alias `alias`: ARRAY[alias.k1::text, ...].
 CREATE OR REPLACE FUNCTION vecplug._key_array(key_columns name[], alias text) RETURNS text
@@ -63,19 +87,64 @@ AS $$
                       vecplug._key_join(v.key_columns, 'o', 'n'), v.text_column, v.text_column)
            ELSE '' END
 $$;
-REVOKE ALL ON FUNCTION vecplug._changed_rows_query(vecplug.vectorizer_columns, text) FROM PUBLIC;
 
--- AFTER INSERT / UPDATE, per statement (async): queue the rows that need a vector, wake the workers.
-CREATE OR REPLACE FUNCTION vecplug._queue_changed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
+-- A row's text: the column, or for a generated column in a BEFORE trigger
+-- (where PostgreSQL has not computed it yet) its expression over the row.
+-- Runs as the writer, who would run that expression anyway.
+CREATE OR REPLACE FUNCTION vecplug._row_text(v vecplug.vectorizer_columns, fired_on oid, new_row anyelement,
+                                             compute_generated boolean) RETURNS text
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    expression text;
+    found text;
+BEGIN
+    IF compute_generated THEN
+        SELECT pg_get_expr(d.adbin, d.adrelid) INTO expression
+        FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = fired_on AND a.attname = v.text_column AND a.attgenerated <> '';
+    END IF;
+    IF expression IS NOT NULL THEN
+        EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS generated_from', expression) INTO found USING new_row;
+    ELSE
+        EXECUTE format('SELECT ($1).%I::text', v.text_column) INTO found USING new_row;
+    END IF;
+    RETURN found;
+END
+$$;
+
+-- Is the vectorizer's text column a generated one (BEFORE triggers cannot see its new value)?
+CREATE OR REPLACE FUNCTION vecplug._text_is_generated(v vecplug.vectorizer_columns) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT attgenerated <> '' FROM pg_attribute WHERE attrelid = v.source AND attnum = v.text_attnum),
+                    false)
+$$;
+
+-- AFTER INSERT / UPDATE, per statement: queue the rows that need a vector, wake the workers.
+CREATE OR REPLACE FUNCTION vecplug._queue_changed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 3
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+AS $$
+DECLARE
     v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
+    problem text := vecplug._vectorizer_problem(v);
     queued bigint;
 BEGIN
-    EXECUTE 'INSERT INTO vecplug.queue (vectorizer_id, pk) SELECT $1, changed.pk FROM ('
-            || vecplug._changed_rows_query(v, TG_OP) || ') AS changed' USING v.id;
+    IF problem IS NOT NULL THEN
+        PERFORM vecplug._stand_aside(v, problem);
+        RETURN NULL;
+    END IF;
+    EXECUTE 'INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, changed.pk FROM ('
+            || vecplug._changed_rows_query(v, TG_OP) || ') AS changed' USING v.id, v.source::oid;
     GET DIAGNOSTICS queued = ROW_COUNT;
     IF queued > 0 THEN
         PERFORM pg_notify('vecplug_queue', v.id::text);
@@ -84,46 +153,96 @@ BEGIN
 END
 $$;
 
--- BEFORE UPDATE OF the text column, per row whose text changed: clear the
--- vector (argument 'current') or the shadow column of a re-embedding ('next').
-CREATE OR REPLACE FUNCTION vecplug._clear_vector() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
+-- AFTER INSERT / UPDATE, per row (partitioned tables; the trigger's WHEN
+-- has chosen rows with text, no vector, and a new text or key): queue it.
+CREATE OR REPLACE FUNCTION vecplug._queue_changed_row() RETURNS trigger
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 3
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
 AS $$
 DECLARE
-    column_name name;
+    v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
+    problem text := vecplug._vectorizer_problem(v);
 BEGIN
-    -- On a partitioned table the row trigger fires on the partition: the vectorizer is the root's.
-    SELECT a.attname INTO column_name FROM vecplug.vectorizers v JOIN pg_attribute a
-        ON a.attrelid = v.source AND a.attnum = CASE TG_ARGV[1] WHEN 'next' THEN v.next_attnum ELSE v.embedding_attnum END
-    WHERE v.id = TG_ARGV[0]::integer AND (v.source = TG_RELID OR v.source = pg_partition_root(TG_RELID));
-    IF column_name IS NOT NULL THEN
-        NEW := jsonb_populate_record(NEW, jsonb_build_object(column_name, NULL));
+    IF problem IS NOT NULL THEN
+        PERFORM vecplug._stand_aside(v, problem);
+        RETURN NULL;
     END IF;
-    RETURN NEW;
+    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM (SELECT ($3).*) AS n',
+                   vecplug._key_array(v.key_columns, 'n')) USING v.id, v.source::oid, NEW;
+    PERFORM pg_notify('vecplug_queue', v.id::text);
+    RETURN NULL;
 END
 $$;
 
--- AFTER DELETE, per statement: the deleted rows' queued and failed work goes
--- too. Queue rows a worker holds are skipped, not waited for: that worker
--- finds the row gone and drops them itself.
-CREATE OR REPLACE FUNCTION vecplug._forget_deleted() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
+-- BEFORE UPDATE, per row whose text changed (for a generated text column:
+-- per updated row, checked here): clear the vector (argument 'current'),
+-- unless the statement set one itself, or the shadow column of a
+-- re-embedding ('next'), so a stale vector never answers a query.
+CREATE OR REPLACE FUNCTION vecplug._clear_vector() RETURNS trigger
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
+    column_name name := CASE TG_ARGV[1] WHEN 'next' THEN v.next_column ELSE v.embedding_column END;
+    statement_set_it boolean;
 BEGIN
-    IF EXISTS (SELECT FROM vecplug.queue WHERE vectorizer_id = v.id) THEN
-        EXECUTE format('DELETE FROM vecplug.queue WHERE id IN (SELECT q.id FROM vecplug.queue q JOIN vecplug_old o '
-                       'ON q.pk = %s WHERE q.vectorizer_id = $1 FOR UPDATE OF q SKIP LOCKED)',
-                       vecplug._key_array(v.key_columns, 'o'))
-            USING v.id;
+    IF column_name IS NULL OR vecplug._vectorizer_problem(v) IS NOT NULL THEN
+        RETURN NEW;  -- broken: the AFTER trigger warns once per statement
     END IF;
-    IF EXISTS (SELECT FROM vecplug.failed WHERE vectorizer_id = v.id) THEN
-        EXECUTE format('DELETE FROM vecplug.failed f USING vecplug_old o WHERE f.vectorizer_id = $1 AND f.pk = %s',
-                       vecplug._key_array(v.key_columns, 'o'))
-            USING v.id;
+    IF TG_ARGV[2] = 'generated' THEN  -- no WHEN clause could see the new text: compare here
+        IF vecplug._row_text(v, TG_RELID, OLD, false) IS NOT DISTINCT FROM vecplug._row_text(v, TG_RELID, NEW, true) THEN
+            RETURN NEW;
+        END IF;
+        IF TG_ARGV[1] = 'current' THEN
+            EXECUTE format('SELECT NOT coalesce(($1).%1$I OPERATOR(%2$I.=) ($2).%1$I, ($1).%1$I IS NULL AND ($2).%1$I IS NULL)',
+                           column_name, vecplug._vector_schema()) INTO statement_set_it USING OLD, NEW;
+            IF statement_set_it THEN
+                RETURN NEW;
+            END IF;
+        END IF;
+    END IF;
+    NEW := jsonb_populate_record(NEW, jsonb_build_object(column_name, NULL));
+    RETURN NEW;
+END
+$$;
+
+-- AFTER DELETE (per statement, or per row on a partitioned table): the
+-- deleted rows' queued and failed work goes too. Queue rows a worker holds
+-- are skipped, not waited for: that worker finds the row gone and drops them.
+CREATE OR REPLACE FUNCTION vecplug._forget_deleted() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 3
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
+    deleted text := CASE TG_LEVEL WHEN 'ROW' THEN '(SELECT ($3).*)' ELSE 'vecplug_old' END;
+BEGIN
+    IF vecplug._vectorizer_problem(v) IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT FROM vecplug.queue q WHERE q.vectorizer_id = v.id AND q.source = v.source) THEN
+        EXECUTE format('DELETE FROM vecplug.queue WHERE id IN (SELECT q.id FROM vecplug.queue q JOIN %s AS o '
+                       'ON q.pk = %s WHERE q.vectorizer_id = $1 AND q.source = $2 FOR UPDATE OF q SKIP LOCKED)',
+                       deleted, vecplug._key_array(v.key_columns, 'o'))
+            USING v.id, v.source::oid, OLD;
+    END IF;
+    IF EXISTS (SELECT FROM vecplug.failed f WHERE f.vectorizer_id = v.id AND f.source = v.source) THEN
+        EXECUTE format('DELETE FROM vecplug.failed f USING %s AS o WHERE f.vectorizer_id = $1 AND f.source = $2 '
+                       'AND f.pk = %s', deleted, vecplug._key_array(v.key_columns, 'o'))
+            USING v.id, v.source::oid, OLD;
     END IF;
     RETURN NULL;
 END
@@ -131,21 +250,54 @@ $$;
 
 -- AFTER TRUNCATE: all of the vectorizer's queued and failed work goes.
 CREATE OR REPLACE FUNCTION vecplug._forget_all() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
 BEGIN
-    DELETE FROM vecplug.queue WHERE vectorizer_id = v.id;
-    DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.queue WHERE vectorizer_id = v.id AND source = v.source;
+    DELETE FROM vecplug.failed WHERE vectorizer_id = v.id AND source = v.source;
     RETURN NULL;
 END
 $$;
 
--- Nobody attaches these to other tables: only vecplug's owner (through
--- create_vectorizer) creates triggers with them. Firing needs no privilege.
+-- Queue every row that has text and no vector (enqueue_existing, rows the
+-- new model missed at a re-embedding's swap). Runs as the caller: the
+-- table's owner (create_vectorizer and finish_reembed check that).
+CREATE OR REPLACE FUNCTION vecplug._enqueue_rows_without_vector(vectorizer_id integer) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 3
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns;
+    queued bigint;
+BEGIN
+    SELECT * INTO STRICT v FROM vecplug.vectorizer_columns c WHERE c.id = vectorizer_id;
+    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM %s t '
+                   'WHERE t.%I IS NOT NULL AND t.%I IS NULL',
+                   vecplug._key_array(v.key_columns, 't'), v.source, v.text_column, v.embedding_column)
+        USING v.id, v.source::oid;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    IF queued > 0 THEN
+        PERFORM pg_notify('vecplug_queue', v.id::text);
+    END IF;
+    RETURN queued;
+END
+$$;
+
+-- Firing a trigger needs no privilege; creating one needs EXECUTE on its
+-- function, which only vecplug's owner has (through create_vectorizer).
+-- A table owner attaching one by other means would still fail in
+-- _trigger_vectorizer, and they run with the writer's rights anyway.
 REVOKE ALL ON FUNCTION vecplug._queue_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION vecplug._queue_changed_row() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._clear_vector() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_deleted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_all() FROM PUBLIC;

@@ -61,33 +61,30 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION vecplug.begin_reembed(regclass, name, text, text, integer) TO PUBLIC;
 
--- The swap, in the caller's transaction: refuses while rows with text lack a
--- new vector, unless queue_missing (they are then queued for workers of the
--- new model). Returns how many rows were queued so.
-CREATE OR REPLACE FUNCTION vecplug.finish_reembed(
-    source regclass,
-    embedding_column name,
-    queue_missing boolean DEFAULT false
-) RETURNS bigint
+-- A vectorizer, locked FOR UPDATE for the caller's transaction, after the
+-- owner check (what the SECURITY INVOKER functions below use).
+CREATE OR REPLACE FUNCTION vecplug._lock_vectorizer(source regclass, embedding_column name, action text)
+RETURNS vecplug.vectorizer_columns
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM vecplug._vectorizer_for_update(source, embedding_column, action)
+$$;
+GRANT EXECUTE ON FUNCTION vecplug._lock_vectorizer(regclass, name, text) TO PUBLIC;
+
+-- The privileged half of the swap: the index, the columns, vecplug's records.
+CREATE OR REPLACE FUNCTION vecplug._swap_reembed(source regclass, embedding_column name) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v vecplug.vectorizer_columns := vecplug._vectorizer_for_update(source, embedding_column, 'finish a re-embedding');
-    missing bigint;
     old_index name;
     new_index regclass;
 BEGIN
     IF v.next_column IS NULL THEN
         RAISE EXCEPTION 'vecplug: % is not being re-embedded', v.name USING ERRCODE = '55000',
             HINT = 'Start with vecplug pg reembed (or vecplug.begin_reembed).';
-    END IF;
-    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v.source);  -- writers wait; readers go on
-    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', v.source, v.text_column,
-                   v.next_column) INTO missing;
-    IF missing > 0 AND NOT coalesce(queue_missing, false) THEN
-        RAISE EXCEPTION 'vecplug: % rows of % have no vector in % yet', missing, v.source, quote_ident(v.next_column)
-            USING ERRCODE = '55000', HINT = 'Embed them first (vecplug pg reembed does), or pass queue_missing => true.';
     END IF;
     IF v.index = 'hnsw' THEN
         PERFORM vecplug._ensure_vector_index(v.source, v.next_attnum, v.storage);
@@ -112,11 +109,44 @@ BEGIN
     VALUES (v.source, v.embedding_column, jsonb_build_object('name', v.next_model,
             'fingerprint', v.next_model_fingerprint, 'dimensions', v.next_dimensions))
     ON CONFLICT (table_oid, column_name) DO UPDATE SET model = EXCLUDED.model, recorded_at = now();
-    -- Every row with text now has the new model's vector of its current text (or is queued below):
-    -- what was queued for the old model is done.
+    -- Every row with text now has the new model's vector of its current text (or is queued by the
+    -- caller): what was queued for the old model is done.
     DELETE FROM vecplug.queue WHERE vectorizer_id = v.id;
     DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
     PERFORM vecplug._vectorizer_triggers(v.id);
+END
+$$;
+GRANT EXECUTE ON FUNCTION vecplug._swap_reembed(regclass, name) TO PUBLIC;
+
+-- The swap, in the caller's transaction: refuses while rows with text lack a
+-- new vector, unless queue_missing (they are then queued for workers of the
+-- new model). Returns how many rows were queued so. It runs as the caller
+-- (the table's owner): counting and queueing rows reads the table, which
+-- may run the owner's code (row-level security policies, casts).
+CREATE OR REPLACE FUNCTION vecplug.finish_reembed(
+    source regclass,
+    embedding_column name,
+    queue_missing boolean DEFAULT false
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._lock_vectorizer(source, embedding_column, 'finish a re-embedding');
+    missing bigint;
+BEGIN
+    IF v.next_column IS NULL THEN
+        RAISE EXCEPTION 'vecplug: % is not being re-embedded', v.name USING ERRCODE = '55000',
+            HINT = 'Start with vecplug pg reembed (or vecplug.begin_reembed).';
+    END IF;
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v.source);  -- writers wait; readers go on
+    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', v.source, v.text_column,
+                   v.next_column) INTO missing;
+    IF missing > 0 AND NOT coalesce(queue_missing, false) THEN
+        RAISE EXCEPTION 'vecplug: % rows of % have no vector in % yet', missing, v.source, quote_ident(v.next_column)
+            USING ERRCODE = '55000', HINT = 'Embed them first (vecplug pg reembed does), or pass queue_missing => true.';
+    END IF;
+    PERFORM vecplug._swap_reembed(v.source, v.embedding_column);
     IF missing > 0 THEN
         PERFORM vecplug._enqueue_rows_without_vector(v.id);
         RAISE NOTICE 'vecplug: % rows of % got no vector from the new model; they are queued', missing, v.name;

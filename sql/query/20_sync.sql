@@ -1,97 +1,116 @@
--- The trigger of sync vectorizers (mode => 'sync'): rows are embedded inside
--- the statement that writes them, one request to the server per statement
--- (more only past 256 texts or 4 MB of text, under the server's limits),
--- never one per row. Needs plpython3u. Repeatable.
+-- The embedding trigger of sync vectorizers (mode => 'sync'): each row is
+-- embedded while it is written, inside the statement. Needs plpython3u
+-- (for vecplug._embed_remote). Repeatable.
 --
--- AFTER INSERT / UPDATE, per statement, with transition tables: the rows that
--- need a vector (text, no vector, text changed) go to vecplug._embed_remote
--- with the vectorizer's model and size, and their vectors are written back
--- with one UPDATE. If the server cannot embed them, on_error decides:
--- 'queue' (default) queues them for `vecplug pg worker` with a NOTICE and the
--- statement succeeds; 'raise' fails the statement.
+-- BEFORE INSERT OR UPDATE OF the text column, per row: the new text goes
+-- to the server and the vector is set on the row being written, so no
+-- second UPDATE runs (the table's own UPDATE triggers fire only for the
+-- writer's own UPDATEs). It runs as the writing role, like the table's own
+-- triggers; only the call to the server runs as vecplug's owner
+-- (vecplug._embed_for_vectorizer: it reads the server's address and key).
+-- One request per row: bulk loads belong in async mode, whose worker
+-- batches by the hundred.
 --
--- The model check: the settings handed to _embed_remote carry the
--- vectorizer's model and fingerprint, so a server that now serves another
--- model is refused (its vectors would not be comparable) instead of written.
+-- If the server cannot embed a row, on_error decides: 'queue' (default)
+-- leaves the vector NULL, the AFTER trigger queues the row for `vecplug pg
+-- worker`, one NOTICE says so, and the rest of the statement does not wait
+-- on the server again; 'raise' fails the statement.
+--
+-- The model check: _embed_for_vectorizer hands the vectorizer's model and
+-- fingerprint to _embed_remote, so a server that now serves another model
+-- is refused (its vectors would not be comparable) instead of written.
 -- The database's Python runs no vecplug plugins: vecplug_before_ingest hooks
 -- run in async mode (the worker) only.
 
-CREATE OR REPLACE FUNCTION vecplug._embed_changed() RETURNS trigger
-LANGUAGE plpython3u SECURITY DEFINER
+-- The vector (as pgvector's text) of one document text, with the vectorizer's model and size.
+CREATE OR REPLACE FUNCTION vecplug._embed_for_vectorizer(vectorizer_id integer, document text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $python$
-MAX_TEXTS = 256            # per request (the server takes up to 2,048)
-MAX_CHARS = 4_000_000      # per request (the server refuses bodies over 8 MiB)
+AS $$
+DECLARE
+    v vecplug.vectorizers;
+    found text;
+BEGIN
+    SELECT * INTO STRICT v FROM vecplug.vectorizers WHERE id = vectorizer_id;
+    found := (vecplug._embed_remote(ARRAY[document], 'document', v.model, v.dimensions,
+                                    vecplug._server_settings()
+                                    || jsonb_build_object('model', v.model, 'model_fingerprint', v.model_fingerprint)))[1]::text;
+    IF v.mode = 'sync' THEN  -- what vecplug.status counts as embedded; the log is folded now and then
+        INSERT INTO vecplug.activity (vectorizer_id, embedded) VALUES (v.id, 1);
+        IF random() < 0.001 THEN
+            PERFORM vecplug.fold_activity();
+        END IF;
+    END IF;
+    RETURN found;
+END
+$$;
+COMMENT ON FUNCTION vecplug._embed_for_vectorizer(integer, text) IS
+    'A document''s vector for a sync vectorizer (what its trigger calls); as vecplug.embed_document, for its model';
+GRANT EXECUTE ON FUNCTION vecplug._embed_for_vectorizer(integer, text) TO PUBLIC;
 
-plans = SD.setdefault("plans", {})
-if "vectorizer" not in plans:
-    plans["vectorizer"] = plpy.prepare(
-        "SELECT v.id, v.name, v.source::oid AS source, v.model, v.model_fingerprint, v.dimensions, v.storage, "
-        "v.on_error, v.key_columns, v.key_types, v.embedding_column, "
-        "quote_ident(v.schema_name) || '.' || quote_ident(v.table_name) AS table_sql, "
-        "vecplug._changed_rows_query(v, $2) AS changed_query, vecplug._vector_schema() AS vector_schema, "
-        "vecplug._server_settings() || jsonb_build_object('model', v.model, 'model_fingerprint', v.model_fingerprint) "
-        "AS settings FROM vecplug._trigger_vectorizer($1, $3, $4) AS v",
-        ["text", "text", "oid", "name"])
-    plans["embed"] = plpy.prepare(
-        "SELECT vecplug._embed_remote($1, 'document', $2, $3, $4) AS vectors", ["text[]", "text", "integer", "jsonb"])
-    plans["activity"] = plpy.prepare(
-        "INSERT INTO vecplug.activity (vectorizer_id, embedded, error) VALUES ($1, $2, $3)",
-        ["integer", "bigint", "text"])
+-- The server's error for a sync vectorizer's row, in vecplug.status (last_error). Only an error
+-- the server gives now is logged: a caller cannot put words of its own there.
+CREATE OR REPLACE FUNCTION vecplug._log_sync_failure(vectorizer_id integer, message text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM vecplug.vectorizers v WHERE v.id = vectorizer_id AND v.mode = 'sync') THEN
+        INSERT INTO vecplug.activity (vectorizer_id, error) VALUES (vectorizer_id, left(message, 2000));
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION vecplug._log_sync_failure(integer, text) TO PUBLIC;
 
-v = plpy.execute(plans["vectorizer"], [TD["args"][0], TD["event"], TD["relid"], TD["name"]])[0]
-changed = plpy.execute(v["changed_query"])
-if len(changed) == 0:
-    return None
+CREATE OR REPLACE FUNCTION vecplug._embed_row() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
+    generated boolean;
+    new_text text;
+    statement_set_it boolean;
+    vector_text text;
+    this_statement text := statement_timestamp()::text;  -- the marker is transaction-local: this names the statement
+BEGIN
+    IF vecplug._vectorizer_problem(v) IS NOT NULL THEN
+        RETURN NEW;  -- broken: the AFTER trigger warns once per statement
+    END IF;
+    generated := vecplug._text_is_generated(v);
+    new_text := vecplug._row_text(v, TG_RELID, NEW, generated);
+    IF TG_OP = 'UPDATE' THEN
+        IF vecplug._row_text(v, TG_RELID, OLD, false) IS NOT DISTINCT FROM new_text THEN
+            RETURN NEW;
+        END IF;
+        EXECUTE format('SELECT NOT coalesce(($1).%1$I OPERATOR(%2$I.=) ($2).%1$I, ($1).%1$I IS NULL AND ($2).%1$I IS NULL)',
+                       v.embedding_column, vecplug._vector_schema()) INTO statement_set_it USING OLD, NEW;
+    ELSE
+        EXECUTE format('SELECT ($1).%I IS NOT NULL', v.embedding_column) INTO statement_set_it USING NEW;
+    END IF;
+    IF statement_set_it THEN
+        RETURN NEW;  -- the statement wrote the vector itself: taken at its word
+    END IF;
+    IF new_text IS NOT NULL AND current_setting('vecplug.sync_failed_statement', true) IS DISTINCT FROM this_statement THEN
+        BEGIN
+            vector_text := vecplug._embed_for_vectorizer(v.id, new_text);
+        EXCEPTION WHEN OTHERS THEN
+            IF v.on_error = 'raise' THEN
+                RAISE;
+            END IF;
+            PERFORM set_config('vecplug.sync_failed_statement', this_statement, true);
+            PERFORM vecplug._log_sync_failure(v.id, SQLERRM);
+            RAISE NOTICE 'vecplug: could not embed rows of % now (%); they are queued for `vecplug pg worker`', v.name,
+                SQLERRM USING HINT = 'Start the embedding server, and a worker, to embed them.';
+        END;
+    END IF;
+    NEW := jsonb_populate_record(NEW, jsonb_build_object(v.embedding_column, vector_text));
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._embed_row() FROM PUBLIC;  -- only create_vectorizer attaches it
 
-
-def chunks(rows):
-    chunk, chars = [], 0
-    for row in rows:
-        if chunk and (len(chunk) >= MAX_TEXTS or chars + len(row["body"]) > MAX_CHARS):
-            yield chunk
-            chunk, chars = [], 0
-        chunk.append(row)
-        chars += len(row["body"])
-    if chunk:
-        yield chunk
-
-
-def quote(name):
-    return plpy.quote_ident(name)
-
-
-try:
-    vectors = []
-    for chunk in chunks(changed):
-        vectors += plpy.execute(plans["embed"], [[row["body"] for row in chunk], v["model"], v["dimensions"],
-                                                 v["settings"]])[0]["vectors"]
-except plpy.SPIError as error:
-    if v["on_error"] == "raise":
-        raise
-    plpy.execute(f"INSERT INTO vecplug.queue (vectorizer_id, pk) SELECT {int(v['id'])}, changed.pk "
-                 f"FROM ({v['changed_query']}) AS changed")
-    plpy.execute(f"SELECT pg_notify('vecplug_queue', '{int(v['id'])}')")
-    plpy.execute(plans["activity"], [v["id"], 0, str(error)])
-    plpy.notice(f"vecplug: could not embed {len(changed)} rows of {v['name']} now ({error}); they are queued "
-                "for `vecplug pg worker`", hint="Start the embedding server, and a worker, to embed them.")
-    return None
-
-key_count = len(v["key_columns"])
-write_key = ("write", v["id"], v["table_sql"], v["embedding_column"], tuple(v["key_columns"]),
-             tuple(v["key_types"]), v["vector_schema"], v["storage"])
-if write_key not in plans:
-    keys = ", ".join(f"k{index}" for index in range(key_count))
-    arrays = ", ".join(f"${index + 1}::text[]" for index in range(key_count + 1))
-    match = " AND ".join(f"t.{quote(column)} = x.k{index}::{type_name}"
-                         for index, (column, type_name) in enumerate(zip(v["key_columns"], v["key_types"])))
-    plans[write_key] = plpy.prepare(
-        f"UPDATE {v['table_sql']} AS t SET {quote(v['embedding_column'])} = "
-        f"x.e::{quote(v['vector_schema'])}.{quote(v['storage'])} "
-        f"FROM unnest({arrays}) AS x ({keys}, e) WHERE {match}", ["text[]"] * (key_count + 1))
-columns = [[row["pk"][index] for row in changed] for index in range(key_count)]
-plpy.execute(plans[write_key], columns + [vectors])
-plpy.execute(plans["activity"], [v["id"], len(changed), None])
-return None
-$python$;
-REVOKE ALL ON FUNCTION vecplug._embed_changed() FROM PUBLIC;
+-- Vectorizers made by an older version get this version's triggers. (Before schema version 3 the
+-- triggers ran as vecplug's owner, and the sync one wrote vectors back with a second UPDATE.)
+DO $$ BEGIN PERFORM vecplug._recreate_all_triggers(NULL); END $$;
+DROP FUNCTION IF EXISTS vecplug._embed_changed();
