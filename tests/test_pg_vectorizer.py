@@ -79,8 +79,8 @@ def test_the_triggers_queue_what_needs_a_vector_and_nothing_else(pg_cluster, db)
         conn.execute("INSERT INTO docs VALUES (6, 'six', 'en'), (7, 'seven', 'en')")
         conn.execute("DELETE FROM docs WHERE id IN (1, 6)")  # their queued work goes with them
         assert sorted(keys(conn)) == [["2"], ["5"], ["7"]]
-        conn.execute("INSERT INTO vecplug.failed (vectorizer_id, pk, queued_at, attempts, error) "
-                     "VALUES (%s, '{2}', now(), 5, 'x')", [vectorizer_id])
+        conn.execute("INSERT INTO vecplug.failed (vectorizer_id, source, pk, queued_at, attempts, error) "
+                     "VALUES (%s, 'docs'::regclass, '{2}', now(), 5, 'x')", [vectorizer_id])
         conn.execute("TRUNCATE docs")
         assert keys(conn) == [] and conn.execute("SELECT count(*) FROM vecplug.failed").fetchone()[0] == 0
 
@@ -352,8 +352,6 @@ def test_the_worker_and_sync_mode_on_names_that_need_quoting(pg_cluster, db, vz_
 
 
 def test_folding_the_activity_log_keeps_the_sums_and_the_last_error(pg_cluster, db):
-    from vecplug_pgvector.worker import FOLD_ACTIVITY
-
     with pg_cluster.connect(db) as conn:
         conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
         vectorizer_id = conn.execute("SELECT vecplug.create_vectorizer('docs', 'body')").fetchone()[0]
@@ -363,8 +361,8 @@ def test_folding_the_activity_log_keeps_the_sums_and_the_last_error(pg_cluster, 
                         (%(v)s, 3, 2, NULL, now() - interval '8 minutes'),
                         (%(v)s, 1, 0, NULL, now())""", {"v": vectorizer_id})
         before = status(conn)["public.docs.embedding"]
-        conn.execute(FOLD_ACTIVITY)
-        conn.execute(FOLD_ACTIVITY)  # folding folded rows changes nothing
+        conn.execute("SELECT vecplug.fold_activity()")
+        conn.execute("SELECT vecplug.fold_activity()")  # folding folded rows changes nothing
         after = status(conn)["public.docs.embedding"]
         assert (after["embedded"], after["truncated"]) == (before["embedded"], before["truncated"]) == (16, 3)
         assert (after["last_error"], after["last_error_at"]) == ("an old error", before["last_error_at"])

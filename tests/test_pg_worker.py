@@ -6,7 +6,6 @@ text, with the same tiny model in float32. The server's own counters
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -89,8 +88,9 @@ def test_the_sql_query_on_the_vectorized_table_matches_brute_force(pg_cluster, c
     assert_same_neighbours([(row[0], row[1]) for row in rows], [(ids[i], distance) for i, distance in top])
 
 
-def test_sync_mode_gives_the_same_vectors_in_the_statement_one_request_per_256_rows(pg_cluster, corpus, vz_server,
-                                                                                   reference):
+def test_sync_mode_gives_the_same_vectors_in_the_statement(pg_cluster, corpus, vz_server, reference):
+    """Sync mode embeds each row into the row being written (one request per row with text: no second UPDATE
+    fires the table's own UPDATE triggers, issue 19), with the same vectors as the worker."""
     name, texts, _, _ = corpus
     with pg_cluster.connect(name) as conn:
         conn.execute("CREATE TABLE sync_docs (id integer PRIMARY KEY, body text)")
@@ -98,7 +98,7 @@ def test_sync_mode_gives_the_same_vectors_in_the_statement_one_request_per_256_r
         requests = server_metric(vz_server.url, "vecplug_requests_total", 'route="/v1/embeddings"')
         conn.execute("INSERT INTO sync_docs SELECT id, body FROM docs")
         statements = server_metric(vz_server.url, "vecplug_requests_total", 'route="/v1/embeddings"') - requests
-        assert statements == math.ceil(1002 / 256)  # never one per row (the NULL row sends nothing)
+        assert statements == 1002  # one per row with text (the NULL row sends nothing)
         async_vectors, sync_vectors = vectors(conn), vectors(conn, "sync_docs")
         assert queue_rows(conn) == []
         assert_embedded_as(sync_vectors, {key: value for key, value in async_vectors.items() if value is not None})
@@ -130,8 +130,8 @@ def test_updates_re_embed_only_changed_texts_and_deletes_leave_nothing(pg_cluste
         assert report.embedded == 10 and server_metric(vz_server.url) == before + 10
         texts.update({key: texts[key] + " (edited)" for key in range(10)})
         assert_embedded_as(vectors(conn), expected(reference, texts))
-        conn.execute("INSERT INTO vecplug.failed (vectorizer_id, pk, queued_at, attempts, error) "
-                     "SELECT id, '{3}', now(), 5, 'earlier' FROM vecplug.vectorizers")
+        conn.execute("INSERT INTO vecplug.failed (vectorizer_id, source, pk, queued_at, attempts, error) "
+                     "SELECT id, source, '{3}', now(), 5, 'earlier' FROM vecplug.vectorizers")
         conn.execute("UPDATE docs SET body = 'late change' WHERE id IN (3, 4)")
         conn.execute("DELETE FROM docs WHERE id IN (3, 5)")
         assert [row[1] for row in queue_rows(conn)] == [["4"]]  # 3's queued work went with it
