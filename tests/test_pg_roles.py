@@ -467,3 +467,18 @@ def test_status_in_words_for_a_person(pg_cluster, fresh_db, vz_server):
     text = format_table(read_status(dsn))
     assert "None" not in text and "public.t (embedding column dropped)" in text
     assert "broken: its embedding column was dropped; remove it with SELECT vecplug.drop_vectorizer(1)" in text
+
+
+def test_doctor_says_which_vectorizers_a_worker_of_this_role_serves(hostile):
+    from vecplug_pgvector.doctor import doctor_checks
+
+    admin, own, role = hostile
+    with psycopg.connect(own, autocommit=True) as conn:
+        conn.execute("CREATE TABLE m.t (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT vecplug.create_vectorizer('m.t', 'body')")
+    as_admin = {entry["name"]: entry for entry in doctor_checks(admin, None, None)}
+    assert as_admin["worker role"]["status"] == "warn"
+    assert "serves 0 of 1" in as_admin["worker role"]["detail"] and "superuser" in as_admin["worker role"]["detail"]
+    as_owner = {entry["name"]: entry for entry in doctor_checks(own, None, None)}
+    assert as_owner["worker role"]["status"] == "ok", as_owner["worker role"]
+    assert "may not read vecplug.settings" in as_owner["recorded model"]["detail"]

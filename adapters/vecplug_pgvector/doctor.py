@@ -48,7 +48,15 @@ def _database_checks(connection, server_url, api_key) -> list[dict]:
         "WHERE n.nspname = 'vecplug' AND p.proname = 'embed_query')").fetchone()[0]
     checks.append(check("schema vecplug", "ok", f"version {schema_version}; SQL query functions "
                                                 + ("installed" if functions else "not installed")))
-    settings = dict(connection.execute("SELECT name, value FROM vecplug.settings").fetchall())
+    if schema_version >= 3:
+        checks.append(_worker_role(connection, role))
+    try:
+        with connection.transaction():
+            settings = dict(connection.execute("SELECT name, value FROM vecplug.settings").fetchall())
+    except psycopg_errors().InsufficientPrivilege:
+        checks.append(check("recorded model", "info", f"role {role!r} may not read vecplug.settings (only the role "
+                                                      "that installed vecplug may): connect as that role to check it"))
+        return checks
     recorded = settings.get("model_fingerprint")
     checks.append(check("recorded model", "info" if recorded else "warn",
                         f"{settings.get('model')} (fingerprint {recorded}, {settings.get('dimensions')} dims) from "
@@ -59,6 +67,25 @@ def _database_checks(connection, server_url, api_key) -> list[dict]:
     if url and recorded:
         checks.append(_agreement(url, api_key or settings.get("api_key"), recorded, settings.get("model")))
     return checks
+
+
+def psycopg_errors():
+    import psycopg
+
+    return psycopg.errors
+
+
+def _worker_role(connection, role: str) -> dict:
+    """Which vectorizers a worker connected as this role would serve, and why not the others."""
+    rows = connection.execute(
+        "SELECT id, vectorizer, vecplug.worker_refusal(id) FROM vecplug.status ORDER BY id").fetchall()
+    refused = [f"{vectorizer_id} ({name}): {why}" for vectorizer_id, name, why in rows if why]
+    if not rows:
+        return check("worker role", "info", f"no vectorizers that role {role!r} may see")
+    if not refused:
+        return check("worker role", "ok", f"a worker connected as {role!r} serves all {len(rows)} vectorizers it sees")
+    return check("worker role", "warn", f"a worker connected as {role!r} serves {len(rows) - len(refused)} of "
+                                        f"{len(rows)} vectorizers; not " + "; ".join(refused))
 
 
 def _extension(connection, name: str, label: str, required: bool, missing: str) -> dict:

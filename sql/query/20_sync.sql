@@ -22,45 +22,43 @@
 -- The database's Python runs no vecplug plugins: vecplug_before_ingest hooks
 -- run in async mode (the worker) only.
 
--- The vector (as pgvector's text) of one document text, with the vectorizer's model and size.
-CREATE OR REPLACE FUNCTION vecplug._embed_for_vectorizer(vectorizer_id integer, document text) RETURNS text
+-- One document text's vector (as pgvector's text), with the vectorizer's model and size, for its
+-- sync trigger. What it embeds is counted in vecplug.status; when the server cannot embed it, a
+-- vectorizer with on_error 'raise' raises, one with 'queue' returns the error instead (and logs it
+-- in vecplug.status: only the server's own words, never a caller's).
+CREATE OR REPLACE FUNCTION vecplug._embed_for_vectorizer(vectorizer_id integer, document text,
+                                                         OUT vector text, OUT error text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v vecplug.vectorizers;
-    found text;
 BEGIN
     SELECT * INTO STRICT v FROM vecplug.vectorizers WHERE id = vectorizer_id;
-    found := (vecplug._embed_remote(ARRAY[document], 'document', v.model, v.dimensions,
-                                    vecplug._server_settings()
-                                    || jsonb_build_object('model', v.model, 'model_fingerprint', v.model_fingerprint)))[1]::text;
+    BEGIN
+        vector := (vecplug._embed_remote(ARRAY[document], 'document', v.model, v.dimensions,
+                                         vecplug._server_settings()
+                                         || jsonb_build_object('model', v.model, 'model_fingerprint',
+                                                               v.model_fingerprint)))[1]::text;
+    EXCEPTION WHEN OTHERS THEN
+        IF v.on_error = 'raise' THEN
+            RAISE;
+        END IF;
+        error := SQLERRM;
+        INSERT INTO vecplug.activity (vectorizer_id, error) VALUES (v.id, left(error, 2000));
+        RETURN;
+    END;
     IF v.mode = 'sync' THEN  -- what vecplug.status counts as embedded; the log is folded now and then
         INSERT INTO vecplug.activity (vectorizer_id, embedded) VALUES (v.id, 1);
         IF random() < 0.001 THEN
             PERFORM vecplug.fold_activity();
         END IF;
     END IF;
-    RETURN found;
 END
 $$;
 COMMENT ON FUNCTION vecplug._embed_for_vectorizer(integer, text) IS
     'A document''s vector for a sync vectorizer (what its trigger calls); as vecplug.embed_document, for its model';
 GRANT EXECUTE ON FUNCTION vecplug._embed_for_vectorizer(integer, text) TO PUBLIC;
-
--- The server's error for a sync vectorizer's row, in vecplug.status (last_error). Only an error
--- the server gives now is logged: a caller cannot put words of its own there.
-CREATE OR REPLACE FUNCTION vecplug._log_sync_failure(vectorizer_id integer, message text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF EXISTS (SELECT FROM vecplug.vectorizers v WHERE v.id = vectorizer_id AND v.mode = 'sync') THEN
-        INSERT INTO vecplug.activity (vectorizer_id, error) VALUES (vectorizer_id, left(message, 2000));
-    END IF;
-END
-$$;
-GRANT EXECUTE ON FUNCTION vecplug._log_sync_failure(integer, text) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION vecplug._embed_row() RETURNS trigger
 LANGUAGE plpgsql
@@ -72,6 +70,7 @@ DECLARE
     new_text text;
     statement_set_it boolean;
     vector_text text;
+    failure text;
     this_statement text := statement_timestamp()::text;  -- the marker is transaction-local: this names the statement
 BEGIN
     IF vecplug._vectorizer_problem(v) IS NOT NULL THEN
@@ -92,17 +91,12 @@ BEGIN
         RETURN NEW;  -- the statement wrote the vector itself: taken at its word
     END IF;
     IF new_text IS NOT NULL AND current_setting('vecplug.sync_failed_statement', true) IS DISTINCT FROM this_statement THEN
-        BEGIN
-            vector_text := vecplug._embed_for_vectorizer(v.id, new_text);
-        EXCEPTION WHEN OTHERS THEN
-            IF v.on_error = 'raise' THEN
-                RAISE;
-            END IF;
+        SELECT e.vector, e.error INTO vector_text, failure FROM vecplug._embed_for_vectorizer(v.id, new_text) AS e;
+        IF failure IS NOT NULL THEN  -- on_error 'queue' (with 'raise' the call raised)
             PERFORM set_config('vecplug.sync_failed_statement', this_statement, true);
-            PERFORM vecplug._log_sync_failure(v.id, SQLERRM);
             RAISE NOTICE 'vecplug: could not embed rows of % now (%); they are queued for `vecplug pg worker`', v.name,
-                SQLERRM USING HINT = 'Start the embedding server, and a worker, to embed them.';
-        END;
+                failure USING HINT = 'Start the embedding server, and a worker, to embed them.';
+        END IF;
     END IF;
     NEW := jsonb_populate_record(NEW, jsonb_build_object(v.embedding_column, vector_text));
     RETURN NEW;
