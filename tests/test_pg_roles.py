@@ -67,6 +67,14 @@ def drop_database_and_roles(pg_cluster, dbname: str, *roles: str) -> None:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
+@pytest.fixture
+def dsn(pg_cluster, fresh_db, vz_server) -> str:
+    """A fresh database with vecplug installed by the superuser, pointing at the test server."""
+    dsn = pg_cluster.dsn(fresh_db)
+    install(dsn, vz_server.url)
+    return dsn
+
+
 def is_superuser(dsn: str, role: str) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [role]).fetchone()[0]
@@ -258,11 +266,9 @@ def test_a_hostile_role_cannot_touch_another_tables_work(hostile, pg_cluster, fr
     ("double precision", "SET extra_float_digits = -15", ["0.1", "3.141592653589793"]),
     ("bytea", "SET bytea_output = 'escape'", ["\\x00ff10", "\\x6869"]),
 ])
-def test_keys_do_not_depend_on_the_writers_settings(pg_cluster, fresh_db, vz_server, key_type, setting, keys):
+def test_keys_do_not_depend_on_the_writers_settings(dsn, vz_server, key_type, setting, keys):
     """Rows written under odd session settings are queued with keys the worker reads back: every row gets its
     vector, none is counted as gone."""
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE t (id {key_type} PRIMARY KEY, body text)")
         conn.execute("SELECT vecplug.create_vectorizer('t', 'body')")
@@ -277,11 +283,9 @@ def test_keys_do_not_depend_on_the_writers_settings(pg_cluster, fresh_db, vz_ser
         assert conn.execute("SELECT pending, failed FROM vecplug.status").fetchone() == (0, 0)
 
 
-def test_a_key_that_cannot_be_read_fails_alone(pg_cluster, fresh_db, vz_server):
+def test_a_key_that_cannot_be_read_fails_alone(dsn, vz_server):
     """A queue row whose key is not its type's text (written by an older version, by hand) is that row's failure:
     the others of its batch and of other vectorizers are embedded, and the worker keeps going."""
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id date PRIMARY KEY, body text)")
         conn.execute("CREATE TABLE u (id int PRIMARY KEY, body text)")
@@ -302,11 +306,9 @@ def test_a_key_that_cannot_be_read_fails_alone(pg_cluster, fresh_db, vz_server):
 
 
 # -- defect 4: partitions ------------------------------------------------------------------------------------------
-def test_partitions_every_route_is_embedded(pg_cluster, fresh_db, vz_server):
+def test_partitions_every_route_is_embedded(dsn, vz_server):
     """Rows written through the parent, through a partition, into a sub-partition and into a partition
     attached after create_vectorizer all get vectors; an UPDATE through a partition is re-embedded."""
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE p (id int, region text, body text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)")
         conn.execute("CREATE TABLE p_eu PARTITION OF p FOR VALUES IN ('eu')")
@@ -335,9 +337,7 @@ def test_partitions_every_route_is_embedded(pg_cluster, fresh_db, vz_server):
 
 # -- defect 5: dropped columns and tables ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dropped", ["body", "embedding"])
-def test_a_dropped_column_leaves_a_working_table_and_a_clear_status(pg_cluster, fresh_db, vz_server, dropped):
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
+def test_a_dropped_column_leaves_a_working_table_and_a_clear_status(dsn, vz_server, dropped):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text, note text)")
         vectorizer_id = conn.execute("SELECT vecplug.create_vectorizer('t', 'body')").fetchone()[0]
@@ -353,9 +353,7 @@ def test_a_dropped_column_leaves_a_working_table_and_a_clear_status(pg_cluster, 
         assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'vecplug%'").fetchone()[0] == 0
 
 
-def test_a_dropped_table_shows_in_words_and_drops_by_id(pg_cluster, fresh_db, vz_server):
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
+def test_a_dropped_table_shows_in_words_and_drops_by_id(dsn, vz_server):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE dropme (id int PRIMARY KEY, body text)")
         vectorizer_id = conn.execute("SELECT vecplug.create_vectorizer('dropme', 'body')").fetchone()[0]
@@ -369,9 +367,7 @@ def test_a_dropped_table_shows_in_words_and_drops_by_id(pg_cluster, fresh_db, vz
 
 # -- defect 7: generated columns; defect 9: no user UPDATE trigger on INSERT ---------------------------------------
 @pytest.mark.parametrize("mode", ["async", "sync"])
-def test_a_generated_text_column(pg_cluster, fresh_db, vz_server, mode):
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
+def test_a_generated_text_column(dsn, vz_server, mode):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, title text, body text, "
                      "doc text GENERATED ALWAYS AS (title || E'\\n\\n' || body) STORED)")
@@ -393,9 +389,7 @@ def test_a_generated_text_column(pg_cluster, fresh_db, vz_server, mode):
     assert after is not None and before is not None and not (after == before).all()
 
 
-def test_sync_insert_fires_no_user_update_trigger(pg_cluster, fresh_db, vz_server):
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
+def test_sync_insert_fires_no_user_update_trigger(dsn, vz_server):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text, version int NOT NULL DEFAULT 0)")
         conn.execute("CREATE TABLE audit (id int, op text)")
@@ -439,12 +433,10 @@ def test_row_level_security_that_could_hide_rows_is_a_refusal(hostile, vz_server
     assert_never_super(admin, role)
 
 
-def test_an_outage_in_a_once_run_reports_what_is_left(pg_cluster, fresh_db, vz_server):
+def test_an_outage_in_a_once_run_reports_what_is_left(dsn):
     """`--once` with the server unreachable ends with the outage and every queued row counted as left."""
     from pg_rig import free_port
 
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
         conn.execute("SELECT vecplug.create_vectorizer('t', 'body')")
@@ -454,10 +446,8 @@ def test_an_outage_in_a_once_run_reports_what_is_left(pg_cluster, fresh_db, vz_s
     assert "7 rows left queued" in str(report)
 
 
-def test_status_in_words_for_a_person(pg_cluster, fresh_db, vz_server):
+def test_status_in_words_for_a_person(dsn, vz_server):
     """`vecplug pg status` names a broken vectorizer and what to do, and never prints None for a name."""
-    dsn = pg_cluster.dsn(fresh_db)
-    install(dsn, vz_server.url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
         conn.execute("SELECT vecplug.create_vectorizer('t', 'body')")
