@@ -40,3 +40,18 @@ def test_bench_pg_worker_embeds_every_row_like_the_engine(tmp_path, pg_cluster):
     result = json.loads(process.stdout.splitlines()[-1])
     assert result["rows"] == 200 and result["min_cosine"] >= 0.999
     assert [row["path"] for row in result["results"]] == ["direct", "worker, batch 64"]
+
+
+def test_bench_pg_sync_compares_two_versions_of_the_sql(tmp_path, pg_cluster):
+    """Against HEAD's own SQL (always in a clone): both databases embed every row, the ratio is printed."""
+    import shutil
+
+    if shutil.which("git") is None or not (SCRIPTS.parent / ".git").exists():
+        import pytest
+
+        pytest.skip("needs the git checkout (it reads an older revision's SQL with git archive)")
+    process = run_script("bench_pg_sync.py", "--rows", "20", "--shape", "tiny", "--against-rev", "HEAD",
+                         tmp_path=tmp_path)
+    lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    assert [line.get("sql") for line in lines[:2]] == ["HEAD", "this checkout"]
+    assert lines[2]["bulk_ratio_reference_over_current"] > 0
