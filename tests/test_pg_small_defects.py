@@ -1,0 +1,139 @@
+"""Issue 19's smaller PostgreSQL defects, each against a real PostgreSQL and a real ``vecplug serve``.
+
+- defect 6: ``vecplug.embed_documents`` of more texts (or bytes) than one
+  request may carry is split under the server's limits, in order, NULLs kept,
+  the per-session cache still working; an error without a hint shows none
+  (not "HINT: None").
+- defect 8: ``vecplug pg worker --server-url URL`` (and ``reembed``) use the
+  API key ``vecplug pg install`` stored when none is given; a server outage
+  mid-batch is logged as the server being unavailable, its message once.
+- defect 10: the README's EXPLAIN claim, install.sql's advice for the API key,
+  ``uninstall`` naming vectorizers rather than their triggers, and the MiniLM
+  plugin counting truncated texts.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+psycopg = pytest.importorskip("psycopg")
+
+import vecplug  # noqa: E402
+import vecplug_pgvector  # noqa: E402
+from pg_docs import held_texts  # noqa: E402
+from pg_vectorizer_helpers import (  # noqa: E402
+    ONE_THREAD,
+    VECPLUG_CLI,
+    WorkerProcess,
+    assert_embedded_as,
+    install,
+    one_torch_thread,
+    queue_rows,
+    server_env,
+    server_metric,
+    status,
+    vectors,
+    wait_for,
+)
+
+API_KEY = "small-defects-key-0123456789"
+EMBEDDINGS_OK = 'route="/v1/embeddings",status="200"'
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """The Python API's model: the vectors the SQL functions must return."""
+    with one_torch_thread():
+        yield vecplug.load_model(str(tiny_model_dir), dtype="float32")
+
+
+def cosines(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    return (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+
+
+def requests_answered(url: str, having: str = EMBEDDINGS_OK) -> float:
+    return server_metric(url, "vecplug_requests_total", having)
+
+
+# -- defect 6: embed_documents above one request's limits --------------------------------------------------------------
+
+def test_embed_documents_of_3000_rows_splits_requests_keeps_order_nulls_and_the_cache(
+        pg_cluster, fresh_db, vz_server, reference):
+    """The README's one-statement form, 3,000 rows: 413 before; now requests of at most 256 texts."""
+    install(pg_cluster.dsn(fresh_db), vz_server.url)
+    texts = held_texts(1500) + [f"Again, in other words: {text}" for text in held_texts(1500)]  # 3,000 distinct
+    with pg_cluster.connect(fresh_db) as conn:
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        conn.execute("CREATE TABLE docs (id integer PRIMARY KEY, body text)")
+        conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])",
+                      [list(range(3000)), texts])
+        conn.execute("INSERT INTO docs VALUES (3000, NULL), (3001, %s)", [texts[7]])  # a NULL and a repeat
+        before, refused_before = requests_answered(vz_server.url), requests_answered(vz_server.url, "413")
+        got = conn.execute("SELECT vecplug.embed_documents(array_agg(body ORDER BY id)) FROM docs").fetchone()[0]
+        assert len(got) == 3002 and got[3000] is None
+        requests = requests_answered(vz_server.url) - before
+        assert requests == -(-3000 // 256), requests  # 12: the repeat is sent once, NULL never
+        assert requests_answered(vz_server.url, "413") == refused_before
+        got = np.stack([vector.to_numpy() for vector in got[:3000]] + [got[3001].to_numpy()])
+        with one_torch_thread():
+            want = reference.embed_documents(texts + [texts[7]])
+        assert cosines(got, want).min() > 0.9999, cosines(got, want).min()
+        # one by one, as embed_document sees them: the same vectors, in the same order
+        for index in (0, 255, 256, 1999, 2999):
+            alone = conn.execute("SELECT vecplug.embed_document(%s)", [texts[index]]).fetchone()[0]
+            assert cosines(alone.to_numpy()[None], got[index][None])[0] > 0.9999
+        # the session cache kept the last texts asked for: asking again costs no request
+        before = requests_answered(vz_server.url)
+        conn.execute("SELECT vecplug.embed_documents(%s::text[])", [texts[-200:]])
+        assert requests_answered(vz_server.url) == before
+
+
+def test_embed_documents_splits_by_bytes_too(pg_cluster, fresh_db, vz_server, reference):
+    """Twelve 1.2 MB texts (non-ASCII: two bytes a character) are over 8 MiB together: several requests, no 413."""
+    install(pg_cluster.dsn(fresh_db), vz_server.url)
+    texts = [f"{index} " + ("é" * 97 + f" mot{index} ") * 6000 for index in range(12)]
+    assert sum(len(text.encode()) for text in texts) > 8 * 1024 * 1024
+    with pg_cluster.connect(fresh_db) as conn:
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        before, refused_before = requests_answered(vz_server.url), requests_answered(vz_server.url, "413")
+        got = conn.execute("SELECT vecplug.embed_documents(%s::text[])", [texts]).fetchone()[0]
+    assert requests_answered(vz_server.url, "413") == refused_before
+    assert requests_answered(vz_server.url) - before >= 3  # at most ~4 MiB each
+    with one_torch_thread():
+        want = reference.embed_documents(texts)
+    assert cosines(np.stack([vector.to_numpy() for vector in got]), want).min() > 0.9999
+
+
+def test_a_failed_request_without_a_hint_prints_no_hint(pg_cluster, fresh_db, vz_server):
+    """HTTP 404 has no advice to give: no HINT at all, never the word None. A 413 says what the limits are."""
+    install(pg_cluster.dsn(fresh_db), vz_server.url)
+    with pg_cluster.connect(fresh_db) as conn:
+        conn.execute("UPDATE vecplug.settings SET value = %s WHERE name = 'server_url'", [vz_server.url + "/nope"])
+    with pg_cluster.connect(fresh_db) as conn:
+        with pytest.raises(psycopg.errors.ExternalRoutineException) as failed:
+            conn.execute("SELECT vecplug.embed_query('where is it?')")
+    assert "answered GET /v1/models with HTTP 404" in str(failed.value)
+    assert failed.value.diag.message_hint is None
+    psql = subprocess.run([str(pg_cluster.bin_dir / "psql"), "-X", pg_cluster.dsn(fresh_db), "-c",
+                           "SELECT vecplug.embed_query('where is it?')"], capture_output=True, text=True, timeout=60)
+    assert "HTTP 404" in psql.stderr and "None" not in psql.stderr, psql.stderr
+    with pg_cluster.connect(fresh_db) as conn:
+        conn.execute("UPDATE vecplug.settings SET value = %s WHERE name = 'server_url'", [vz_server.url])
+    with pg_cluster.connect(fresh_db) as conn:
+        with pytest.raises(psycopg.errors.ExternalRoutineException) as too_big:
+            conn.execute("SELECT vecplug.embed_document(%s)", ["x" * (9 * 1024 * 1024)])
+    assert "HTTP 413" in str(too_big.value)
+    assert "max-request-bytes" in too_big.value.diag.message_hint
