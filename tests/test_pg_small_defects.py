@@ -137,3 +137,61 @@ def test_a_failed_request_without_a_hint_prints_no_hint(pg_cluster, fresh_db, vz
             conn.execute("SELECT vecplug.embed_document(%s)", ["x" * (9 * 1024 * 1024)])
     assert "HTTP 413" in str(too_big.value)
     assert "max-request-bytes" in too_big.value.diag.message_hint
+
+
+# -- defect 8: the worker's API key, and what it calls an outage -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_model_dir):
+    """``vecplug serve`` of the tiny model that wants ``API_KEY`` (read from $VECPLUG_API_KEY, as documented)."""
+    from vecplug.testing import running_server
+
+    with running_server(tiny_model_dir, "--dtype", "float32", env=server_env(VECPLUG_API_KEY=API_KEY)) as server:
+        yield server
+
+
+def make_docs(conn, count: int, offset: int = 0) -> dict:
+    texts = dict(zip(range(offset, offset + count), held_texts(offset + count)[offset:]))
+    conn.execute("CREATE TABLE IF NOT EXISTS docs (id integer PRIMARY KEY, body text)")
+    if not conn.execute("SELECT count(*) FROM vecplug.vectorizers").fetchone()[0]:
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body')")
+    conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])", [list(texts), list(texts.values())])
+    return texts
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*VECPLUG_CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or server_env())
+
+
+def test_worker_with_server_url_uses_the_api_key_install_stored(pg_cluster, fresh_db, keyed_server, reference):
+    dsn = pg_cluster.dsn(fresh_db)
+    vecplug_pgvector.install(dsn, keyed_server.url, api_key=API_KEY)
+    with pg_cluster.connect(fresh_db) as conn:
+        texts = make_docs(conn, 20)
+    done = run_cli("pg", "worker", "--dsn", dsn, "--once", "--server-url", keyed_server.url)  # the README's form
+    assert done.returncode == 0 and "embedded 20 rows" in done.stderr, done.stderr[-3000:]
+    with pg_cluster.connect(fresh_db) as conn:
+        with one_torch_thread():
+            assert_embedded_as(vectors(conn), dict(zip(texts, reference.embed_documents(list(texts.values())))))
+        make_docs(conn, 5, offset=20)
+    # a key that is given still wins over the stored one: a wrong one is refused, and named as the key's fault
+    wrong = run_cli("pg", "worker", "--dsn", dsn, "--once", "--server-url", keyed_server.url,
+                    env=server_env(VECPLUG_API_KEY="WRONG-KEY"))
+    assert wrong.returncode == 1 and "401" in wrong.stderr, wrong.stderr[-3000:]
+    assert "WRONG-KEY" not in wrong.stderr and API_KEY not in wrong.stderr
+    with pg_cluster.connect(fresh_db) as conn:
+        assert len(queue_rows(conn)) == 5
+
+
+def test_reembed_with_server_url_uses_the_api_key_install_stored(pg_cluster, fresh_db, keyed_server):
+    dsn = pg_cluster.dsn(fresh_db)
+    vecplug_pgvector.install(dsn, keyed_server.url, api_key=API_KEY)
+    with pg_cluster.connect(fresh_db) as conn:
+        make_docs(conn, 10)
+    assert run_cli("pg", "worker", "--dsn", dsn, "--once").returncode == 0
+    done = run_cli("pg", "reembed", "--dsn", dsn, "--vectorizer", "public.docs.embedding", "--server-url",
+                   keyed_server.url, "--dimensions", "32", "--quiet")
+    assert done.returncode == 0 and "embedded 10 rows" in done.stdout, done.stderr[-3000:]
+    with pg_cluster.connect(fresh_db) as conn:
+        assert conn.execute("SELECT dimensions FROM vecplug.vectorizers").fetchone()[0] == 32

@@ -134,6 +134,43 @@ def uninstall(conn, cascade: bool = False) -> list[str]:
     return dependents
 
 
+def recorded_settings(conn) -> dict | None:
+    """``vecplug.settings`` as ``vecplug pg install`` recorded them (name -> value); None if this role may not read them.
+
+    Only the installing role (or one it granted membership) may: the table
+    holds the API key. ``{}`` where vecplug is not installed (nothing was
+    recorded; the caller says what is missing). Read in a transaction of its
+    own (a savepoint inside the caller's), so a refusal leaves the connection usable.
+    """
+    import psycopg
+
+    try:
+        with conn.transaction():
+            return dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    except psycopg.errors.UndefinedTable:
+        return {}
+
+
+def server_api_key(given: str | None, conn) -> str | None:
+    """The API key to send a ``vecplug serve``: ``given``, else ``$VECPLUG_API_KEY``, else the one install recorded.
+
+    The recorded key is used whatever server URL the caller names: the
+    worker and ``reembed`` often reach the server under another name than
+    the database does (``localhost`` against a compose service name), and a
+    role that may read the key could send it anywhere anyway.
+    """
+    return given_api_key(given) or (recorded_settings(conn) or {}).get("api_key") or None
+
+
+def given_api_key(given: str | None) -> str | None:
+    """``given``, else ``$VECPLUG_API_KEY``: the keys a caller hands over, which win over the recorded one."""
+    import os
+
+    return given or os.environ.get("VECPLUG_API_KEY") or None
+
+
 class _connection:
     """A connection from a DSN (closed at the end), or the caller's own (left open)."""
 
