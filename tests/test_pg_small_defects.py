@@ -195,3 +195,74 @@ def test_reembed_with_server_url_uses_the_api_key_install_stored(pg_cluster, fre
     assert done.returncode == 0 and "embedded 10 rows" in done.stdout, done.stderr[-3000:]
     with pg_cluster.connect(fresh_db) as conn:
         assert conn.execute("SELECT dimensions FROM vecplug.vectorizers").fetchone()[0] == 32
+
+
+SLOW_LAUNCHER = textwrap.dedent("""
+    import os, sys, time
+    import vecplug
+
+    class Slow:
+        '''Holds each batch for $VZ_SLEEP seconds, so the server can go down in the middle of one.'''
+        @vecplug.hookimpl
+        def vecplug_before_ingest(self, records, target):
+            time.sleep(float(os.environ["VZ_SLEEP"]))
+
+    vecplug.load_plugins()
+    vecplug.pm.register(Slow(), name="slow")
+    from vecplug.cli import main
+    sys.argv[0] = "vecplug"
+    main()
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_server_outage_mid_batch_is_logged_as_the_server_once(pg_cluster, fresh_db, tiny_model_dir, tmp_path,
+                                                                 monkeypatch):
+    """The server goes down in the middle of a batch, on a database that ends sessions idle in a transaction.
+
+    The batch waits for the server inside its transaction (RemoteModel retries
+    for 5 s), so PostgreSQL ends the session after 3 s: the connection is gone
+    too, but because of the server. That was logged as "database unavailable
+    (lost the database connection: lost the database connection: <the server's
+    error>)"; it is the server's outage, said once, and the worker reconnects.
+    """
+    from vecplug.testing import running_server
+
+    script = tmp_path / "slow_worker.py"
+    script.write_text(SLOW_LAUNCHER)
+    monkeypatch.setenv("VZ_SLEEP", "0.3")
+    monkeypatch.setenv("VECPLUG_API_KEY", API_KEY)  # the worker's key, given: this test is about the outage only
+    dsn = pg_cluster.dsn(fresh_db)
+    port = str(free_port())
+    env = server_env(VECPLUG_API_KEY=API_KEY)
+    with running_server(tiny_model_dir, "--dtype", "float32", "--port", port, env=env) as server:
+        url = server.url
+        vecplug_pgvector.install(dsn, url, api_key=API_KEY)
+        with pg_cluster.connect(fresh_db) as conn:
+            make_docs(conn, 300)
+            conn.execute(f'ALTER DATABASE "{fresh_db}" SET idle_in_transaction_session_timeout = \'3s\'')
+        worker = WorkerProcess(dsn, "--server-url", url, "--batch-size", "10", "--poll-interval", "0.5",
+                               launcher=[sys.executable, str(script)], log_dir=tmp_path)
+        try:
+            wait_for(lambda: worker.events("batch"), 120, "a first batch")
+            server.stop()
+            outages = wait_for(lambda: worker.events("outage"), 60, "the worker to notice the outage")
+            with running_server(tiny_model_dir, "--dtype", "float32", "--port", port, env=env):
+                with pg_cluster.connect(fresh_db) as conn:
+                    wait_for(lambda: conn.execute("SELECT count(embedding) FROM docs").fetchone()[0] == 300, 180,
+                             "the worker to catch up")
+                    assert queue_rows(conn) == []
+        finally:
+            assert worker.stop() == 0, worker.log_text()
+    assert [event["kind"] for event in outages] == ["server"], outages
+    error = outages[0]["error"]
+    assert "database" not in error and url in error, error
+    message = outages[0]["message"]
+    assert message.startswith("server unavailable (") and message.count(error) == 1, message
+    assert [event["kind"] for event in worker.events("recovered")] == ["server"]
+    assert not worker.events("outage")[1:], worker.events("outage")
