@@ -266,3 +266,22 @@ def test_a_server_outage_mid_batch_is_logged_as_the_server_once(pg_cluster, fres
     assert message.startswith("server unavailable (") and message.count(error) == 1, message
     assert [event["kind"] for event in worker.events("recovered")] == ["server"]
     assert not worker.events("outage")[1:], worker.events("outage")
+
+
+# -- defect 10a: the README's EXPLAIN -------------------------------------------------------------------------------------
+
+def test_the_readmes_explain_shows_the_index_scan_it_promises(pg_cluster, fresh_db, vz_server, tmp_path):
+    """The README's own three rows: PostgreSQL rightly reads the table, so the README shows the plan with seqscan off."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    claim = re.search(r"`EXPLAIN`[^)]*Index Scan using docs_embedding_idx[^)]*\)", readme)
+    assert claim and ("enable_seqscan" in claim.group(0) or "realistic size" in claim.group(0)), claim
+    block = next(body for body in re.findall(r"```sql\n(.*?)```", readme, flags=re.S) if "EXPLAIN" in body)
+    install(pg_cluster.dsn(fresh_db), vz_server.url)
+    script = tmp_path / "readme.sql"
+    with pg_cluster.connect(fresh_db) as conn:
+        size = conn.execute("SELECT value FROM vecplug.settings WHERE name = 'dimensions'").fetchone()[0]
+    script.write_text(block.replace("vector(768)", f"vector({size})"))
+    psql = subprocess.run([str(pg_cluster.bin_dir / "psql"), "-X", "-v", "ON_ERROR_STOP=1", pg_cluster.dsn(fresh_db),
+                           "-f", str(script)], capture_output=True, text=True, timeout=300)
+    assert psql.returncode == 0, psql.stderr
+    assert "Index Scan using docs_embedding_idx" in psql.stdout, psql.stdout
