@@ -285,3 +285,25 @@ def test_the_readmes_explain_shows_the_index_scan_it_promises(pg_cluster, fresh_
                            "-f", str(script)], capture_output=True, text=True, timeout=300)
     assert psql.returncode == 0, psql.stderr
     assert "Index Scan using docs_embedding_idx" in psql.stdout, psql.stdout
+
+
+# -- defect 10b: install.sql's advice for the API key ----------------------------------------------------------------------
+
+def test_install_sql_suggests_a_key_that_stays_out_of_ps_and_the_advice_works(pg_cluster, fresh_db, tmp_path):
+    header = (vecplug_pgvector.sql_dir() / "install.sql").read_text().split("\\set ON_ERROR_STOP", 1)[0]
+    assert "-v api_key=" not in header, header
+    advice = [line.removeprefix("--").strip() for line in header.splitlines() if "`cat " in line and "psql" in line]
+    assert advice, header
+    key_file = tmp_path / "vecplug.key"
+    key_file.write_text("from-the-key-file\n")
+    argv = [word.replace("KEYFILE", str(key_file)).replace("http://127.0.0.1:8000", "http://127.0.0.1:9")
+            for word in shlex.split(advice[0])]
+    argv = [{"DATABASE": pg_cluster.dsn(fresh_db), "install.sql": str(vecplug_pgvector.sql_dir() / "install.sql")}
+            .get(word, word) for word in argv]
+    assert argv[0] == "psql" and "from-the-key-file" not in " ".join(argv)  # what `ps` would show
+    psql = subprocess.run([str(pg_cluster.bin_dir / "psql"), "-X", *argv[1:]], capture_output=True, text=True,
+                          timeout=120)
+    assert psql.returncode == 0, psql.stderr
+    with pg_cluster.connect(fresh_db) as conn:
+        settings = dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
+    assert (settings["api_key"], settings["server_url"]) == ("from-the-key-file", "http://127.0.0.1:9")
