@@ -307,3 +307,35 @@ def test_install_sql_suggests_a_key_that_stays_out_of_ps_and_the_advice_works(pg
     with pg_cluster.connect(fresh_db) as conn:
         settings = dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
     assert (settings["api_key"], settings["server_url"]) == ("from-the-key-file", "http://127.0.0.1:9")
+
+
+# -- defect 10c: uninstall names vectorizers, not their triggers -------------------------------------------------------
+
+def test_uninstall_names_the_vectorizers_and_drop_vectorizer(pg_cluster, fresh_db, vz_server):
+    dsn = pg_cluster.dsn(fresh_db)
+    install(dsn, vz_server.url)
+    with pg_cluster.connect(fresh_db) as conn:
+        conn.execute("CREATE SCHEMA shop")
+        for table in ("docs", "notes", "shop.items"):
+            conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, body text, title text)")
+            conn.execute(f"SELECT vecplug.create_vectorizer('{table}', 'body')")
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'title', 'title_embedding')")
+        conn.execute("CREATE VIEW installed AS SELECT vecplug.schema_version() AS version")
+        with pytest.raises(vecplug_pgvector.InstallError) as refused:
+            vecplug_pgvector.uninstall(conn)
+        message = str(refused.value)
+        assert "trigger vecplug_" not in message, message
+        assert "4 vectorizers on tables public.docs (2), public.notes, shop.items" in message, message
+        assert "SELECT vecplug.drop_vectorizer('public.docs', 'title_embedding')" in message, message
+        assert "--cascade" in message and "view public.installed" in message, message
+        assert message.endswith("Nothing was changed."), message
+        cli = run_cli("pg", "uninstall", "--dsn", dsn)
+        assert cli.returncode != 0 and "4 vectorizers on tables" in cli.stderr, cli.stderr
+        assert len(cli.stderr) < 1500, cli.stderr
+        for table, column in (("docs", "embedding"), ("docs", "title_embedding"), ("notes", "embedding"),
+                              ("shop.items", "embedding")):
+            conn.execute("SELECT vecplug.drop_vectorizer(%s, %s)", [table, column])
+        with pytest.raises(vecplug_pgvector.InstallError) as still:
+            vecplug_pgvector.uninstall(conn)
+        assert "vectorizer" not in str(still.value) and "view public.installed" in str(still.value)
+        assert vecplug_pgvector.uninstall(conn, cascade=True) == ["view public.installed"]
