@@ -339,3 +339,54 @@ def test_uninstall_names_the_vectorizers_and_drop_vectorizer(pg_cluster, fresh_d
             vecplug_pgvector.uninstall(conn)
         assert "vectorizer" not in str(still.value) and "view public.installed" in str(still.value)
         assert vecplug_pgvector.uninstall(conn, cascade=True) == ["view public.installed"]
+
+
+# -- defect 10d: the MiniLM plugin counts truncated texts ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("vecplug_minilm")
+    with one_torch_thread():
+        yield vecplug.load_model("minilm")
+
+
+def test_minilm_counts_texts_cut_to_its_max_tokens(minilm):
+    before = minilm.truncated_count
+    with one_torch_thread():
+        minilm.embed_documents(["short", "word " * 1000, "All work and no play. " * 4546, "fits " * 200])
+    assert minilm.truncated_count - before == 2
+    assert minilm.max_tokens == 256
+
+
+def test_minilm_worker_counts_truncation_in_status(pg_cluster, fresh_db, minilm):
+    """The issue's case: a 100,000-character row embedded by a worker with the MiniLM model shows in status."""
+    dsn = pg_cluster.dsn(fresh_db)
+    install(dsn, None)  # no server: the first worker pins its model
+    with pg_cluster.connect(fresh_db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', dimensions => 384)")
+        conn.execute("INSERT INTO docs VALUES (1, 'short'), (2, %s)", ["All work and no play. " * 4546])
+    with one_torch_thread():
+        report = vecplug_pgvector.Worker(dsn, minilm, show_progress=False).run(once=True)
+    assert report.exit_code == 0 and report.embedded == 2 and report.truncated == 1, report
+    with pg_cluster.connect(fresh_db) as conn:
+        row = status(conn)["public.docs.embedding"]
+        assert (row["embedded"], row["truncated"]) == (2, 1)
+
+
+def test_minilm_served_reports_truncated_texts(tmp_path):
+    """``vecplug serve --model minilm`` answers X-Vecplug-Truncated, as the worker's server path reads it."""
+    pytest.importorskip("vecplug_minilm")
+    import json
+    import urllib.request
+
+    from vecplug.testing import running_server
+
+    with running_server("minilm", env=server_env()) as server:
+        request = urllib.request.Request(server.url + "/v1/embeddings", method="POST",
+                                         data=json.dumps({"input": ["short", "x " * 2000, "no play. " * 11000]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.headers["X-Vecplug-Truncated"] == "2"
+            assert len(json.loads(response.read())["data"]) == 3
+        assert server_metric(server.url, "vecplug_truncated_texts_total") == 2
