@@ -179,7 +179,7 @@ def _refusal(connection, dependents: list[str]) -> str:
                      f"{where} (their triggers); drop {'them' if count > 1 else 'it'} with {how} "
                      "(the vector columns stay)")
     if others:
-        parts.append(("other objects: " if vectorizers else "") + "; ".join(others))
+        parts.append(("Other objects: " if vectorizers else "") + "; ".join(others))
     return ("objects outside schema vecplug depend on it: " + ". ".join(parts)
             + ". Drop them first, or uninstall with cascade (--cascade) to drop them too. Nothing was changed.")
 
@@ -193,18 +193,25 @@ def recorded_settings(conn) -> dict | None:
 
     Only the installing role (or one it granted membership) may: the table
     holds the API key. ``{}`` where vecplug is not installed (nothing was
-    recorded; the caller says what is missing). Read in a transaction of its
-    own (a savepoint inside the caller's), so a refusal leaves the connection usable.
+    recorded; the caller says what is missing). The right is asked first, so
+    a worker of another role leaves no "permission denied" in the server's
+    log; the read is in a transaction of its own (a savepoint inside the
+    caller's), so a refusal all the same leaves the connection usable.
     """
     import psycopg
 
     try:
         with conn.transaction():
+            exists, readable = conn.execute(
+                "SELECT t.oid IS NOT NULL, t.oid IS NOT NULL AND has_table_privilege(t.oid, 'SELECT') "
+                "FROM (SELECT to_regclass('vecplug.settings') AS oid) AS t").fetchone()
+            if not exists:
+                return {}
+            if not readable:
+                return None
             return dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
     except psycopg.errors.InsufficientPrivilege:
         return None
-    except psycopg.errors.UndefinedTable:
-        return {}
 
 
 def server_api_key(given: str | None, conn) -> str | None:
