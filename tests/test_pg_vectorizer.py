@@ -287,7 +287,8 @@ def test_uninstall_refuses_while_vectorizers_exist_and_cascade_keeps_the_vectors
     with pg_cluster.connect(db) as conn:
         conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
         conn.execute("SELECT vecplug.create_vectorizer('docs', 'body')")
-        with pytest.raises(vecplug_pgvector.InstallError, match=r"trigger vecplug_1_insert on table public.docs"):
+        with pytest.raises(vecplug_pgvector.InstallError,
+                           match=r"1 vectorizer on table public.docs .*vecplug.drop_vectorizer\('public.docs'"):
             vecplug_pgvector.uninstall(conn)
         vecplug_pgvector.uninstall(conn, cascade=True)
         assert conn.execute("SELECT to_regnamespace('vecplug')").fetchone()[0] is None

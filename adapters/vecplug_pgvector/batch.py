@@ -96,6 +96,14 @@ class BatchRunner:
         try:
             with self.conn.transaction():
                 self._run(vectorizer, result)
+        except Outage as error:
+            cause = error.__cause__
+            if isinstance(error, DatabaseLost) and cause is not None and is_outage(cause):
+                # The server failed first, and PostgreSQL ended the session that waited on it meanwhile
+                # (idle_in_transaction_session_timeout, a proxy's idle limit): the server's outage. The
+                # worker reconnects to the database anyway (it checks the connection before each round).
+                raise Outage(_one_line(cause)) from cause
+            raise  # it says what it is already: wrapping it again doubled "lost the database connection: "
         except Exception as error:
             if self.conn.closed or self.conn.broken:
                 raise DatabaseLost(f"lost the database connection: {_one_line(error)}") from error

@@ -11,7 +11,8 @@ import click
 from .cli import DSN_HELP, pg
 
 MODEL_HELP = "Embed in this process with this model (a name or a local directory), instead of a server."
-SERVER_HELP = "A `vecplug serve` to embed with (API key: --api-key-file or $VECPLUG_API_KEY)."
+SERVER_HELP = ("A `vecplug serve` to embed with (API key: --api-key-file, $VECPLUG_API_KEY, or else the one "
+               "vecplug pg install recorded, when this role may read it).")
 
 
 def _api_key(api_key_file: str | None) -> str | None:

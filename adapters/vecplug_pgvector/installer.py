@@ -118,7 +118,10 @@ def uninstall(conn, cascade: bool = False) -> list[str]:
 
     Objects elsewhere that depend on vecplug (a column default calling
     ``vecplug.embed_document``, a view, a trigger) make it refuse, naming
-    them, unless ``cascade``. pgvector and plpython3u stay: others may use them.
+    them, unless ``cascade``. A vectorizer's triggers are named as the
+    vectorizer, with the ``vecplug.drop_vectorizer`` call that removes it:
+    seven trigger names per vectorizer said nothing about what to do.
+    pgvector and plpython3u stay: others may use them.
     """
     with _connection(conn) as connection, connection.transaction():
         connection.execute(LOCK)
@@ -126,12 +129,107 @@ def uninstall(conn, cascade: bool = False) -> list[str]:
             return []
         dependents = [row[0] for row in connection.execute("SELECT object FROM vecplug.dependents()")]
         if dependents and not cascade:
-            raise InstallError("objects outside schema vecplug depend on it: " + "; ".join(dependents)
-                               + ". Drop them first, or uninstall with cascade (--cascade) to drop them too. "
-                               "Nothing was changed.")
+            raise InstallError(_refusal(connection, dependents))
         connection.execute("SELECT set_config('vecplug.cascade', %s, true)", ["on" if cascade else "off"])
         connection.execute((sqlfiles.sql_dir() / "uninstall.sql").read_text(encoding="utf-8"))
     return dependents
+
+
+SHOWN_DROP_CALLS = 5  # past this, the message says how to list them instead of listing them all
+
+# The vectorizers whose triggers depend on vecplug (their trigger functions are vecplug's), each with the
+# descriptions of those triggers as vecplug.dependents() gives them.
+VECTORIZER_TRIGGERS = """
+    SELECT quote_ident(v.schema_name) || '.' || quote_ident(v.table_name), v.embedding_column,
+           array_agg(pg_describe_object('pg_trigger'::regclass, t.oid, 0))
+    FROM vecplug.vectorizer_columns v
+    JOIN pg_trigger t ON (t.tgrelid = v.source OR pg_partition_root(t.tgrelid) = v.source)  -- partitions: clones
+                     AND t.tgname LIKE 'vecplug\_' || v.id || '\_%'
+    JOIN pg_proc p ON p.oid = t.tgfoid AND p.pronamespace = 'vecplug'::regnamespace
+    WHERE v.table_exists
+    GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def _refusal(connection, dependents: list[str]) -> str:
+    """Why uninstall refuses: the vectorizers (how many, on which tables, how to drop them), then the rest by name."""
+    vectorizers = []
+    if connection.execute("SELECT to_regclass('vecplug.vectorizer_columns')").fetchone()[0] is not None:
+        # the search_path vecplug.dependents() describes objects under, so names compare equal ("public.docs");
+        # for this transaction only, which rolls back when uninstall refuses
+        connection.execute("SELECT set_config('search_path', 'pg_catalog, pg_temp', true)")
+        vectorizers = connection.execute(VECTORIZER_TRIGGERS).fetchall()
+    triggers = {trigger for _, _, names in vectorizers for trigger in names}
+    others = [name for name in dependents if name not in triggers]
+    parts = []
+    if vectorizers:
+        tables: dict[str, int] = {}
+        for table, _, _ in vectorizers:
+            tables[table] = tables.get(table, 0) + 1
+        where = ", ".join(table if count == 1 else f"{table} ({count})" for table, count in tables.items())
+        count = len(vectorizers)
+        calls = [f"SELECT vecplug.drop_vectorizer({_literal(table)}, {_literal(column)})"
+                 for table, column, _ in vectorizers]
+        if count <= SHOWN_DROP_CALLS:
+            how = "; ".join(calls)
+        else:
+            how = ("SELECT vecplug.drop_vectorizer(table, embedding_column) for each (SELECT vectorizer FROM "
+                   f"vecplug.status lists them), e.g. {calls[0]}")
+        parts.append(f"{count} vectorizer{'s' if count > 1 else ''} on table{'s' if len(tables) > 1 else ''} "
+                     f"{where} (their triggers); drop {'them' if count > 1 else 'it'} with {how} "
+                     "(the vector columns stay)")
+    if others:
+        parts.append(("Other objects: " if vectorizers else "") + "; ".join(others))
+    return ("objects outside schema vecplug depend on it: " + ". ".join(parts)
+            + ". Drop them first, or uninstall with cascade (--cascade) to drop them too. Nothing was changed.")
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def recorded_settings(conn) -> dict | None:
+    """``vecplug.settings`` as ``vecplug pg install`` recorded them (name -> value); None if this role may not read them.
+
+    Only the installing role (or one it granted membership) may: the table
+    holds the API key. ``{}`` where vecplug is not installed (nothing was
+    recorded; the caller says what is missing). The right is asked first, so
+    a worker of another role leaves no "permission denied" in the server's
+    log; the read is in a transaction of its own (a savepoint inside the
+    caller's), so a refusal all the same leaves the connection usable.
+    """
+    import psycopg
+
+    try:
+        with conn.transaction():
+            exists, readable = conn.execute(
+                "SELECT t.oid IS NOT NULL, t.oid IS NOT NULL AND has_table_privilege(t.oid, 'SELECT') "
+                "FROM (SELECT to_regclass('vecplug.settings') AS oid) AS t").fetchone()
+            if not exists:
+                return {}
+            if not readable:
+                return None
+            return dict(conn.execute("SELECT name, value FROM vecplug.settings").fetchall())
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+
+
+def server_api_key(given: str | None, conn) -> str | None:
+    """The API key to send a ``vecplug serve``: ``given``, else ``$VECPLUG_API_KEY``, else the one install recorded.
+
+    The recorded key is used whatever server URL the caller names: the
+    worker and ``reembed`` often reach the server under another name than
+    the database does (``localhost`` against a compose service name), and a
+    role that may read the key could send it anywhere anyway.
+    """
+    return given_api_key(given) or (recorded_settings(conn) or {}).get("api_key") or None
+
+
+def given_api_key(given: str | None) -> str | None:
+    """``given``, else ``$VECPLUG_API_KEY``: the keys a caller hands over, which win over the recorded one."""
+    import os
+
+    return given or os.environ.get("VECPLUG_API_KEY") or None
 
 
 class _connection:

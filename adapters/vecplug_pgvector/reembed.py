@@ -24,6 +24,7 @@ import vecplug
 
 from . import vectorizers as vz
 from .batch import BatchResult, BatchRunner, Row
+from .installer import given_api_key, server_api_key
 
 SWAP_TRIES = 3
 
@@ -55,6 +56,8 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
     """Re-embed every row of ``vectorizer`` (id or name) with ``model`` (or the server at ``server_url``), then swap.
 
     ``dimensions``: Matryoshka size of the new vectors (default the model's).
+    The server's API key: ``api_key``, ``$VECPLUG_API_KEY``, or the one
+    ``vecplug pg install`` recorded (when this role may read it).
     Resumable: run it again after an interruption with the same model.
     """
     import psycopg
@@ -63,6 +66,10 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
     from vecplug.progress import progress
 
     started = time.perf_counter()
+    if server_url is not None and not given_api_key(api_key):
+        # as the worker: the key vecplug pg install recorded, when this role may read it
+        with psycopg.connect(dsn, autocommit=True, application_name="vecplug pg reembed") as conn:
+            api_key = server_api_key(None, conn)
     embedder = _load(model, server_url, api_key, device, dtype)
     view = embedder.with_dimensions(dimensions or embedder.spec.dimensions)
     name = getattr(embedder, "served_name", None) or embedder.spec.name

@@ -87,8 +87,9 @@ class Worker:
     with no rights of its own that the owner is a member of): a vectorizer
     whose owner lacks a right of this role is left queued and noted in
     ``vecplug.status`` (``vecplug.worker_refusal`` says why). The model:
-    ``server_url`` (a ``vecplug serve``; API key from ``api_key`` or
-    ``$VECPLUG_API_KEY``), or ``model`` (a name for ``vecplug.load_model``,
+    ``server_url`` (a ``vecplug serve``; API key from ``api_key``,
+    ``$VECPLUG_API_KEY``, or else the one ``vecplug pg install`` recorded
+    when this role may read it), or ``model`` (a name for ``vecplug.load_model``,
     or a loaded model), or neither: the server recorded by ``vecplug pg
     install``. ``vectorizers``: ids or names to serve (default all).
     A row that fails on its own ``max_attempts`` times moves to
@@ -232,9 +233,7 @@ class Worker:
             if self._model_name is not None:
                 self._model = vecplug.load_model(self._model_name, device=self.device, dtype=self.dtype)
             else:
-                url, key = self.server_url, self.api_key
-                if url is None:
-                    url, key = self._installed_server()
+                url, key = self._installed_server()
                 from vecplug.client import RemoteModel
 
                 try:
@@ -250,19 +249,25 @@ class Worker:
                                       max_attempts=self.max_attempts, retry_delay=self.retry_delay)
 
     def _installed_server(self) -> tuple[str, str | None]:
-        import psycopg
+        """The server and its key: those given, else what ``vecplug pg install`` recorded.
 
-        try:
-            with self.conn.transaction():
-                settings = dict(self.conn.execute(
-                    "SELECT name, value FROM vecplug.settings WHERE name IN ('server_url', 'api_key')").fetchall())
-        except psycopg.errors.InsufficientPrivilege:
+        The key: ``api_key``, else ``$VECPLUG_API_KEY``, else the recorded one
+        when this role may read it, also with a ``server_url`` of the worker's
+        own (the README's form): a worker sent to a server started with a key
+        must not need the key passed twice.
+        """
+        from .installer import given_api_key, recorded_settings, server_api_key
+
+        if self.server_url is not None:
+            return self.server_url, server_api_key(self.api_key, self.conn)
+        settings = recorded_settings(self.conn)
+        if settings is None:
             raise vz.VectorizerError("no model given (--server-url or --model), and this role may not read the "
-                                     "server recorded by vecplug pg install") from None
+                                     "server recorded by vecplug pg install")
         if not settings.get("server_url"):
             raise vz.VectorizerError("no model given: pass --server-url URL (a vecplug serve) or --model NAME; "
                                      "vecplug pg install recorded no server either")
-        return settings["server_url"], self.api_key or settings.get("api_key")
+        return settings["server_url"], given_api_key(self.api_key) or settings.get("api_key") or None
 
     # -- the work -----------------------------------------------------------------------------------------------
     def _served(self) -> list[vz.Vectorizer]:

@@ -36,6 +36,8 @@ import urllib.parse
 from collections import OrderedDict
 
 CACHED_VECTORS = 256  # per process: repeated query texts cost no request
+MAX_TEXTS = 256  # per request: the server takes up to 2,048 (HTTP 413 beyond)
+MAX_BODY_BYTES = 4 * 1024 * 1024  # of JSON text per request: the server refuses bodies over 8 MiB
 
 if texts is None:
     return None
@@ -79,7 +81,7 @@ def call(method, path, body=None):
     headers = {"Accept": "application/json"}
     data = None
     if body is not None:
-        data = json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
     if api_key:
         headers["Authorization"] = "Bearer " + api_key
@@ -109,10 +111,16 @@ def call(method, path, body=None):
     if response.status != 200:
         message = decoded.get("error", {}).get("message") if isinstance(decoded, dict) else None
         message = message or payload[:300].decode("utf-8", "replace")
-        hint = ("The API key in vecplug.settings is missing or wrong: re-run vecplug pg install with "
-                "$VECPLUG_API_KEY or --api-key-file." if response.status in (401, 403) else None)
+        hints = {401: "The API key in vecplug.settings is missing or wrong: re-run vecplug pg install with "
+                      "$VECPLUG_API_KEY or --api-key-file.",
+                 413: f"vecplug sends at most {MAX_TEXTS} texts and {MAX_BODY_BYTES // 2**20} MiB per request; a "
+                      "single text larger than the server's --max-request-bytes cannot be sent: shorten it, or "
+                      "raise the server's --max-request-bytes and --max-queue-texts if they were lowered."}
+        hints[403] = hints[401]
+        # no hint is no hint argument: PL/Python prints hint=None as "HINT:  None"
+        extra = {"hint": hints[response.status]} if response.status in hints else {}
         plpy.error(f"vecplug: the embedding server at {url} answered {method} {path} with HTTP "
-                   f"{response.status}: {message}", hint=hint, sqlstate="38000")
+                   f"{response.status}: {message}", sqlstate="38000", **extra)
     if not isinstance(decoded, dict):
         plpy.error(f"vecplug: the embedding server at {url} sent no JSON object for {method} {path}",
                    hint="Is this URL a `vecplug serve`?", sqlstate="38000")
@@ -170,6 +178,31 @@ def to_vector_text(blob, expected):
     return "[" + ",".join("%.9g" % value for value in values) + "]"  # 9 digits: float32 exact
 
 
+def requests(items):
+    """``items`` ((key, JSON text) pairs) in order, cut into requests under the server's limits.
+
+    The server refuses more than 2,048 texts or 8 MiB of body (HTTP 413); a
+    request stays at MAX_TEXTS texts and MAX_BODY_BYTES of JSON text (the
+    encoded size, so non-ASCII text counts what it weighs), so the README's
+    embed_documents(array_agg(...)) of a whole table costs a few requests,
+    never a 413. A single text over the limit goes alone (the server names it).
+    """
+    chunk, size = [], 0
+    for item in items:
+        if chunk and (len(chunk) >= MAX_TEXTS or size + len(item[1]) > MAX_BODY_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item[1]) + 1
+    if chunk:
+        yield chunk
+
+
+def body_of(head, encoded_texts):
+    """The request's JSON body from texts already encoded once (their size decided the cut)."""
+    return json.dumps(head, ensure_ascii=False).encode()[:-1] + b', "input": [' + b",".join(encoded_texts) + b"]}"
+
+
 info = served_model()
 size = info["dimensions"] if dimensions is None else dimensions
 if dimensions is not None and dimensions != info["dimensions"] and dimensions not in info["matryoshka_dims"]:
@@ -180,28 +213,28 @@ if dimensions is not None and dimensions != info["dimensions"] and dimensions no
 vectors = SD.setdefault("vectors", OrderedDict())
 prefix = (url, api_key, info["id"], info["fingerprint"], kind, size)
 keys = [None if text is None else prefix + (hashlib.sha256(text.encode()).digest(),) for text in texts]
-wanted = [index for index, key in enumerate(keys) if key is not None and key not in vectors]
-if wanted:
-    body = {"input": [texts[index] for index in wanted], "model": info["id"], "input_type": kind,
-            "encoding_format": "base64"}
-    if dimensions is not None:
-        body["dimensions"] = dimensions
-    answer = call("POST", "/v1/embeddings", body)
+found = {key: vectors[key] for key in keys if key is not None and key in vectors}  # this call's vectors
+wanted = {}  # key -> the text's JSON, each distinct missing text once
+for key, text in zip(keys, texts):
+    if key is not None and key not in found and key not in wanted:
+        wanted[key] = json.dumps(text, ensure_ascii=False).encode()
+head = {"model": info["id"], "input_type": kind, "encoding_format": "base64"}
+if dimensions is not None:
+    head["dimensions"] = dimensions
+for chunk in requests(list(wanted.items())):
+    answer = call("POST", "/v1/embeddings", body_of(head, [encoded for _, encoded in chunk]))
     data = sorted((item for item in answer.get("data") or [] if isinstance(item, dict)),
                   key=lambda item: item.get("index", -1))
-    if [item.get("index") for item in data] != list(range(len(wanted))):
+    if [item.get("index") for item in data] != list(range(len(chunk))):
         plpy.error(f"vecplug: the embedding server at {url} answered {len(data)} embeddings for "
-                   f"{len(wanted)} texts", sqlstate="38000")
-    for index, item in zip(wanted, data):
-        vectors[keys[index]] = to_vector_text(item.get("embedding", ""), size)
-        vectors.move_to_end(keys[index])
-result = []
-for key in keys:
-    if key is None:
-        result.append(None)
-    else:
+                   f"{len(chunk)} texts", sqlstate="38000")
+    for (key, _), item in zip(chunk, data):
+        found[key] = to_vector_text(item.get("embedding", ""), size)
+result = [None if key is None else found[key] for key in keys]
+for key in keys:  # the cache keeps the last CACHED_VECTORS texts asked for, this call's last ones included
+    if key is not None:
+        vectors[key] = found[key]
         vectors.move_to_end(key)
-        result.append(vectors[key])
 while len(vectors) > CACHED_VECTORS:
     vectors.popitem(last=False)
 return result
@@ -240,4 +273,4 @@ AS $$
     SELECT vecplug._embed_remote(documents, 'document', model, dimensions, vecplug._server_settings())
 $$;
 COMMENT ON FUNCTION vecplug.embed_documents(text[], text, integer) IS
-    'The documents'' embeddings in one request, in order; NULL elements stay NULL';
+    'The documents'' embeddings, in order; NULL elements stay NULL (requests of up to 256 texts and 4 MiB)';

@@ -6,6 +6,7 @@ Transformer, mean Pooling, Normalize), so vectors match its ``encode``.
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import vecplug
@@ -90,7 +91,14 @@ class MiniLMLoader:
 
 
 class MiniLMEmbedder(vecplug.EmbeddingModel):
-    """Padded batches of 32 (short texts, a small model: padding costs little here)."""
+    """Padded batches of 32 (short texts, a small model: padding costs little here).
+
+    Texts longer than ``MAX_TOKENS`` are truncated (never an error), and
+    ``truncated_count`` counts them since load, as vecplug's own engine does:
+    the PostgreSQL worker reports it in ``vecplug.status`` and the server in
+    ``X-Vecplug-Truncated``. The token path (``tokenize`` +
+    ``embed_token_ids``) is what lets ``vecplug serve`` count them per request.
+    """
 
     batch_size = 32
 
@@ -108,26 +116,49 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         self.device, self.dtype = device, dtype
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.tokenizer.no_padding()  # embed_token_ids pads each batch to its longest text
         self.network = _quietly_load(BertModel, directory).to(device=device, dtype=getattr(torch, dtype)).eval()
+        self._lock = threading.Lock()
+        self._counters = {"truncated": 0}  # a dict: with_dimensions views share it (they copy attributes)
 
-    def embed_batch(self, texts: list[str]):
+    @property
+    def truncated_count(self) -> int:
+        """Texts cut to ``MAX_TOKENS`` since load."""
+        return self._counters["truncated"]
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids, cut to ``MAX_TOKENS`` (counted in ``truncated_count``)."""
+        encodings = self.tokenizer.encode_batch(texts)
+        truncated = sum(1 for encoding in encodings if encoding.overflowing)
+        with self._lock:
+            self._counters["truncated"] += truncated
+        return [encoding.ids for encoding in encodings]
+
+    def embed_token_ids(self, token_ids: list[list[int]]):
+        """Mean-pooled, L2-normalised vectors of tokenized texts, padded per batch of ``batch_size``, in order."""
+        import numpy as np
         import torch
 
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = torch.tensor([encoding.ids for encoding in encodings], device=self.device)
-        mask = torch.tensor([encoding.attention_mask for encoding in encodings], device=self.device)
-        with torch.inference_mode():
-            hidden = self.network(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-            weights = mask.unsqueeze(-1).float()
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            vectors = torch.nn.functional.normalize(pooled, dim=-1)
-        return vectors.cpu().numpy()
+        out = np.empty((len(token_ids), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(token_ids), self.batch_size):
+            batch = token_ids[start:start + self.batch_size]
+            longest = max(len(ids) for ids in batch)
+            ids = torch.tensor([list(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
+            with torch.inference_mode():
+                hidden = self.network(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+                weights = mask.unsqueeze(-1).float()
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                out[start:start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        return out
+
+    def embed_batch(self, texts: list[str]):
+        return self.embed_token_ids(self.tokenize(texts))
 
     def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
         prompt = self.spec.prompt_for(kind)
-        encodings = self.tokenizer.encode_batch([prompt + text for text in texts])
-        return [sum(encoding.attention_mask) for encoding in encodings]
+        encodings = self.tokenizer.encode_batch([prompt + text for text in texts])  # counts nothing: embeds nothing
+        return [len(encoding.ids) for encoding in encodings]
 
     def engine_report(self) -> dict:
         import torch
