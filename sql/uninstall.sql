@@ -10,13 +10,20 @@
 DO $$
 DECLARE
     outside text;
+    vectorizers text;
 BEGIN
     IF to_regnamespace('vecplug') IS NULL OR to_regprocedure('vecplug.dependents()') IS NULL THEN
         RETURN;
     END IF;
-    SELECT string_agg(object, '; ') INTO outside FROM vecplug.dependents();
-    IF outside IS NOT NULL AND coalesce(current_setting('vecplug.cascade', true), '') <> 'on' THEN
-        RAISE EXCEPTION 'vecplug: objects outside schema vecplug depend on it: %', outside
+    -- a vectorizer's triggers are named as its vectorizer, with the call that removes it
+    SELECT string_agg(object, '; ') INTO outside FROM vecplug.dependents() WHERE object !~ '^trigger vecplug_[0-9]+_';
+    IF to_regclass('vecplug.vectorizer_columns') IS NOT NULL THEN
+        SELECT string_agg(format('vectorizer %s (%s): SELECT vecplug.drop_vectorizer(%s)', id, name, id), '; '
+                          ORDER BY id) INTO vectorizers FROM vecplug.vectorizer_columns WHERE table_exists;
+    END IF;
+    IF (outside IS NOT NULL OR vectorizers IS NOT NULL)
+       AND coalesce(current_setting('vecplug.cascade', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'vecplug: objects outside schema vecplug depend on it: %', concat_ws('; ', vectorizers, outside)
             USING HINT = 'Drop them first, or SET vecplug.cascade = on to drop them with it.';
     END IF;
 END

@@ -472,3 +472,18 @@ def test_doctor_says_which_vectorizers_a_worker_of_this_role_serves(hostile):
     as_owner = {entry["name"]: entry for entry in doctor_checks(own, None, None)}
     assert as_owner["worker role"]["status"] == "ok", as_owner["worker role"]
     assert "may not read vecplug.settings" in as_owner["recorded model"]["detail"]
+
+
+def test_the_psql_uninstall_names_vectorizers_not_their_triggers(dsn, pg_cluster):
+    import subprocess
+
+    from vecplug_pgvector import sqlfiles
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT vecplug.create_vectorizer('t', 'body')")
+    psql = subprocess.run([str(pg_cluster.bin_dir / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-1", dsn, "-f",
+                           str(sqlfiles.sql_dir() / "uninstall.sql")], capture_output=True, text=True, timeout=60)
+    assert psql.returncode != 0
+    assert "vectorizer 1 (public.t.embedding): SELECT vecplug.drop_vectorizer(1)" in psql.stderr, psql.stderr
+    assert "trigger vecplug_" not in psql.stderr

@@ -49,6 +49,11 @@ def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, vect
            retry_delay, poll_interval, metrics_port, metrics_host, quiet):
     """Embed the rows that vectorizers queue (LISTEN for new ones); stop with SIGTERM or Ctrl-C.
 
+    Connect as the role that owns the tables, or as a role with no rights of
+    its own that the owner is a member of: the tables' own triggers run as
+    this role, so vectorizers whose owner lacks one of its rights are left
+    queued, and vecplug.status says why. One worker per owner.
+
     Logs are JSON lines on stderr, unless stderr is a terminal: then a
     progress bar and plain warnings.
     """
