@@ -185,3 +185,34 @@ def test_a_failing_forward_pass_fails_its_requests_only(tiny_model):
         batcher.stop()
     assert isinstance(jobs[0].error, RuntimeError) and jobs[1].error is None
     assert batcher.queued_texts == 0
+
+
+def test_a_failing_pass_in_a_shared_pool_fails_only_its_own_requests(tiny_model):
+    """The engine takes several requests' texts into one pool (up to four token budgets, one forward pass
+    each): a failing pass fails the requests with a text in it, never the others of the pool. A slow first
+    pass makes the two requests arrive together, as they did by chance in a CI run where both failed."""
+    first_pass = threading.Event()
+
+    class SlowThenFailing(Recording):
+        def embed_token_ids(self, token_ids):
+            if not first_pass.is_set():
+                first_pass.set()
+                time.sleep(0.5)  # the next two requests queue meanwhile: one pool
+            if any(len(ids) > 40 for ids in token_ids):
+                raise RuntimeError("forward pass exploded")
+            return super().embed_token_ids(token_ids)
+
+    batcher = Batcher(SlowThenFailing(tiny_model), max_queue_texts=1000, max_batch_tokens=64)
+    batcher.start()
+    try:
+        blocker_done = threading.Event()
+        blocker = batcher.submit(["blocker"], lambda job: blocker_done.set())
+        assert first_pass.wait(30)
+        jobs = run_jobs(batcher, [[" ".join(["long"] * 60)], ["short one"], ["another short one"]])
+        assert blocker_done.wait(30)
+    finally:
+        batcher.stop()
+    assert blocker.error is None and isinstance(jobs[0].error, RuntimeError)
+    assert jobs[1].error is None and jobs[2].error is None
+    assert jobs[1].vectors.shape[0] == 1 and jobs[2].vectors.shape[0] == 1
+    assert batcher.queued_texts == 0

@@ -246,33 +246,49 @@ class Batcher:
         self.queued_texts -= len(batch)
         return batch
 
-    def _embed_by_length(self, token_ids: list[list[int]]) -> np.ndarray:
-        """One forward pass per token budget of the texts sorted by length; rows in input order."""
+    def _embed_by_length(self, token_ids: list[list[int]]) -> tuple[np.ndarray | None, dict[int, BaseException]]:
+        """One forward pass per token budget of the texts sorted by length; rows in input order.
+
+        A pass that fails fails its own rows only (returned by row): the pool
+        holds several requests' texts, and the others' passes still count.
+        """
         vectors = None
+        failed: dict[int, BaseException] = {}
         for rows in plan_batches([len(ids) for ids in token_ids], self.token_budget):
             started = time.perf_counter()
-            part = np.asarray(self.model.embed_token_ids([token_ids[row] for row in rows]), dtype=np.float32)
+            try:
+                part = np.asarray(self.model.embed_token_ids([token_ids[row] for row in rows]), dtype=np.float32)
+            except Exception as error:  # noqa: BLE001 - the requests with a text in this pass get the error
+                log.exception("a forward pass failed")
+                failed.update(dict.fromkeys(rows, error))
+                continue
             if self.metrics is not None:
                 self.metrics.observe_batch(len(rows), sum(len(token_ids[row]) for row in rows),
                                            time.perf_counter() - started)
             if vectors is None:
                 vectors = np.empty((len(token_ids), part.shape[1]), dtype=np.float32)
             vectors[rows] = part
-        return vectors
+        return vectors, failed
 
     def _run(self, batch: list[tuple[Job, int]]) -> None:
         started = time.perf_counter()
+        failed: dict[int, BaseException] = {}
         try:
             if self.fast:
-                vectors = self._embed_by_length([job.token_ids[index] for job, index in batch])
+                vectors, failed = self._embed_by_length([job.token_ids[index] for job, index in batch])
             else:
                 vectors = self.model.embed_batch([job.texts[index] for job, index in batch])
-            vectors = np.asarray(vectors, dtype=np.float32)
-        except Exception as error:
+            vectors = None if vectors is None else np.asarray(vectors, dtype=np.float32)
+        except Exception as error:  # noqa: BLE001 - the whole batch was one pass
             log.exception("a forward pass failed")
-            for job in {id(job): job for job, _ in batch}.values():
+            failed = dict.fromkeys(range(len(batch)), error)
+            vectors = None
+        for row, error in failed.items():
+            job = batch[row][0]
+            if job.error is None:
                 job.error = error
                 self._finish(job, error)
+        if vectors is None:
             return
         seconds = time.perf_counter() - started
         self._observe_batch(batch, seconds)
