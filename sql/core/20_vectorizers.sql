@@ -179,6 +179,7 @@ DECLARE
     generated boolean;
     vector_equal text;
     key_changed text;
+    stale record;
 BEGIN
     SELECT * INTO STRICT v FROM vecplug.vectorizer_columns WHERE id = vectorizer_id;
     PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
@@ -192,40 +193,36 @@ BEGIN
                        'EXECUTE FUNCTION vecplug._embed_row(%L)',
                        format('vecplug_%s_embed', v.id),
                        CASE WHEN generated THEN '' ELSE format(' OF %I', v.text_column) END, v.source, v.id);
-    ELSIF generated THEN
-        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON %s FOR EACH ROW '
-                       'EXECUTE FUNCTION vecplug._clear_vector(%L, %L, %L)',
-                       format('vecplug_%s_stale', v.id), v.source, v.id, 'current', 'generated');
-    ELSE
-        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
-                       'WHEN (OLD.%I IS DISTINCT FROM NEW.%I AND coalesce(OLD.%I %s NEW.%I, '
-                       'OLD.%I IS NULL AND NEW.%I IS NULL)) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
-                       format('vecplug_%s_stale', v.id), v.text_column, v.source, v.text_column, v.text_column,
-                       v.embedding_column, vector_equal, v.embedding_column, v.embedding_column,
-                       v.embedding_column, v.id, 'current');
     END IF;
-    IF v.next_column IS NOT NULL THEN
-        IF generated THEN
+    -- The stale triggers: the vector (async; sync's embed trigger does it) and a re-embedding's shadow column.
+    FOR stale IN SELECT * FROM (VALUES ('current', 'stale', v.mode = 'async'),
+                                       ('next', 'stale_next', v.next_column IS NOT NULL)) AS s (which, suffix, wanted)
+                 WHERE s.wanted LOOP
+        IF generated THEN  -- no WHEN can see the new text: the function compares
             EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON %s FOR EACH ROW '
                            'EXECUTE FUNCTION vecplug._clear_vector(%L, %L, %L)',
-                           format('vecplug_%s_stale_next', v.id), v.source, v.id, 'next', 'generated');
-        ELSE
-            EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW '
-                           'WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
-                           format('vecplug_%s_stale_next', v.id), v.text_column, v.source,
-                           v.text_column, v.text_column, v.id, 'next');
+                           format('vecplug_%s_%s', v.id, stale.suffix), v.source, v.id, stale.which, 'generated');
+        ELSE  -- a changed text; for the vector, also a statement that did not set one itself
+            EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %s FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I%s) '
+                           'EXECUTE FUNCTION vecplug._clear_vector(%L, %L)',
+                           format('vecplug_%s_%s', v.id, stale.suffix), v.text_column, v.source, v.text_column,
+                           v.text_column,
+                           CASE stale.which WHEN 'current' THEN
+                               format(' AND coalesce(OLD.%1$I %2$s NEW.%1$I, OLD.%1$I IS NULL AND NEW.%1$I IS NULL)',
+                                      v.embedding_column, vector_equal) ELSE '' END,
+                           v.id, stale.which);
         END IF;
-    END IF;
+    END LOOP;
 
     IF partitioned THEN
         key_changed := (SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', k), ' OR ')
                         FROM unnest(v.key_columns) AS k);
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW '
-                       'WHEN (NEW.%I IS NOT NULL AND NEW.%I IS NULL) EXECUTE FUNCTION vecplug._queue_changed_row(%L)',
+                       'WHEN (NEW.%I IS NOT NULL AND NEW.%I IS NULL) EXECUTE FUNCTION vecplug._queue_changed(%L)',
                        format('vecplug_%s_insert', v.id), v.source, v.text_column, v.embedding_column, v.id);
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW '
                        'WHEN (NEW.%I IS NOT NULL AND NEW.%I IS NULL AND (OLD.%I IS DISTINCT FROM NEW.%I OR %s)) '
-                       'EXECUTE FUNCTION vecplug._queue_changed_row(%L)',
+                       'EXECUTE FUNCTION vecplug._queue_changed(%L)',
                        format('vecplug_%s_update', v.id), v.source, v.text_column, v.embedding_column,
                        v.text_column, v.text_column, key_changed, v.id);
         EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION vecplug._forget_deleted(%L)',

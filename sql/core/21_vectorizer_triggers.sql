@@ -91,7 +91,7 @@ $$;
 -- A row's text: the column, or for a generated column in a BEFORE trigger
 -- (where PostgreSQL has not computed it yet) its expression over the row.
 -- Runs as the writer, who would run that expression anyway.
-CREATE OR REPLACE FUNCTION vecplug._row_text(v vecplug.vectorizer_columns, fired_on oid, new_row anyelement,
+CREATE OR REPLACE FUNCTION vecplug._row_text(v vecplug.vectorizer_columns, fired_on oid, table_row anyelement,
                                              compute_generated boolean) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -106,11 +106,41 @@ BEGIN
         WHERE a.attrelid = fired_on AND a.attname = v.text_column AND a.attgenerated <> '';
     END IF;
     IF expression IS NOT NULL THEN
-        EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS generated_from', expression) INTO found USING new_row;
+        EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS generated_from', expression) INTO found USING table_row;
     ELSE
-        EXECUTE format('SELECT ($1).%I::text', v.text_column) INTO found USING new_row;
+        EXECUTE format('SELECT ($1).%I::text', v.text_column) INTO found USING table_row;
     END IF;
     RETURN found;
+END
+$$;
+
+-- Did an UPDATE change the row's text? (BEFORE triggers compute a generated column's new value.)
+CREATE OR REPLACE FUNCTION vecplug._text_changed(v vecplug.vectorizer_columns, fired_on oid, old_row anyelement,
+                                                 new_row anyelement, generated boolean) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT vecplug._row_text(v, fired_on, old_row, false) IS DISTINCT FROM vecplug._row_text(v, fired_on, new_row, generated)
+$$;
+
+-- Did the statement write the vector column itself (taken at its word, not cleared or embedded)?
+-- For an INSERT (old_row NULL): the new row has a vector; for an UPDATE: the vector changed.
+-- pgvector's = is spelt with its schema (the search_path here is pg_catalog only).
+CREATE OR REPLACE FUNCTION vecplug._statement_set_vector(column_name name, old_row anyelement, new_row anyelement)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    given boolean;
+BEGIN
+    IF old_row IS NULL THEN
+        EXECUTE format('SELECT ($1).%I IS NOT NULL', column_name) INTO given USING new_row;
+    ELSE
+        EXECUTE format('SELECT NOT coalesce(($1).%1$I OPERATOR(%2$I.=) ($2).%1$I, ($1).%1$I IS NULL AND ($2).%1$I IS NULL)',
+                       column_name, vecplug._vector_schema()) INTO given USING old_row, new_row;
+    END IF;
+    RETURN given;
 END
 $$;
 
@@ -123,7 +153,9 @@ AS $$
                     false)
 $$;
 
--- AFTER INSERT / UPDATE, per statement: queue the rows that need a vector, wake the workers.
+-- AFTER INSERT / UPDATE: queue the rows that need a vector, wake the workers. Per statement on a
+-- plain table; per row on a partitioned one, where the trigger's WHEN has chosen rows with text,
+-- no vector, and a new text or key.
 CREATE OR REPLACE FUNCTION vecplug._queue_changed() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -143,39 +175,17 @@ BEGIN
         PERFORM vecplug._stand_aside(v, problem);
         RETURN NULL;
     END IF;
-    EXECUTE 'INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, changed.pk FROM ('
-            || vecplug._changed_rows_query(v, TG_OP) || ') AS changed' USING v.id, v.source::oid;
+    IF TG_LEVEL = 'ROW' THEN
+        EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM (SELECT ($3).*) AS n',
+                       vecplug._key_array(v.key_columns, 'n')) USING v.id, v.source::oid, NEW;
+    ELSE
+        EXECUTE 'INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, changed.pk FROM ('
+                || vecplug._changed_rows_query(v, TG_OP) || ') AS changed' USING v.id, v.source::oid;
+    END IF;
     GET DIAGNOSTICS queued = ROW_COUNT;
     IF queued > 0 THEN
         PERFORM pg_notify('vecplug_queue', v.id::text);
     END IF;
-    RETURN NULL;
-END
-$$;
-
--- AFTER INSERT / UPDATE, per row (partitioned tables; the trigger's WHEN
--- has chosen rows with text, no vector, and a new text or key): queue it.
-CREATE OR REPLACE FUNCTION vecplug._queue_changed_row() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET datestyle = 'ISO, YMD'
-SET intervalstyle = 'postgres'
-SET timezone = 'UTC'
-SET extra_float_digits = 3
-SET bytea_output = 'hex'
-SET lc_monetary = 'C'
-AS $$
-DECLARE
-    v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
-    problem text := vecplug._vectorizer_problem(v);
-BEGIN
-    IF problem IS NOT NULL THEN
-        PERFORM vecplug._stand_aside(v, problem);
-        RETURN NULL;
-    END IF;
-    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM (SELECT ($3).*) AS n',
-                   vecplug._key_array(v.key_columns, 'n')) USING v.id, v.source::oid, NEW;
-    PERFORM pg_notify('vecplug_queue', v.id::text);
     RETURN NULL;
 END
 $$;
@@ -191,21 +201,14 @@ AS $$
 DECLARE
     v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
     column_name name := CASE TG_ARGV[1] WHEN 'next' THEN v.next_column ELSE v.embedding_column END;
-    statement_set_it boolean;
 BEGIN
     IF column_name IS NULL OR vecplug._vectorizer_problem(v) IS NOT NULL THEN
         RETURN NEW;  -- broken: the AFTER trigger warns once per statement
     END IF;
     IF TG_ARGV[2] = 'generated' THEN  -- no WHEN clause could see the new text: compare here
-        IF vecplug._row_text(v, TG_RELID, OLD, false) IS NOT DISTINCT FROM vecplug._row_text(v, TG_RELID, NEW, true) THEN
+        IF NOT vecplug._text_changed(v, TG_RELID, OLD, NEW, true)
+           OR (TG_ARGV[1] = 'current' AND vecplug._statement_set_vector(column_name, OLD, NEW)) THEN
             RETURN NEW;
-        END IF;
-        IF TG_ARGV[1] = 'current' THEN
-            EXECUTE format('SELECT NOT coalesce(($1).%1$I OPERATOR(%2$I.=) ($2).%1$I, ($1).%1$I IS NULL AND ($2).%1$I IS NULL)',
-                           column_name, vecplug._vector_schema()) INTO statement_set_it USING OLD, NEW;
-            IF statement_set_it THEN
-                RETURN NEW;
-            END IF;
         END IF;
     END IF;
     NEW := jsonb_populate_record(NEW, jsonb_build_object(column_name, NULL));
@@ -297,7 +300,6 @@ $$;
 -- A table owner attaching one by other means would still fail in
 -- _trigger_vectorizer, and they run with the writer's rights anyway.
 REVOKE ALL ON FUNCTION vecplug._queue_changed() FROM PUBLIC;
-REVOKE ALL ON FUNCTION vecplug._queue_changed_row() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._clear_vector() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_deleted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_all() FROM PUBLIC;

@@ -61,6 +61,20 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION vecplug.begin_reembed(regclass, name, text, text, integer) TO PUBLIC;
 
+-- Raise unless a re-embedding of the vectorizer is in progress (both halves of the swap check it:
+-- the privileged one may be called alone).
+CREATE OR REPLACE FUNCTION vecplug._require_reembedding(v vecplug.vectorizer_columns) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF v.next_column IS NULL THEN
+        RAISE EXCEPTION 'vecplug: % is not being re-embedded', v.name USING ERRCODE = '55000',
+            HINT = 'Start with vecplug pg reembed (or vecplug.begin_reembed).';
+    END IF;
+END
+$$;
+
 -- A vectorizer, locked FOR UPDATE for the caller's transaction, after the
 -- owner check (what the SECURITY INVOKER functions below use).
 CREATE OR REPLACE FUNCTION vecplug._lock_vectorizer(source regclass, embedding_column name, action text)
@@ -82,10 +96,7 @@ DECLARE
     old_index name;
     new_index regclass;
 BEGIN
-    IF v.next_column IS NULL THEN
-        RAISE EXCEPTION 'vecplug: % is not being re-embedded', v.name USING ERRCODE = '55000',
-            HINT = 'Start with vecplug pg reembed (or vecplug.begin_reembed).';
-    END IF;
+    PERFORM vecplug._require_reembedding(v);
     IF v.index = 'hnsw' THEN
         PERFORM vecplug._ensure_vector_index(v.source, v.next_attnum, v.storage);
     END IF;
@@ -135,10 +146,7 @@ DECLARE
     v vecplug.vectorizer_columns := vecplug._lock_vectorizer(source, embedding_column, 'finish a re-embedding');
     missing bigint;
 BEGIN
-    IF v.next_column IS NULL THEN
-        RAISE EXCEPTION 'vecplug: % is not being re-embedded', v.name USING ERRCODE = '55000',
-            HINT = 'Start with vecplug pg reembed (or vecplug.begin_reembed).';
-    END IF;
+    PERFORM vecplug._require_reembedding(v);
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v.source);  -- writers wait; readers go on
     EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', v.source, v.text_column,
                    v.next_column) INTO missing;

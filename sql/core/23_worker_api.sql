@@ -37,12 +37,10 @@ BEGIN
         RETURN format('vectorizer %s is broken: %s', v.name, vecplug._vectorizer_problem(v));
     END IF;
     SELECT * INTO w FROM pg_roles WHERE rolname = role_name;
-    FOR relation IN SELECT p.relid, c.relowner::regrole AS owner, o.*
-                    FROM pg_partition_tree(v.source) p JOIN pg_class c ON c.oid = p.relid
-                    JOIN pg_roles o ON o.oid = c.relowner
-                    UNION ALL  -- pg_partition_tree is empty for a plain table
-                    SELECT v.source, c.relowner::regrole, o.* FROM pg_class c JOIN pg_roles o ON o.oid = c.relowner
-                    WHERE c.oid = v.source AND c.relkind <> 'p' LOOP
+    -- the table and every partition below it: a write through the table fires the partitions' own code
+    FOR relation IN SELECT c.oid::regclass AS relid, c.relowner::regrole AS owner, o.*
+                    FROM pg_class c JOIN pg_roles o ON o.oid = c.relowner
+                    WHERE c.oid = v.source OR c.oid IN (SELECT p.relid FROM pg_partition_tree(v.source) p) LOOP
         SELECT a.label INTO attribute FROM (VALUES
                 ('a superuser', w.rolsuper, relation.rolsuper),
                 ('allowed to bypass row-level security (BYPASSRLS)', w.rolbypassrls, relation.rolbypassrls),

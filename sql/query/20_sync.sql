@@ -68,7 +68,6 @@ DECLARE
     v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
     generated boolean;
     new_text text;
-    statement_set_it boolean;
     vector_text text;
     failure text;
     this_statement text := statement_timestamp()::text;  -- the marker is transaction-local: this names the statement
@@ -78,16 +77,10 @@ BEGIN
     END IF;
     generated := vecplug._text_is_generated(v);
     new_text := vecplug._row_text(v, TG_RELID, NEW, generated);
-    IF TG_OP = 'UPDATE' THEN
-        IF vecplug._row_text(v, TG_RELID, OLD, false) IS NOT DISTINCT FROM new_text THEN
-            RETURN NEW;
-        END IF;
-        EXECUTE format('SELECT NOT coalesce(($1).%1$I OPERATOR(%2$I.=) ($2).%1$I, ($1).%1$I IS NULL AND ($2).%1$I IS NULL)',
-                       v.embedding_column, vecplug._vector_schema()) INTO statement_set_it USING OLD, NEW;
-    ELSE
-        EXECUTE format('SELECT ($1).%I IS NOT NULL', v.embedding_column) INTO statement_set_it USING NEW;
+    IF TG_OP = 'UPDATE' AND vecplug._row_text(v, TG_RELID, OLD, false) IS NOT DISTINCT FROM new_text THEN
+        RETURN NEW;
     END IF;
-    IF statement_set_it THEN
+    IF vecplug._statement_set_vector(v.embedding_column, OLD, NEW) THEN
         RETURN NEW;  -- the statement wrote the vector itself: taken at its word
     END IF;
     IF new_text IS NOT NULL AND current_setting('vecplug.sync_failed_statement', true) IS DISTINCT FROM this_statement THEN
