@@ -153,14 +153,14 @@ class BatchRunner:
                 missing = [row for index, row in enumerate(rows) if index not in found]
                 unreadable = {missing[i].key for i in self._not_round_trips(vectorizer, missing)} if missing else set()
         except Exception as error:  # noqa: BLE001 - a key that is not its type's text; find which
-            if self.conn.closed or self.conn.broken or len(rows) == 1:
-                if self.conn.closed or self.conn.broken:
-                    raise DatabaseLost(f"lost the database connection: {_one_line(error)}") from error
-                self._fail_alone(vectorizer, rows[0], f"its queued key {list(rows[0].key)} cannot be read as "
-                                                      f"{', '.join(vectorizer.key_types)}: {_one_line(error)}", result)
-                return []
-            middle = len(rows) // 2
-            return self._read(vectorizer, rows[:middle], result) + self._read(vectorizer, rows[middle:], result)
+            if self.conn.closed or self.conn.broken:
+                raise DatabaseLost(f"lost the database connection: {_one_line(error)}") from error
+            if len(rows) > 1:
+                middle = len(rows) // 2
+                return self._read(vectorizer, rows[:middle], result) + self._read(vectorizer, rows[middle:], result)
+            self._fail_alone(vectorizer, rows[0], f"its queued key {list(rows[0].key)} cannot be read as "
+                                                  f"{', '.join(vectorizer.key_types)}: {_one_line(error)}", result)
+            return []
         readable = []
         for index, row in enumerate(rows):
             if row.key in unreadable:
@@ -173,16 +173,12 @@ class BatchRunner:
         return readable
 
     def _read_texts(self, vectorizer, rows: list[Row]) -> dict[int, tuple[str | None, str | None]]:
-        positions = list(range(len(rows)))
-        keys = [[row.key[index] for row in rows] for index in range(len(vectorizer.key_columns))]
         return {position: (text, md5) for position, text, md5 in
-                self.conn.execute(vz.read_sql(vectorizer), [positions, *keys]).fetchall()}
+                self.conn.execute(vz.read_sql(vectorizer), _key_parameters(vectorizer, rows)).fetchall()}
 
     def _not_round_trips(self, vectorizer, rows: list[Row]) -> list[int]:
-        positions = list(range(len(rows)))
-        keys = [[row.key[index] for row in rows] for index in range(len(vectorizer.key_columns))]
-        return [position for (position,) in self.conn.execute(vz.round_trip_sql(vectorizer),
-                                                              [positions, *keys]).fetchall()]
+        return [position for (position,) in
+                self.conn.execute(vz.round_trip_sql(vectorizer), _key_parameters(vectorizer, rows)).fetchall()]
 
     def _fail_alone(self, vectorizer, row: Row, message: str, result: BatchResult) -> None:
         result.errors += 1
@@ -270,6 +266,11 @@ class BatchRunner:
 
 class RowsNotWritten(Exception):
     """The table's own code skipped the write of rows that are still there: their error, so they are retried."""
+
+
+def _key_parameters(vectorizer, rows: list[Row]) -> list[list]:
+    """Parameters of ``vectorizers.read_sql`` / ``round_trip_sql``: positions, then one list per key column."""
+    return [list(range(len(rows))), *([row.key[index] for row in rows] for index in range(len(vectorizer.key_columns)))]
 
 
 def _one_line(error: BaseException) -> str:

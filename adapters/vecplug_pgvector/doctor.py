@@ -26,6 +26,8 @@ def doctor_checks(dsn: str, server_url: str | None, api_key: str | None) -> list
 
 
 def _database_checks(connection, server_url, api_key) -> list[dict]:
+    import psycopg
+
     version, database, role, superuser = connection.execute(
         "SELECT current_setting('server_version'), current_database(), current_user, "
         "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
@@ -53,7 +55,7 @@ def _database_checks(connection, server_url, api_key) -> list[dict]:
     try:
         with connection.transaction():
             settings = dict(connection.execute("SELECT name, value FROM vecplug.settings").fetchall())
-    except psycopg_errors().InsufficientPrivilege:
+    except psycopg.errors.InsufficientPrivilege:
         checks.append(check("recorded model", "info", f"role {role!r} may not read vecplug.settings (only the role "
                                                       "that installed vecplug may): connect as that role to check it"))
         return checks
@@ -67,12 +69,6 @@ def _database_checks(connection, server_url, api_key) -> list[dict]:
     if url and recorded:
         checks.append(_agreement(url, api_key or settings.get("api_key"), recorded, settings.get("model")))
     return checks
-
-
-def psycopg_errors():
-    import psycopg
-
-    return psycopg.errors
 
 
 def _worker_role(connection, role: str) -> dict:

@@ -66,13 +66,14 @@ class Vectorizer:
         return {"name": self.model, "fingerprint": self.model_fingerprint or "", "dimensions": self.dimensions}
 
 
+# {refusal}: vecplug.worker_refusal for the connected role, or NULL where the caller has it already
 _SELECT = """
     SELECT v.id, v.name, v.schema_name, v.table_name, v.text_column, v.embedding_column, v.next_column,
            v.key_columns, v.key_types, v.mode, v.dimensions, v.storage, v.index, v.model, v.model_fingerprint,
            v.next_model, v.next_model_fingerprint, v.next_dimensions,
            (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
             WHERE e.extname = 'vector'),
-           vecplug.worker_refusal(v.id)
+           {refusal}
     FROM vecplug.vectorizer_columns v
     WHERE (NOT v.table_exists OR pg_catalog.has_any_column_privilege(v.source, 'SELECT, UPDATE'))
 """
@@ -101,7 +102,8 @@ def load_all(conn) -> list[Vectorizer]:
 
     try:
         with conn.transaction():
-            return [_from_row(row) for row in conn.execute(_SELECT + " ORDER BY v.id").fetchall()]
+            query = _SELECT.format(refusal="vecplug.worker_refusal(v.id)") + " ORDER BY v.id"
+            return [_from_row(row) for row in conn.execute(query).fetchall()]
     except psycopg.errors.UndefinedFunction:
         raise VectorizerError(
             f"database {conn.info.dbname!r} has vecplug older than schema version 3: run `vecplug pg install "
@@ -119,8 +121,9 @@ def load_all(conn) -> list[Vectorizer]:
 
 
 def load_one(conn, vectorizer_id: int) -> Vectorizer | None:
-    """One vectorizer (None if gone or not visible to this role)."""
-    row = conn.execute(_SELECT + " AND v.id = %s", [vectorizer_id]).fetchone()
+    """One vectorizer (None if gone or not visible to this role), for a batch: without ``refusal``, which
+    ``load_all`` gave the worker already and ``vecplug.claim_batch`` checks again (each batch would pay twice)."""
+    row = conn.execute(_SELECT.format(refusal="NULL") + " AND v.id = %s", [vectorizer_id]).fetchone()
     return _from_row(row) if row else None
 
 
