@@ -1,0 +1,108 @@
+"""What vecplug code may rely on in a model and a loader, written as ``typing.Protocol``s.
+
+The pluggy hookspecs (``hookspecs.py``) say how a plugin joins; these say
+what the objects it hands over must offer. Code that receives a model asks
+``isinstance(model, TokenPath)`` instead of probing with ``getattr``, and
+``tests/core/test_contracts.py`` checks every model vecplug ships (the
+built-in ModernBERT, ``RemoteModel``, the MiniLM plugin) against them.
+
+- ``Embedder``: what every model offers, local or remote. ``EmbeddingModel``
+  implements all of it on top of one method, ``embed_batch``; a model that
+  subclasses it conforms for free.
+- ``TokenPath``: what a model offers when it can embed token ids it made
+  itself. ``vecplug serve`` then tokenizes requests as they arrive and plans
+  forward passes by tokens (one planner, the server's); models without it
+  are served text batch by text batch.
+- ``Loader``: what ``register(spec, loader)`` is given: it loads the model,
+  says where its files are on this machine (``vecplug doctor``), and what
+  "auto" device and dtype mean here (the model cache's key).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .model import ModelSpec
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A loaded embedding model: ``vecplug.load_model`` returns one, local or ``RemoteModel``."""
+
+    spec: "ModelSpec"
+    served_name: "str | None"  # the name its server answers to, when it is remote; None for a local model
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def truncated_count(self) -> int:
+        """Texts cut to ``max_tokens`` since load (the PostgreSQL worker and the server report it)."""
+
+    def embed(self, texts: Iterable[str], kind: str = "document") -> "np.ndarray": ...
+
+    def embed_documents(self, texts: Iterable[str]) -> "np.ndarray": ...
+
+    def embed_queries(self, texts: Iterable[str]) -> "np.ndarray": ...
+
+    def iter_embed(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]: ...
+
+    def iter_embed_chunks(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]: ...
+
+    def with_dimensions(self, dimensions: "int | None") -> "Embedder": ...
+
+    def describe(self) -> dict:
+        """What the model is and how it runs here, as JSON-able values: the one report."""
+
+    def token_counts(self, texts: list[str], kind: str = "document") -> "list[int] | None": ...
+
+    def forward_flops(self, token_counts: list[int]) -> "float | None": ...
+
+
+@runtime_checkable
+class TokenPath(Protocol):
+    """A model that tokenizes itself and embeds token ids: the server's fast path.
+
+    ``tokenize`` gets prompted texts and returns token ids cut to the
+    model's ``max_tokens`` (counting cuts in ``truncated_count``);
+    ``embed_token_ids`` embeds exactly the sequences it is given, as one
+    planned pass or a few, rows in input order, full dimension.
+    ``token_budget`` is the number of real tokens a forward pass holds by
+    default on this device.
+    """
+
+    token_budget: int
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]: ...
+
+    def embed_token_ids(self, token_ids: list[list[int]]) -> "np.ndarray": ...
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """What a plugin registers beside a spec: ``register(spec, loader)``.
+
+    ``vecplug.ModelLoader`` gives ``locate`` and ``placement`` defaults; a
+    plain callable is accepted too (the registry treats it as one with the
+    defaults).
+    """
+
+    def __call__(self, spec: "ModelSpec", device: "str | None", dtype: "str | None") -> Embedder: ...
+
+    def locate(self, spec: "ModelSpec") -> "str | None":
+        """Where the model's files are on this machine, or None; never downloads."""
+
+    def placement(self, device: "str | None", dtype: "str | None") -> "tuple[str, str]":
+        """The concrete (device, dtype) an auto request gets here; settings arrive already checked."""
