@@ -91,7 +91,8 @@ def test_models_are_cached_and_dimension_views_share_weights(tiny_model_dir):
 
 def test_auto_and_explicit_placement_share_one_copy(tiny_model_dir):
     """device=None and the device it means here load the weights once, not twice."""
-    from vecplug.modernbert.hardware import choose_dtype, dtype_name
+    from vecplug.devices import dtype_name
+    from vecplug.modernbert.hardware import choose_dtype
 
     auto = vecplug.load_model(str(tiny_model_dir))
     auto_dtype = dtype_name(choose_dtype(None, "cpu"))

@@ -4,9 +4,7 @@ from __future__ import annotations
 import functools
 import platform
 
-from ..errors import InvalidSettingError
-
-DTYPES = ("float32", "bfloat16", "float16")
+from ..devices import normalise_device, normalise_dtype, require_device_present
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,26 +32,6 @@ def cpu_description() -> str:
     return f"{platform.processor() or platform.machine()} [{' '.join(shown) or 'no avx flags read'}]"
 
 
-def normalise_device(device) -> str | None:
-    """"cpu", "cuda" or "cuda:N" from what a user may type; None stays None (auto).
-
-    Case and spaces do not matter ("CPU"), a ``torch.device`` is accepted,
-    and "cpu:0" is "cpu": torch has one CPU device, and the model cache must
-    not load a second copy of the weights for another spelling of it.
-    """
-    if device is None:
-        return None
-    text = str(device).strip().lower()
-    kind, _, index = text.partition(":")
-    if kind == "cpu" and (not index or index.isdigit()):
-        return "cpu"
-    if kind == "cuda" and (not index or index.isdigit()):
-        return f"cuda:{int(index)}" if index else "cuda"
-    raise InvalidSettingError(
-        f"device must be 'cpu', 'cuda' or 'cuda:N' (or None to choose automatically), got {device!r}"
-    )
-
-
 def choose_device(device) -> str:
     """The device to run on: the one asked for, checked, or a CUDA GPU when torch sees one."""
     import torch
@@ -61,41 +39,8 @@ def choose_device(device) -> str:
     device = normalise_device(device)
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InvalidSettingError(
-                f"device={device!r} was asked for but torch sees no CUDA GPU "
-                f"(torch {torch.__version__}); use device='cpu', or None to choose automatically"
-            )
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise InvalidSettingError(
-                f"device={device!r} was asked for but torch sees {torch.cuda.device_count()} CUDA GPU(s) "
-                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
-            )
+    require_device_present(device)
     return device
-
-
-def dtype_name(dtype) -> str:
-    """"bfloat16" for torch.bfloat16: the spelling users pass and JSON records."""
-    return str(dtype).removeprefix("torch.")
-
-
-DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
-
-
-def normalise_dtype(dtype) -> str | None:
-    """"float32", "bfloat16" or "float16" from a name, a common alias ("bf16") or a torch dtype; None stays None."""
-    if dtype is None:
-        return None
-    text = dtype_name(dtype).strip().lower()
-    text = DTYPE_ALIASES.get(text, text)
-    if text not in DTYPES:
-        raise InvalidSettingError(
-            f"dtype must be one of {', '.join(DTYPES)} (or None for the fastest that keeps quality here), "
-            f"got {dtype!r}"
-        )
-    return text
 
 
 def choose_dtype(dtype, device: str):

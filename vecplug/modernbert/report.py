@@ -1,7 +1,7 @@
 """What the ModernBERT engine will do on this machine, and why: for ``vecplug doctor`` and ``vecplug bench``.
 
 The core asks through the ``vecplug_engine_report`` hook (nothing loaded)
-or a loaded model's ``engine_report()``; it never imports this package.
+or a loaded model's ``describe()``; it never imports this package.
 """
 from __future__ import annotations
 
@@ -50,10 +50,11 @@ def hardware_description(device: str) -> str:
 def engine_report(device: str | None = None, dtype: str | None = None, attention: str | None = None,
                   compiled: bool | None = None) -> dict:
     """Device, dtype, attention back-end, compilation and threads a ModernBERT gets here, each with its reason."""
+    from ..devices import dtype_name
     from ..environment import env_flag
     from ..runtime import choose_threads
     from .encoder import should_compile
-    from .hardware import choose_device, choose_dtype, dtype_name
+    from .hardware import choose_device, choose_dtype
 
     threads = choose_threads()  # what a load here applies (VECPLUG_THREADS, OMP_NUM_THREADS, cores)
     concrete_device = choose_device(device)
