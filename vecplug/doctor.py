@@ -116,17 +116,16 @@ def model_checks() -> list[Check]:
               Check("models", "default", "info", f"{default_model_name()} "
                     f"({'from $' + MODEL_ENV if os.environ.get(MODEL_ENV) else 'built in; $' + MODEL_ENV + ' unset'})")]
     for name, registration in sorted(registered_models().items()):
-        locate = getattr(registration.loader, "locate", None)
-        where = None
-        if locate is not None:
-            try:
-                where = locate(registration.spec)
-            except Exception as error:
-                checks.append(Check("models", name, "warn", f"{registration.plugin}: {error}"))
-                continue
-        if locate is None:
-            status, detail = "info", "its plugin cannot tell whether it is on this machine"
-        elif where:
+        try:
+            where = registration.loader.locate(registration.spec)
+        except NotImplementedError:  # ModelLoader's default: the plugin does not say
+            checks.append(Check("models", name, "info",
+                                f"its plugin cannot tell whether it is on this machine [{registration.plugin}]"))
+            continue
+        except Exception as error:
+            checks.append(Check("models", name, "warn", f"{registration.plugin}: {error}"))
+            continue
+        if where:
             status, detail = "ok", f"present: {where}"
         else:
             status, detail = "info", "not on this machine (downloads on first use unless HF_HUB_OFFLINE)"

@@ -1,10 +1,10 @@
 """Resolve a model name, alias or directory to a loaded model, through the plugins.
 
 Loaded models are cached by (name, device, dtype), so every adapter and the
-CLI in one process share one copy of the weights. A loader that knows what
-"auto" means on this machine (a ``placement(device, dtype)`` method) gets
-its requests normalised first, so ``device=None`` and ``device="cpu"``
-share one copy too.
+CLI in one process share one copy of the weights. Device and dtype are
+checked and normalised here, once for every plugin; then the loader's
+``placement(device, dtype)`` says what "auto" means on this machine, so
+``device=None`` and ``device="cpu"`` share one copy too.
 """
 from __future__ import annotations
 
@@ -14,14 +14,36 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contracts import Loader
+from .devices import normalise_device, normalise_dtype, require_device_present
 from .errors import InvalidSettingError, UnknownModelError
-from .model import EmbeddingModel, ModelSpec, check_dimensions, normalise_dimensions
+from .model import EmbeddingModel, ModelLoader, ModelSpec, check_dimensions, normalise_dimensions
 from .plugins import call_implementation, load_plugins, pm
 
 DEFAULT_MODEL = "nomic-ai/modernbert-embed-base"
 MODEL_ENV = "VECPLUG_MODEL"
 
-Loader = Callable[[ModelSpec, "str | None", "str | None"], EmbeddingModel]
+
+class _CallableLoader(ModelLoader):
+    """A plain function registered as a loader, given the base class's defaults."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    def __call__(self, spec, device, dtype):
+        return self.function(spec, device, dtype)
+
+    def __repr__(self) -> str:
+        return f"<loader {self.function!r}>"
+
+
+def as_loader(loader) -> Loader:
+    """``loader`` itself when it honours the Loader contract, else wrapped in the defaults."""
+    if isinstance(loader, Loader):
+        return loader
+    if not callable(loader):
+        raise TypeError(f"a model loader must be callable as loader(spec, device, dtype), got {loader!r}")
+    return _CallableLoader(loader)
 
 
 @dataclass(frozen=True)
@@ -49,7 +71,7 @@ def registered_models() -> dict[str, Registration]:
         def register(spec: ModelSpec, loader: Loader, _plugin=plugin_name) -> None:
             if not isinstance(spec, ModelSpec):
                 raise TypeError(f"plugin {_plugin} registered {spec!r}, expected a vecplug.ModelSpec")
-            found.setdefault(spec.name, Registration(spec, loader, _plugin))
+            found.setdefault(spec.name, Registration(spec, as_loader(loader), _plugin))
 
         call_implementation(implementation, register=register)
     return found
@@ -80,7 +102,7 @@ def resolve(name_or_path: str | os.PathLike | None) -> Registration:
                 "ModernBERT directories need config.json with model_type 'modernbert'"
             )
         spec, loader = claimed
-        return Registration(spec, loader, "directory")
+        return Registration(spec, as_loader(loader), "directory")
     known = ", ".join(sorted(registered_models())) or "(none)"
     raise UnknownModelError(
         f"unknown model {name!r}. Registered models: {known}. "
@@ -109,6 +131,7 @@ def load_model(
     from .client import RemoteModel, is_url
 
     dimensions = normalise_dimensions(dimensions)  # every setting is checked before any work
+    device, dtype = normalise_device(device), normalise_dtype(dtype)
     if is_url(name_or_path):
         if device is not None or dtype is not None:
             raise InvalidSettingError(
@@ -116,12 +139,12 @@ def load_model(
                 "(`vecplug serve --device/--dtype`); pass neither with a URL"
             )
         return RemoteModel(name_or_path).with_dimensions(dimensions)
+    if device is not None:
+        require_device_present(device)
     registration = resolve(name_or_path)
     if registration.spec.dimensions:
         check_dimensions(dimensions, registration.spec)
-    placement = getattr(registration.loader, "placement", None)
-    if placement is not None:
-        device, dtype = placement(device, dtype)
+    device, dtype = registration.loader.placement(device, dtype)
     key = (registration.spec.name, device, dtype)
     with _cache_lock:
         model = _cache.get(key)
