@@ -98,7 +98,7 @@ def main() -> None:
     from vecplug.bench import bench_model_dir, measure_matmul_peak
 
     model = vecplug.load_model(str(bench_model_dir(args.shape)), dtype=args.dtype)
-    report = model.engine_report()
+    report = model.describe()
     texts = texts_for(args.rows)
     lengths = model.token_counts(texts, "document") or []
     flops = model.forward_flops(lengths) if lengths else None

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     model_dir = Path(arguments.model) if arguments.model else bench.bench_model_dir(arguments.shape)
     texts = bench.corpora(arguments.size)[arguments.corpus]
     model = vecplug.load_model(str(model_dir), dtype=arguments.dtype)
-    report = model.engine_report()
+    report = model.describe()
     dtype = report["dtype"]
     lengths = model.token_counts(texts, "document")
     tokens = sum(lengths)
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         http_rate = json.loads(http.stdout.splitlines()[-1])["requests_per_s"]
 
     environment = {"cpu": report.get("hardware", report["device"]), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                   "threads": model.describe().get("threads"),
+                   "threads": report.get("threads"), "threads_reason": report.get("threads_reason"),
                    "dtype": dtype, "model": str(model_dir), "corpus": arguments.corpus, "texts": len(texts),
                    "tokens": tokens, "clients": arguments.clients, "texts_per_request": arguments.texts_per_request,
                    "repeat": arguments.repeat, "matmul_peak_tflops": round(peak / 1e12, 3),

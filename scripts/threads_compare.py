@@ -42,7 +42,8 @@ ONE_RUN = textwrap.dedent("""
     done = sum(len(chunk) for chunk in model.iter_embed_chunks(iter(texts)))
     elapsed = time.perf_counter() - start
     print(json.dumps({"texts_per_s": round(done / elapsed, 1), "seconds": round(elapsed, 2),
-                      "threads": model.describe()["threads"]}))
+                      "threads": model.describe()["threads"],
+                      "threads_reason": model.describe()["threads_reason"]}))
 """)
 
 

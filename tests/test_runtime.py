@@ -22,7 +22,9 @@ import json, os, sys
 import vecplug
 model = vecplug.load_model(sys.argv[1])
 import torch
-print(json.dumps({{"threads": model.describe()["threads"], "torch": torch.get_num_threads(),
+report = model.describe()
+threads = {{"count": report["threads"], "source": report["threads_reason"], "openmp_wait": report["openmp_wait"]}}
+print(json.dumps({{"threads": threads, "torch": torch.get_num_threads(),
                   "environment": {{name: os.environ.get(name) for name in {names!r}}}}}))
 """
 

@@ -148,7 +148,7 @@ def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: st
         repeat: int = 1, quiet: bool = False):
     """Every engine over every corpus, in turns; a progress bar (one step per pass) for a person.
 
-    vecplug loads first and its ``engine_report()`` says where it runs:
+    vecplug loads first and its ``describe()`` says where it runs:
     sentence-transformers runs on the same device, and the report heads the results.
     """
     import torch
@@ -156,7 +156,7 @@ def run(model_dir: Path, size: str = "cpu", dtype: str | None = None, device: st
     from .progress import progress
 
     model, embed = vecplug_encoder(model_dir, dtype, device)
-    report = model.engine_report()
+    report = model.describe()
     device, vecplug_dtype = report["device"], report["dtype"]
     encoders = {("sentence-transformers", st_dtype): sentence_transformers_encoder(model_dir, st_dtype, device)
                 for st_dtype in st_dtypes}

@@ -109,6 +109,10 @@ class RemoteModel(EmbeddingModel):
         """Texts the server cut to max tokens for this client (its ``X-Vecplug-Truncated`` answers)."""
         return self._counters["truncated"]
 
+    def describe(self) -> dict:
+        """The spec, plus where it runs: the server's URL and the name it serves the model under."""
+        return {**super().describe(), "server": self.url, "served_name": self.served_name}
+
     def __repr__(self) -> str:
         return f"<RemoteModel {self.name} at {self.url} dim={self.dimensions}>"
 

@@ -61,7 +61,7 @@ def vecplug_engine_report(device, dtype):
     ``device`` and ``dtype`` are what the user would ask for (None: auto). The
     dict names the engine (``"engine"``) and what it would use and why
     (device, dtype, back-ends, threads ...); ``vecplug doctor`` prints it.
-    A loaded model's own ``EmbeddingModel.engine_report()`` says what it uses.
+    A loaded model's ``EmbeddingModel.describe()`` gives the same keys for what it uses.
     """
 
 

@@ -1,8 +1,9 @@
-"""The model contract: ``ModelSpec`` describes a vector space, ``EmbeddingModel`` fills it.
+"""The model base classes: ``ModelSpec`` describes a vector space, ``EmbeddingModel`` fills it, ``ModelLoader`` loads it.
 
-Subclasses implement one method, ``embed_batch``; prompts, input checks,
-Matryoshka truncation and streaming are built on it here, so every model,
-built-in or third-party, treats input the same way.
+Subclasses of ``EmbeddingModel`` implement one method, ``embed_batch``;
+prompts, input checks, Matryoshka truncation and streaming are built on it
+here, so every model, built-in or third-party, treats input the same way.
+What other code may rely on is written down in ``contracts.py``.
 """
 from __future__ import annotations
 
@@ -165,6 +166,7 @@ class EmbeddingModel:
 
     spec: ModelSpec
     batch_size: int = 32
+    served_name: str | None = None  # a remote model's name on its server; None for a local one
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -192,10 +194,14 @@ class EmbeddingModel:
         return self.spec.fingerprint
 
     def describe(self) -> dict:
-        """What this model is and how it runs here, as plain JSON-able values (``doctor``, bench headers, logs).
+        """What this model is and how it runs here, as plain JSON-able values: the one report.
 
-        The base class knows the spec; models add how they run (ModernBERT:
-        device, dtype, attention back-end, ``threads``: count, source, OpenMP wait).
+        ``vecplug doctor``, the bench header and logs print it. The base class
+        knows the spec and the class; engines add how they run, flat, each
+        setting with a ``<key>_reason`` where there is one (ModernBERT:
+        ``device``, ``dtype``, ``attention``, ``compiled``, ``threads``,
+        ``openmp_wait`` ...), the same keys the ``vecplug_engine_report`` hook
+        gives before any model is loaded.
         """
         return {
             "name": self.name,
@@ -204,6 +210,7 @@ class EmbeddingModel:
             "fingerprint": self.fingerprint,
             "prompts": dict(self.spec.prompts),
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "engine": type(self).__name__,
         }
 
     def with_dimensions(self, dimensions: int | None) -> "EmbeddingModel":
@@ -270,14 +277,10 @@ class EmbeddingModel:
             yield self.embed_batch(batch)
 
     # -- how it runs: vecplug doctor and vecplug bench ask here, never engine internals
-    def engine_report(self) -> dict:
-        """How this loaded model runs here: ``engine``, ``device``, ``dtype`` and what else explains its speed.
-
-        Engines override this (the built-in ModernBERT adds its attention
-        back-end, compilation and threads, each with the reason it was chosen).
-        """
-        return {"engine": type(self).__name__, "device": str(getattr(self, "device", "cpu")),
-                "dtype": str(getattr(self, "dtype", "float32")).removeprefix("torch.")}
+    @property
+    def truncated_count(self) -> int:
+        """Texts cut to ``max_tokens`` since load; engines that truncate count them (0 when nothing cuts)."""
+        return 0
 
     def token_counts(self, texts: list[str], kind: str = "document") -> "list[int] | None":
         """Tokens per text with the ``kind`` prompt, as the model sees them; None if the engine cannot tell."""
@@ -298,3 +301,24 @@ class EmbeddingModel:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} dim={self.dimensions}>"
+
+
+class ModelLoader:
+    """A base for what plugins register beside a spec (the ``vecplug.contracts.Loader`` contract).
+
+    Subclasses implement ``__call__(spec, device, dtype)``; ``device`` and
+    ``dtype`` arrive checked and normalised by the core, after ``placement``.
+    Override ``locate`` when the plugin can tell where the files are (``vecplug
+    doctor`` lists them) and ``placement`` to say what auto (None) means here.
+    """
+
+    def __call__(self, spec: ModelSpec, device: str | None, dtype: str | None) -> EmbeddingModel:
+        raise NotImplementedError
+
+    def locate(self, spec: ModelSpec) -> str | None:
+        """Where this model's files are on this machine, or None; never downloads."""
+        raise NotImplementedError("its plugin cannot tell whether it is on this machine")
+
+    def placement(self, device: str | None, dtype: str | None) -> tuple[str | None, str | None]:
+        """The concrete (device, dtype) for a request; by default the request itself."""
+        return device, dtype

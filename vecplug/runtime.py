@@ -26,7 +26,7 @@ busy machine and keeps flat memory; vecplug chooses each deliberately:
 
 Every variable above is only a default: one set in the environment wins.
 ``ThreadChoice`` records what was chosen and why; a loaded model reports it
-in ``model.describe()["threads"]`` (the bench header and ``doctor`` print it).
+in ``model.describe()`` (``threads``, ``threads_reason``, ``openmp_wait``; the bench header and ``doctor`` print it).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from ..model import EmbeddingModel, ModelSpec
 from ..token_budget import plan_batches
 from .batching import pipelined, windows
 from .files import ModelFiles
-from .hardware import dtype_name
+from ..devices import dtype_name
 
 # Real tokens per forward pass. CPU: enough rows to fill the matmuls without
 # leaving cache (2,048 beat 4,096 and 8,192 by 5-10% on this 2-core CPU,
@@ -68,17 +68,14 @@ class ModernBertEmbedder(EmbeddingModel):
         return dict(self._counters)
 
     def describe(self) -> dict:
-        """The spec, plus where and how this model runs: device, dtype, attention, torch threads."""
-        from ..runtime import choose_threads
+        """The spec, plus how this model runs here and why: device, dtype, attention, compilation, threads, budgets."""
+        from .report import engine_report
 
         return {
             **super().describe(),
-            "device": self.device,
-            "dtype": dtype_name(self.dtype),
-            "attention": self.encoder.attention_name,
-            "compiled": self.encoder.compiled,
+            **engine_report(self.device, dtype_name(self.dtype), self.encoder.attention_name, self.encoder.compiled),
             "token_budget": self.token_budget,
-            "threads": choose_threads().as_dict(),
+            "window_texts": self.window_texts,
         }
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -101,13 +98,6 @@ class ModernBertEmbedder(EmbeddingModel):
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self.embed_token_ids(self.tokenize(texts))
-
-    def engine_report(self) -> dict:
-        from .report import engine_report
-
-        report = engine_report(self.device, dtype_name(self.dtype), self.encoder.attention_name, self.encoder.compiled)
-        report.update(token_budget=self.token_budget, window_texts=self.window_texts)
-        return report
 
     def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
         prompt = self.spec.prompt_for(kind)
