@@ -124,5 +124,5 @@ def test_plugins_command_lists_hooks():
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0
     plugins = {plugin["name"]: plugin["hooks"] for plugin in json.loads(result.output)}
-    assert "vecplug_embed" in plugins["vecplug.modernbert.plugin"]
+    assert "vecplug_register_models" in plugins["vecplug.modernbert.plugin"]
     assert vecplug.pm.get_plugin("vecplug.modernbert.plugin") is not None

@@ -66,17 +66,15 @@ def test_embeds_like_sentence_transformers(minilm):
         texts, normalize_embeddings=True, convert_to_numpy=True)
     assert ours.shape == (4, 384) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, reference, atol=2e-5)
-    assert minilm.fingerprint and minilm.engine_report()["engine"].startswith("vecplug-minilm")
+    assert minilm.fingerprint and minilm.describe()["engine"].startswith("vecplug-minilm")
 
 
-def test_vecplug_embed_goes_through_its_hook(minilm):
-    answers = vecplug.pm.hook.vecplug_embed.get_hookimpls()
-    minilm_hook = next(hook for hook in answers if hook.plugin_name == "minilm")
-    vectors = minilm_hook.function(texts=["x"], kind="query", model="minilm", dimensions=None)
+def test_vecplug_embed_finds_it_by_alias_through_its_registration(minilm):
+    """Registering the model is enough: vecplug.embed loads it by name or alias, with no forwarding hook."""
+    assert not [hook for hook in vecplug.pm.hook.vecplug_embed.get_hookimpls() if hook.plugin_name == "minilm"]
+    vectors = vecplug.embed(["x"], kind="query", model="all-minilm-l6-v2")
     np.testing.assert_allclose(vectors, minilm.embed_queries(["x"]), atol=1e-6)
-    assert minilm_hook.function(texts=["x"], kind="query", model="nomic-ai/modernbert-embed-base",
-                                dimensions=None) is None
-    np.testing.assert_allclose(vecplug.embed(["x"], kind="query", model="all-minilm-l6-v2"), vectors, atol=1e-6)
+    np.testing.assert_allclose(vecplug.embed(["x"], kind="query", model="minilm"), vectors, atol=1e-6)
 
 
 def test_semantic_neighbour_in_memory(minilm):

@@ -8,11 +8,12 @@ import dataclasses
 from pathlib import Path
 
 from ..hookspecs import hookimpl
+from ..model import ModelLoader
 from .known import KNOWN_MODELS, known_spec_for_directory
 
 
 @dataclasses.dataclass(frozen=True)
-class ModernBertLoader:
+class ModernBertLoader(ModelLoader):
     """Loads one model: a hub id (through the HF cache) or a local directory."""
 
     directory: Path | None = None
@@ -41,11 +42,11 @@ class ModernBertLoader:
         found = try_to_load_from_cache(spec.name, "model.safetensors")
         return str(Path(found).parent) if isinstance(found, str) else None
 
-    @staticmethod
-    def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
+    def placement(self, device: str | None, dtype: str | None) -> tuple[str, str]:
         """The concrete (device, dtype) an auto request gets here: the model cache's key."""
+        from ..devices import dtype_name
         from ..runtime import choose_threads
-        from .hardware import choose_device, choose_dtype, dtype_name
+        from .hardware import choose_device, choose_dtype
 
         choose_threads()  # before torch first runs: threads, OpenMP waiting, oneDNN cache sizes
 
@@ -78,20 +79,6 @@ def vecplug_model_from_directory(path):
         description=f"ModernBERT from {path}" + (f" (a copy of {known.name})" if known else ""),
     )
     return spec, ModernBertLoader(directory=path)
-
-
-@hookimpl
-def vecplug_embed(texts, kind, model, dimensions):
-    from ..errors import UnknownModelError
-    from ..registry import load_model, resolve
-
-    try:
-        registration = resolve(model)
-    except UnknownModelError:
-        return None
-    if not isinstance(registration.loader, ModernBertLoader):
-        return None
-    return load_model(model, dimensions=dimensions).embed(texts, kind)
 
 
 @hookimpl

