@@ -7,6 +7,12 @@
     vecplug.embed(["text"], kind="query")    # through the vecplug_embed hook
 
 Importing this package is cheap: torch and friends load with the first model.
+
+For plugin authors: ``EmbeddingModel`` and ``ModelLoader`` (base classes),
+``Embedder``, ``TokenPath`` and ``Loader`` (what vecplug relies on, as
+Protocols), ``check_texts``/``check_text``/``check_kind`` (the input checks
+every path shares), ``progress`` (a bar only a person sees) and
+``RemoteModel`` (a ``vecplug serve`` model, imported on first use).
 """
 from .errors import (
     InvalidSettingError,
@@ -18,9 +24,11 @@ from .errors import (
     UnknownModelError,
     VecplugError,
 )
+from .contracts import Embedder, Loader, TokenPath
 from .hookspecs import hookimpl
-from .model import EmbeddingModel, ModelSpec
+from .model import EmbeddingModel, ModelLoader, ModelSpec, check_kind, check_text, check_texts
 from .plugins import load_plugins, pm
+from .progress import progress
 from .records import Record, Target, before_ingest
 from . import runtime
 from .registry import DEFAULT_MODEL, clear_cache, default_model_name, embed, load_model, registered_models
@@ -30,22 +38,40 @@ __version__ = "0.1.0"
 
 runtime.prepare_environment()  # OpenMP reads its wait policy when torch is imported: before that, if we can
 
+
+def __getattr__(name: str):
+    """``vecplug.RemoteModel`` without importing the HTTP client (ssl, threads) with every ``import vecplug``."""
+    if name == "RemoteModel":
+        from .client import RemoteModel
+
+        return RemoteModel
+    raise AttributeError(f"module 'vecplug' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_MODEL",
+    "Embedder",
     "EmbeddingModel",
     "InvalidSettingError",
+    "Loader",
     "ModelFileError",
+    "ModelLoader",
     "ModelMismatchError",
     "ModelNotAvailableError",
     "ModelSpec",
     "Record",
+    "RemoteModel",
     "ServerError",
     "ServerUnavailableError",
     "Target",
+    "TokenPath",
     "UnknownModelError",
     "VecplugError",
     "before_ingest",
+    "check_kind",
     "check_same_space",
+    "check_text",
+    "check_texts",
     "clear_cache",
     "default_model_name",
     "embed",
@@ -53,6 +79,7 @@ __all__ = [
     "load_model",
     "load_plugins",
     "pm",
+    "progress",
     "registered_models",
     "same_space",
 ]
