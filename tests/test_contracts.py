@@ -176,3 +176,31 @@ def test_duplicate_ids_are_refused_for_every_target(register_plugin):
     for target in (vecplug.Target("qdrant", "docs"), vecplug.Target("postgres", "t", accepts_new_ids=False)):
         with pytest.raises(ValueError, match="plugin duplicates returned two records with id 'a'"):
             vecplug.before_ingest([vecplug.Record("a", "text")], target)
+
+
+# -- vecplug demo's stores (the shipped ones pass open_stores' check in tests of `vecplug demo`) -------
+class _StoreWithoutSearch:
+    name, uses_dsn = "half a store", False
+
+    def add(self, ids, texts):
+        pass
+
+    def close(self):
+        pass
+
+
+class _HalfStorePlugin:
+    @vecplug.hookimpl
+    def vecplug_demo_store(self, folder, dsn, model):
+        return _StoreWithoutSearch()
+
+
+def test_a_demo_store_that_breaks_the_contract_is_named(tmp_path, tiny_model, register_plugin):
+    import click
+
+    from vecplug.demo.run import open_stores
+
+    register_plugin(_HalfStorePlugin(), name="half-store")
+    with pytest.raises(click.ClickException, match=r"half-store: its demo store .* lacks what "
+                                                   r"vecplug.contracts.DemoStore asks for"):
+        open_stores(tmp_path, None, tiny_model, say=lambda line: None)

@@ -16,6 +16,8 @@ built-in ModernBERT, ``RemoteModel``, the MiniLM plugin) against them.
 - ``Loader``: what ``register(spec, loader)`` is given: it loads the model,
   says where its files are on this machine (``vecplug doctor``), and what
   "auto" device and dtype mean here (the model cache's key).
+- ``DemoStore``: what an adapter's ``vecplug_demo_store`` hook returns for
+  ``vecplug demo``.
 """
 from __future__ import annotations
 
@@ -106,3 +108,19 @@ class Loader(Protocol):
 
     def placement(self, device: "str | None", dtype: "str | None") -> "tuple[str, str]":
         """The concrete (device, dtype) an auto request gets here; settings arrive already checked."""
+
+
+@runtime_checkable
+class DemoStore(Protocol):
+    """A database ``vecplug demo`` fills and queries (the ``vecplug_demo_store`` hook returns one)."""
+
+    name: str  # shown to the user: which database, where
+    uses_dsn: bool  # True when it writes into the PostgreSQL database the user named with --dsn
+
+    def add(self, ids: list[int], texts: list[str]) -> None:
+        """Embed the texts as documents and store them under their ids."""
+
+    def search(self, question: str, limit: int) -> list[tuple[int, float]]:
+        """``[(id, cosine similarity), ...]``, best first, for the question embedded as a query."""
+
+    def close(self) -> None: ...

@@ -72,10 +72,10 @@ def vecplug_demo_store(folder, dsn, model):
     ``folder`` (a ``pathlib.Path``) is the demo's own folder for local stores;
     ``dsn`` is the PostgreSQL connection string the user gave, or None (a
     plugin never writes into a database nobody named); ``model`` is the
-    loaded ``vecplug.EmbeddingModel``. The store has ``name`` (str),
-    ``add(ids, texts)`` (embeds and writes), ``search(question, limit)``
-    returning ``[(id, cosine similarity), ...]`` best first, and ``close()``;
-    a store that writes into ``dsn`` sets ``uses_dsn = True``.
+    loaded ``vecplug.EmbeddingModel``. The store honours
+    ``vecplug.contracts.DemoStore``: ``name``, ``uses_dsn`` (True when it
+    writes into ``dsn``), ``add(ids, texts)``, ``search(question, limit)``
+    returning ``[(id, cosine similarity), ...]`` best first, and ``close()``.
     """
 
 

@@ -33,13 +33,15 @@ DEFAULT_HINT = (
 
 def describe_space(side) -> dict:
     """The parts of a model that decide its vector space, as a plain dict (name, fingerprint, dimensions, prompts)."""
-    spec = getattr(side, "spec", side)
+    from .model import EmbeddingModel, ModelSpec
+
+    spec = side.spec if isinstance(side, EmbeddingModel) else side
     if isinstance(spec, Mapping):
         name = spec.get("name") or spec.get("model")
         prompts = spec.get("prompts")
         return {"name": name, "fingerprint": spec.get("fingerprint") or "", "dimensions": spec.get("dimensions"),
                 "prompts": dict(prompts) if isinstance(prompts, Mapping) else prompts}
-    if hasattr(spec, "fingerprint") and hasattr(spec, "dimensions"):
+    if isinstance(spec, ModelSpec):
         return {"name": spec.name, "fingerprint": spec.fingerprint or "", "dimensions": spec.dimensions,
                 "prompts": dict(spec.prompts)}
     raise TypeError(f"cannot tell the vector space of {side!r}: pass a vecplug.ModelSpec, a model or a spec dict")

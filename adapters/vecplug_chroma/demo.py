@@ -5,6 +5,8 @@ from pathlib import Path
 
 
 class ChromaDemoStore:
+    uses_dsn = False  # a local store in the demo's own folder
+
     def __init__(self, folder: Path, model):
         import chromadb
 

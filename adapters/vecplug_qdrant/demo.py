@@ -5,6 +5,7 @@ from pathlib import Path
 
 
 class QdrantDemoStore:
+    uses_dsn = False  # a local store in the demo's own folder
     COLLECTION = "vecplug_demo"
 
     def __init__(self, folder: Path, model):

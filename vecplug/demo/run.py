@@ -62,6 +62,7 @@ def choose_model(name: str | None, tiny: bool, say) -> ChosenModel:
 
 def open_stores(folder: Path, dsn: str | None, model, say) -> list:
     """Every adapter's demo store; one that cannot start (its extra not installed) is skipped with a line."""
+    from ..contracts import DemoStore
     from ..plugins import call_implementation, load_plugins, pm
 
     load_plugins()
@@ -76,8 +77,14 @@ def open_stores(folder: Path, dsn: str | None, model, say) -> list:
             for store in stores:
                 store.close()
             raise click.ClickException(f"{implementation.plugin_name}: {' '.join(str(error).split())}") from None
-        if store is not None:
-            stores.append(store)
+        if store is None:
+            continue
+        if not isinstance(store, DemoStore):
+            for opened in stores:
+                opened.close()
+            raise click.ClickException(f"{implementation.plugin_name}: its demo store {store!r} lacks what "
+                                       "vecplug.contracts.DemoStore asks for (name, uses_dsn, add, search, close)")
+        stores.append(store)
     return sorted(stores, key=lambda store: store.name)
 
 
@@ -151,7 +158,7 @@ def run_demo(model_name: str | None, dsn: str | None, tiny: bool, quiet: bool, f
     try:
         if not stores:
             raise click.ClickException("no database adapter is installed: pip install 'vecplug[chroma,qdrant]'")
-        if dsn and not any(getattr(store, "uses_dsn", False) for store in stores):
+        if dsn and not any(store.uses_dsn for store in stores):
             raise click.ClickException("--dsn was given, but no installed adapter offers a PostgreSQL demo store "
                                        "(the vecplug_demo_store hook of vecplug_pgvector); nothing was written")
         click.echo(f"model: {chosen.label}")
