@@ -15,9 +15,9 @@ Modules, each with one job:
 - ``middleware``: request size limit, API key, refusing work while draining
 - ``metrics``: Prometheus counters, gauges and histograms
 - ``handling``: what the routes share: read and check a body, readiness,
-  dimensions, queue and wait, drop a request whose client left, answer errors
+  dimensions, queue and wait, drop a request whose client left
 - ``openapi``: the schema, with the served model's limits in it
-- ``app``: the FastAPI app built from the route table
+- ``app``: the FastAPI app built from the route table, and its error handlers
 
 The header names the client reads too live in ``vecplug.wire``.
 """

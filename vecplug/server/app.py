@@ -2,8 +2,8 @@
 
 Each route's endpoint reads and checks the body with the route's request
 model, refuses work until the model is ready (503), and calls the route's
-answer; errors are answered by the handlers in ``handling``, in the shape of
-the path's API flavour.
+answer; errors are answered by the handlers here, in the shape (and with the
+status) of the path's API flavour.
 """
 from __future__ import annotations
 
@@ -11,15 +11,20 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .config import ServerConfig
 from .engine import ModelHost
-from .handling import add_error_handlers, read_body, require_ready
+from .errors import APIError, describe_validation_errors
+from .handling import ClientGone, job_error, json_response, read_body, require_ready
 from .metrics import Metrics
 from .middleware import Gate
 from .openapi import add_openapi_bodies, request_body
-from .routes import ROUTES, Call, Route
+from .routes import ROUTES, Call, Route, RouteTable
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -58,3 +63,38 @@ def endpoint_for(route: Route, host: ModelHost):
         return await route.answer(Call(request, host, body))
 
     return endpoint
+
+
+def add_error_handlers(app: FastAPI, routes: RouteTable) -> None:
+    """Every error answered in the shape (and with the status) of its path's API flavour."""
+    def answer(request: Request, error: APIError) -> Response:
+        status, body = routes.flavour_for(request.url.path).answer(error)
+        return json_response(body, status=status, headers=error.headers)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, error: APIError):
+        return answer(request, error)
+
+    @app.exception_handler(ValidationError)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, error):
+        return answer(request, APIError(400, describe_validation_errors(error.errors()), code="invalid_value"))
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, error: ClientGone):
+        return Response(status_code=499)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        if error.status_code == 404:
+            message = (f"no route {request.method} {request.url.path}; this server answers {routes.listing()} "
+                       "(GET /docs describes them)")
+        elif error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see GET /docs for the methods"
+        else:
+            message = str(error.detail)
+        return answer(request, APIError(error.status_code, message, headers=getattr(error, "headers", None)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):
+        return answer(request, job_error(error))

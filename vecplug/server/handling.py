@@ -1,4 +1,4 @@
-"""What the routes share: reading and checking a body, readiness, queueing texts, waiting, answering errors.
+"""What the routes share: reading and checking a body, readiness, queueing texts, waiting, errors.
 
 Bodies are read and checked here (orjson, then the route's pydantic model),
 not by FastAPI's body injection, so that a body that is not JSON, or not
@@ -12,24 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel
 
 from ..model import check_dimensions, cut_dimensions
 from ..wire import FINGERPRINT_HEADER
 from .batching import Job, QueueFull, ShuttingDown, TextsTooLong
 from .engine import ModelHost
-from .errors import APIError, describe_validation_errors
-
-if TYPE_CHECKING:
-    from .routes import RouteTable
+from .errors import APIError
 
 
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
@@ -182,38 +176,3 @@ def job_error(error: BaseException) -> APIError:
     return APIError(500, f"embedding failed inside the server: {type(error).__name__}: {error}. "
                          "This is a server bug or a broken model; the server log has the traceback.",
                     code="internal_error")
-
-
-def add_error_handlers(app: FastAPI, routes: "RouteTable") -> None:
-    """Every error answered in the shape (and with the status) of its path's API flavour."""
-    def answer(request: Request, error: APIError) -> Response:
-        status, body = routes.flavour_for(request.url.path).answer(error)
-        return json_response(body, status=status, headers=error.headers)
-
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, error: APIError):
-        return answer(request, error)
-
-    @app.exception_handler(ValidationError)
-    @app.exception_handler(RequestValidationError)
-    async def invalid_body(request: Request, error):
-        return answer(request, APIError(400, describe_validation_errors(error.errors()), code="invalid_value"))
-
-    @app.exception_handler(ClientGone)
-    async def client_gone(request: Request, error: ClientGone):
-        return Response(status_code=499)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException):
-        if error.status_code == 404:
-            message = (f"no route {request.method} {request.url.path}; this server answers {routes.listing()} "
-                       "(GET /docs describes them)")
-        elif error.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see GET /docs for the methods"
-        else:
-            message = str(error.detail)
-        return answer(request, APIError(error.status_code, message, headers=getattr(error, "headers", None)))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception):
-        return answer(request, job_error(error))
