@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from vecplug.modernbert import attention, grouped_attention
-from vecplug.modernbert.attention import PackedBatch
 from vecplug.modernbert.grouped_attention import float32_scores, grouped_sdpa, split_scores_are_exact
 from vecplug.modernbert.hardware import cpu_has_native_bf16
+from vecplug.modernbert.packed_batch import PackedBatch
 
 # Where vecplug runs bf16 by default (a CPU with native bf16) the fast path must be
 # there; elsewhere a torch build may lack it, and bf16 then falls back to SDPA.

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import vecplug
-from vecplug.modernbert.grouped_attention import BLOCK_LOCAL_MIN_LENGTH, plan_groups
 from vecplug.modernbert.batching import pipelined
+from vecplug.modernbert.packed_batch import BLOCK_LOCAL_MIN_LENGTH, plan_groups
 from vecplug.token_budget import plan_batches
 from vecplug.testing import stdlib_paragraphs
 

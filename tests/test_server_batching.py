@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from vecplug.server.batching import Batcher, QueueFull, TextsTooLong
+from vecplug.server.config import ServerConfig
+from vecplug.server.engine import ModelHost
 from vecplug.testing import stdlib_paragraphs
 
 from fake_plugin import FAKE_SPEC, HashModel
@@ -23,6 +25,7 @@ class Recording:
         self.batches: list[list[list[int]]] = []
         self.events: list[tuple[str, float, int]] = []
         self.max_tokens = model.max_tokens
+        self.token_budget = model.token_budget  # a TokenPath, as the model it wraps
 
     @property
     def truncated_count(self):
@@ -216,3 +219,36 @@ def test_a_failing_pass_in_a_shared_pool_fails_only_its_own_requests(tiny_model)
     assert jobs[1].error is None and jobs[2].error is None
     assert jobs[1].vectors.shape[0] == 1 and jobs[2].vectors.shape[0] == 1
     assert batcher.queued_texts == 0
+
+
+@pytest.mark.parametrize("max_batch_tokens", [None, 256, 8192])
+def test_max_batch_tokens_sets_the_passes_the_engine_runs(tiny_model_dir, monkeypatch, max_batch_tokens):
+    """``--max-batch-tokens`` is the one budget of the engine's forward passes, below and above the model's
+    own (2,048 real tokens on a CPU): the passes are counted where the encoder runs them, so a second
+    planner inside the model (which once cut the server's passes back to its own budget) would show."""
+    host = ModelHost(ServerConfig(model=str(tiny_model_dir), dtype="float32", max_batch_tokens=max_batch_tokens))
+    failures = []
+    host.start(on_failure=failures.append)
+    passes: list[list[int]] = []
+    try:
+        assert host.wait_ready(120) and not failures
+        encoder = host.model.encoder
+        forward = encoder.forward
+        monkeypatch.setattr(encoder, "forward", lambda ids, *args: passes.append([len(seq) for seq in ids])
+                            or forward(ids, *args))
+        [job] = run_jobs(host.batcher, [list(stdlib_paragraphs()[:400])])  # ~21,000 tokens, 297 at most
+    finally:
+        host.stop()
+    assert job.error is None and sum(map(sum, passes)) == job.tokens
+    model_budget = host.model.token_budget
+    assert model_budget == 2048
+    budget = max_batch_tokens or model_budget
+    assert all(sum(lengths) <= budget or len(lengths) == 1 for lengths in passes)
+    largest = max(map(sum, passes))
+    if max_batch_tokens is None:
+        assert model_budget / 2 < largest <= model_budget
+    elif max_batch_tokens < model_budget:
+        assert max(sum(lengths) for lengths in passes if len(lengths) > 1) <= max_batch_tokens
+        assert len(passes) > job.tokens / max_batch_tokens / 2
+    else:
+        assert largest > model_budget  # the model's own budget could not have made this pass

@@ -31,10 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ModelMismatchError, ServerError, ServerUnavailableError
 from .model import EmbeddingModel, ModelSpec, check_kind, check_text
+from .wire import FINGERPRINT_HEADER, TRUNCATED_HEADER
 
 API_KEY_ENV = "VECPLUG_API_KEY"
-FINGERPRINT_HEADER = "X-Vecplug-Fingerprint"
-TRUNCATED_HEADER = "X-Vecplug-Truncated"
 RETRY_STATUSES = (429, 503)
 # One request's texts: enough to fill a CPU batch several times over, well under
 # the server's per-request limits (2,048 texts, 8 MiB).

@@ -77,12 +77,19 @@ class Embedder(Protocol):
 class TokenPath(Protocol):
     """A model that tokenizes itself and embeds token ids: the server's fast path.
 
+    One planner decides the forward passes, with one budget: whoever holds
+    the texts calls ``vecplug.token_budget.plan_batches(lengths, budget)``
+    (the server with ``--max-batch-tokens``, else ``token_budget``; a model's
+    own streaming path with ``token_budget``) and hands each planned pass to
+    ``embed_token_ids``, which never re-plans by tokens.
+
     ``tokenize`` gets prompted texts and returns token ids cut to the
     model's ``max_tokens`` (counting cuts in ``truncated_count``);
-    ``embed_token_ids`` embeds exactly the sequences it is given, as one
-    planned pass or a few, rows in input order, full dimension.
-    ``token_budget`` is the number of real tokens a forward pass holds by
-    default on this device.
+    ``embed_token_ids`` embeds exactly the sequences it is given as one
+    pass, rows in input order, full dimension (a padded engine may still
+    run a pass in slices of texts, as the MiniLM plugin does, never in
+    slices of its own token budget). ``token_budget`` is the number of real
+    tokens a forward pass holds by default on this device.
     """
 
     token_budget: int

@@ -86,18 +86,32 @@ class ModernBertEmbedder(EmbeddingModel):
         return [encoding.ids for encoding in encodings]
 
     def embed_token_ids(self, token_ids: list[list[int]]) -> np.ndarray:
-        """Embed pre-tokenized sequences in token-budget batches, rows in input order."""
+        """Embed pre-tokenized sequences in exactly one forward pass, rows in input order.
+
+        The caller has planned the pass (``TokenPath``): the server with its
+        ``--max-batch-tokens``, ``embed_tokenized`` with ``token_budget``.
+        Sequences run shortest first, so equal lengths sit together for the
+        attention back-end, whatever order they come in.
+        """
         out = np.empty((len(token_ids), self._full_spec.dimensions), dtype=np.float32)
-        for batch in plan_batches([len(ids) for ids in token_ids], self.token_budget):
-            vectors = self.encoder.forward([token_ids[index] for index in batch], self.files.pooling)
-            out[batch] = vectors.cpu().numpy()
+        if not token_ids:
+            return out
+        order = sorted(range(len(token_ids)), key=lambda index: len(token_ids[index]))
+        out[order] = self.encoder.forward([token_ids[index] for index in order], self.files.pooling).cpu().numpy()
         with self._lock:
             self._counters["texts"] += len(token_ids)
             self._counters["tokens"] += sum(len(ids) for ids in token_ids)
         return out
 
+    def embed_tokenized(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Any number of sequences, in forward passes of ``token_budget`` real tokens (``plan_batches``)."""
+        out = np.empty((len(token_ids), self._full_spec.dimensions), dtype=np.float32)
+        for rows in plan_batches([len(ids) for ids in token_ids], self.token_budget):
+            out[rows] = self.embed_token_ids([token_ids[row] for row in rows])
+        return out
+
     def embed_batch(self, texts: list[str]) -> np.ndarray:
-        return self.embed_token_ids(self.tokenize(texts))
+        return self.embed_tokenized(self.tokenize(texts))
 
     def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
         prompt = self.spec.prompt_for(kind)
@@ -108,7 +122,7 @@ class ModernBertEmbedder(EmbeddingModel):
 
     def _iter_full(self, prompted_texts: Iterator[str]) -> Iterator[np.ndarray]:
         # tokenize window n+1 in a thread while window n runs through the model
-        yield from pipelined(windows(prompted_texts, self.window_texts), self.tokenize, self.embed_token_ids)
+        yield from pipelined(windows(prompted_texts, self.window_texts), self.tokenize, self.embed_tokenized)
 
 
 def model_flops(arch, lengths: list[int]) -> float:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attention import PackedBatch, choose_attention
+from .attention import choose_attention
 from .file_checks import check_finite, check_weights_match_config
+from .packed_batch import PackedBatch
 
 
 @dataclass(frozen=True)

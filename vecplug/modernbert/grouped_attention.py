@@ -10,21 +10,14 @@ varlen kernel is installed.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from .attention import PackedBatch
+from .packed_batch import BLOCK_LOCAL_MIN_LENGTH, AttentionGroup, PackedBatch, band_mask
 
-# From this length a local layer computes attention block by block instead of
-# one masked (L, L) product, so it costs O(L * window). Measured on this
-# project's CPU (bf16, 12 heads): blocks of 32 queries beat the dense masked
-# call from about 200 tokens (2.3 ms vs 6.3 ms at 555 tokens) and beat
-# blocks of 64 or 128.
-BLOCK_LOCAL_MIN_LENGTH = 192
+# Queries per block of a local layer that goes block by block (groups from
+# BLOCK_LOCAL_MIN_LENGTH tokens): 32 beat blocks of 64 or 128 (bf16 CPU, 12 heads).
 LOCAL_QUERY_BLOCK = 32
 
 
@@ -41,94 +34,6 @@ SPLIT_ATTENTION_MAX_LENGTH = BLOCK_LOCAL_MIN_LENGTH - 1
 # arithmetic); 2-4 MiB beat 1 MiB, 8 MiB and unchunked, by up to 15% of the
 # time outside the matmuls (ModernBERT-base paragraphs, this project's CPU).
 SPLIT_SCORES_PER_CALL = 1 << 19
-
-
-# A group of neighbouring sequences is padded to its longest member for one
-# batched attention call when that wastes at most this fraction of its slots:
-# small CPU attention calls are slower than a little padding.
-MAX_PADDING_WASTE = 0.25
-
-
-@dataclass
-class AttentionGroup:
-    """Consecutive sequences attended to in one call, padded to ``length`` when they differ.
-
-    ``gather`` picks each padded slot's token from the packed stream (padding
-    slots repeat a real token; the key mask hides them), ``valid`` lists the
-    slots that hold real tokens. Both are None when no padding is needed.
-    """
-
-    first_token: int
-    token_count: int
-    sequences: int
-    length: int
-    device: str
-    gather: torch.Tensor | None = None
-    valid: torch.Tensor | None = None
-    key_mask: torch.Tensor | None = None  # (sequences, 1, 1, length), True = attend
-    _local_masks: dict = field(default_factory=dict)  # by window
-    _score_biases: dict = field(default_factory=dict)  # by window (None = global)
-
-    def mask(self, window: int | None) -> torch.Tensor | None:
-        """The attention mask for a global (None) or local layer, built once per batch."""
-        if window is None or self.length <= window + 1:
-            return self.key_mask
-        if window not in self._local_masks:
-            band = band_mask(self.length, self.length, 0, window, self.device)
-            self._local_masks[window] = band if self.key_mask is None else (self.key_mask & band)
-        return self._local_masks[window]
-
-    def score_bias(self, window: int | None) -> torch.Tensor | None:
-        """`mask` as an additive float32 bias (0 or -inf): adding it is 5x faster than masked_fill on CPU."""
-        mask = self.mask(window)
-        if mask is None:
-            return None
-        if window not in self._score_biases:
-            bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
-            self._score_biases[window] = bias
-        return self._score_biases[window]
-
-    @classmethod
-    def build(cls, first_token: int, lengths: list[int], device) -> "AttentionGroup":
-        longest, count = max(lengths), len(lengths)
-        group = cls(first_token, sum(lengths), count, longest, str(device))
-        if all(length == longest for length in lengths):
-            return group
-        slots = torch.arange(longest)[None, :]
-        valid = slots < torch.tensor(lengths)[:, None]
-        starts = torch.tensor([0] + lengths[:-1]).cumsum(0)[:, None]
-        gather = torch.where(valid, starts + slots, starts)
-        group.gather = gather.reshape(-1).to(device)
-        group.valid = valid.reshape(-1).nonzero().squeeze(1).to(device)
-        group.key_mask = valid[:, None, None, :].to(device)
-        return group
-
-
-def plan_groups(lengths: list[int], device) -> list[AttentionGroup]:
-    """Cut a batch (sorted by length for best results) into cheaply padded groups."""
-    groups: list[AttentionGroup] = []
-    first, members, tokens, longest = 0, [], 0, 0
-    for length in lengths:
-        grown_longest, grown_tokens = max(longest, length), tokens + length
-        too_padded = (len(members) + 1) * grown_longest > (1 + MAX_PADDING_WASTE) * grown_tokens
-        if members and (too_padded or grown_longest >= BLOCK_LOCAL_MIN_LENGTH):
-            groups.append(AttentionGroup.build(first, members, device))
-            first += tokens
-            members, tokens, longest = [length], length, length
-        else:
-            members.append(length)
-            tokens, longest = grown_tokens, grown_longest
-    if members:
-        groups.append(AttentionGroup.build(first, members, device))
-    return groups
-
-
-@functools.lru_cache(maxsize=256)
-def band_mask(query_length: int, key_length: int, key_offset: int, window: int, device: str) -> torch.Tensor:
-    """True where key (key_offset + j) is within ``window`` of query i."""
-    queries = torch.arange(query_length, device=device)[:, None]
-    keys = torch.arange(key_length, device=device)[None, :] + key_offset
-    return (queries - keys).abs() <= window
 
 
 def _local_block_attention(q, k, v, window: int) -> torch.Tensor:

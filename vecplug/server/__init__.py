@@ -9,11 +9,15 @@ Modules, each with one job:
 - ``batching``: merges the texts of concurrent requests into the engine's
   token-budget batches, tokenizing while the previous batch runs
 - ``schemas``: request and response bodies (OpenAI and TEI), input checks
-- ``errors``: error bodies in the OpenAI and TEI shapes
+- ``errors``: API flavours (OpenAI, TEI): their error bodies and statuses
+- ``routes``: the route table: each route once, with its flavour, request
+  model and answer; everything else reads the table
 - ``middleware``: request size limit, API key, refusing work while draining
 - ``metrics``: Prometheus counters, gauges and histograms
-- ``handling``: what the routes share: read and check a body, queue and wait,
-  drop a request whose client left, answer errors
+- ``handling``: what the routes share: read and check a body, readiness,
+  dimensions, queue and wait, drop a request whose client left
 - ``openapi``: the schema, with the served model's limits in it
-- ``app``: the FastAPI routes
+- ``app``: the FastAPI app built from the route table, and its error handlers
+
+The header names the client reads too live in ``vecplug.wire``.
 """

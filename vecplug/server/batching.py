@@ -9,8 +9,13 @@ with whatever else is waiting, and no request waits behind texts that
 arrived after it. Results go back to each request in
 its own order, through the callback it was submitted with.
 
-Models without the fast path (``tokenize`` + ``embed_token_ids``, which the
-built-in ModernBERT has) go through ``embed_batch`` in batches of
+The batcher is the one planner of forward passes for a model with the
+token path (``vecplug.contracts.TokenPath``; the built-in ModernBERT and the
+MiniLM plugin have it): it plans them with ``plan_batches`` and one budget,
+``--max-batch-tokens`` or else the model's own ``token_budget``, and the
+model runs each planned pass as it is (it does not re-plan), so the flag
+sets the engine's pass sizes above and below the model's default. Models
+without the token path go through ``embed_batch`` in batches of
 ``model.batch_size`` texts on the engine thread alone.
 
 The queue is bounded in texts: a request that does not fit is refused
@@ -29,10 +34,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..contracts import TokenPath
 from ..token_budget import plan_batches
 
 log = logging.getLogger("vecplug.server")
 
+
+# What /info reports as max_batch_tokens for a model without the token path
+# (it is served by text count, not by tokens) when --max-batch-tokens is not given.
+TEXT_PATH_TOKEN_BUDGET = 2048
 
 # The engine thread takes up to this many budgets of the oldest ready texts at
 # once, sorts them by length and runs one forward pass per budget. Similar
@@ -89,16 +99,14 @@ class Job:
         self.submitted_at = time.perf_counter()
 
 
-def has_fast_path(model) -> bool:
-    return callable(getattr(model, "tokenize", None)) and callable(getattr(model, "embed_token_ids", None))
-
-
 class Batcher:
     def __init__(self, model, *, max_queue_texts: int, max_batch_tokens: int | None = None, metrics=None):
         self.model = model
-        self.fast = has_fast_path(model)
-        self.token_budget = max_batch_tokens or getattr(model, "token_budget", None) or 2048
-        self.batch_texts = max(1, int(getattr(model, "batch_size", 32) or 32))
+        self.fast = isinstance(model, TokenPath)
+        # The one budget of a forward pass: the flag, else the model's own.
+        self.token_budget = max_batch_tokens or (model.token_budget if self.fast else TEXT_PATH_TOKEN_BUDGET)
+        # the text path's batches, in texts (EmbeddingModel.batch_size)
+        self.batch_texts = None if self.fast else max(1, model.batch_size)
         self.max_queue_texts = max_queue_texts
         self.metrics = metrics
         self.queued_texts = 0
@@ -191,9 +199,9 @@ class Batcher:
                 self._finish(job, job.error)
 
     def _tokenize(self, job: Job) -> None:
-        before = getattr(self.model, "truncated_count", 0)
+        before = self.model.truncated_count
         job.token_ids = self.model.tokenize(job.texts)
-        job.truncated = getattr(self.model, "truncated_count", 0) - before
+        job.truncated = self.model.truncated_count - before
         job.tokens = sum(len(ids) for ids in job.token_ids)
         if job.reject_truncated and job.truncated:
             limit = self.model.max_tokens
@@ -249,6 +257,7 @@ class Batcher:
     def _embed_by_length(self, token_ids: list[list[int]]) -> tuple[np.ndarray | None, dict[int, BaseException]]:
         """One forward pass per token budget of the texts sorted by length; rows in input order.
 
+        The passes planned here are the passes the model runs (``TokenPath``).
         A pass that fails fails its own rows only (returned by row): the pool
         holds several requests' texts, and the others' passes still count.
         """

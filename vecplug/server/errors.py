@@ -1,13 +1,17 @@
 """Errors a client can act on, in the body shape its API family expects.
 
 OpenAI clients read ``{"error": {"message", "type", "code"}}``; TEI clients
-(``huggingface_hub``) read ``{"error": "...", "error_type": "..."}``. Every
+(``huggingface_hub``) read ``{"error": "...", "error_type": "..."}``: each
+route's ``Flavour`` (its entry in ``routes.ROUTES``) picks the shape. Every
 message says what was wrong and what to do about it.
 """
 from __future__ import annotations
 
-# Paths that speak the text-embeddings-inference dialect; everything else speaks OpenAI's.
-TEI_PATHS = ("/embed", "/info", "/")
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .schemas import OpenAIError, TEIError
+
 # OpenAI's error types by status; TEI's are coarser.
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
                 413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
@@ -29,15 +33,36 @@ class APIError(Exception):
         self.headers = dict(headers or {})
 
 
-def is_tei_path(path: str) -> bool:
-    return path in TEI_PATHS
-
-
-def error_body(path: str, error: APIError) -> dict:
-    if is_tei_path(path):
-        return {"error": error.message, "error_type": TEI_TYPES.get(error.status, "Backend")}
-    kind = OPENAI_TYPES.get(error.status, "server_error" if error.status >= 500 else "invalid_request_error")
+def openai_error_body(error: APIError, status: int) -> dict:
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code}}
+
+
+def tei_error_body(error: APIError, status: int) -> dict:
+    return {"error": error.message, "error_type": TEI_TYPES.get(status, "Backend")}
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """An API family: the error body its clients read, and the status of a body it cannot use.
+
+    Routes raise ``APIError(400, ...)`` for any unusable body; a family that
+    answers those with another status (TEI: 422) says so in ``bad_body_status``.
+    """
+
+    name: str
+    error_model: type  # the error body's pydantic model, for the OpenAPI schema
+    body: Callable[[APIError, int], dict]  # (error, the status it is answered with) -> the JSON body
+    bad_body_status: int = 400
+
+    def answer(self, error: APIError) -> tuple[int, dict]:
+        """The status and body this family's clients expect for ``error``."""
+        status = self.bad_body_status if error.status == 400 else error.status
+        return status, self.body(error, status)
+
+
+OPENAI = Flavour("openai", OpenAIError, openai_error_body)
+TEI = Flavour("tei", TEIError, tei_error_body, bad_body_status=422)  # TEI answers every unusable body with 422
 
 
 def describe_validation_errors(errors: list[dict]) -> str:

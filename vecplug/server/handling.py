@@ -1,29 +1,29 @@
-"""What the routes share: reading and checking a body, queueing texts, waiting, answering errors.
+"""What the routes share: reading and checking a body, readiness, queueing texts, waiting, errors.
 
-Routes read and check the body themselves (orjson, then the pydantic model),
-so that a body that is not JSON, or not sent as ``application/json`` (curl's
-``-d`` default), gets the same clear 400 as any other mistake.
+Bodies are read and checked here (orjson, then the route's pydantic model),
+not by FastAPI's body injection, so that a body that is not JSON, or not
+sent as ``application/json`` (curl's ``-d`` default), gets the same clear
+400 as any other mistake. Every embedding route, whatever its API flavour,
+goes through ``run_embedding``: dimensions, the per-request limit, the
+queue, the wait, Matryoshka cuts and the fingerprint header.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request
 from fastapi.responses import Response
-from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel
 
 from ..model import check_dimensions, cut_dimensions
-from .batching import QueueFull, ShuttingDown, TextsTooLong
+from ..wire import FINGERPRINT_HEADER
+from .batching import Job, QueueFull, ShuttingDown, TextsTooLong
 from .engine import ModelHost
-from .errors import APIError, describe_validation_errors, error_body, is_tei_path
-
-FINGERPRINT_HEADER = "X-Vecplug-Fingerprint"
-TRUNCATED_HEADER = "X-Vecplug-Truncated"  # texts of the request cut to max tokens (the PostgreSQL worker counts them)
+from .errors import APIError
 
 
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
@@ -50,6 +50,11 @@ async def read_json(request: Request):
     return data
 
 
+async def read_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    """The body as the route's request model; pydantic's ValidationError becomes a 400 naming the fields."""
+    return model.model_validate(await read_json(request))
+
+
 def require_ready(host: ModelHost) -> None:
     if host.ready:
         return
@@ -67,13 +72,14 @@ def prompt_names(host: ModelHost) -> list[str]:
     return sorted({"document", "query", *host.spec.prompts})
 
 
-def requested_dimensions(host: ModelHost, dimensions: int | None, status: int = 400, param: str | None = None):
+def requested_dimensions(host: ModelHost, dimensions: int | None) -> int | None:
+    """The Matryoshka cut a body asks for, None for the full vector; a 400 when the model cannot give it."""
     if dimensions is None or dimensions == host.spec.dimensions:
         return None
     try:
         return check_dimensions(dimensions, host.spec)
     except ValueError as error:  # InvalidSettingError: says what the model has and was trained for
-        raise APIError(status, str(error), param=param) from None
+        raise APIError(400, str(error), param="dimensions") from None
 
 
 def cut(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
@@ -83,6 +89,28 @@ def cut(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
 
 def fingerprint(host: ModelHost, dimensions: int | None) -> str:
     return host.spec.truncated(dimensions).fingerprint
+
+
+def as_texts(value: str | list[str]) -> list[str]:
+    """A body's text input, one string or a list of them, as a list."""
+    return [value] if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class EmbeddingOrder:
+    """What an embedding route asks of the engine, read from its body by the route's flavour."""
+
+    texts: list[str]
+    prompt: str
+    dimensions: int | None = None
+    reject_truncated: bool = False
+
+
+async def run_embedding(request: Request, host: ModelHost, order: EmbeddingOrder) -> tuple[Job, np.ndarray, dict]:
+    """Check the dimensions, embed, cut: the job, its vectors as asked, and the fingerprint header."""
+    dimensions = requested_dimensions(host, order.dimensions)
+    job = await embed(request, host, order.texts, order.prompt, order.reject_truncated)
+    return job, cut(job.vectors, dimensions), {FINGERPRINT_HEADER: fingerprint(host, dimensions)}
 
 
 async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool = False):
@@ -148,38 +176,3 @@ def job_error(error: BaseException) -> APIError:
     return APIError(500, f"embedding failed inside the server: {type(error).__name__}: {error}. "
                          "This is a server bug or a broken model; the server log has the traceback.",
                     code="internal_error")
-
-
-def add_error_handlers(app: FastAPI) -> None:
-    def answer(request: Request, error: APIError) -> Response:
-        if error.status == 400 and is_tei_path(request.url.path):
-            error.status = 422  # TEI answers every unusable body with 422
-        return json_response(error_body(request.url.path, error), status=error.status, headers=error.headers)
-
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, error: APIError):
-        return answer(request, error)
-
-    @app.exception_handler(ValidationError)
-    @app.exception_handler(RequestValidationError)
-    async def invalid_body(request: Request, error):
-        return answer(request, APIError(400, describe_validation_errors(error.errors()), code="invalid_value"))
-
-    @app.exception_handler(ClientGone)
-    async def client_gone(request: Request, error: ClientGone):
-        return Response(status_code=499)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException):
-        if error.status_code == 404:
-            message = (f"no route {request.method} {request.url.path}; this server answers POST /v1/embeddings, "
-                       "GET /v1/models, POST /embed, GET /info, GET /health, GET /metrics (GET /docs describes them)")
-        elif error.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see GET /docs for the methods"
-        else:
-            message = str(error.detail)
-        return answer(request, APIError(error.status_code, message, headers=getattr(error, "headers", None)))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception):
-        return answer(request, job_error(error))

@@ -12,20 +12,19 @@ import time
 
 import orjson
 
-from .errors import APIError, error_body
+from .errors import APIError
 
-# Routes whose latency and status are counted under their own name; anything else is "other".
-KNOWN_ROUTES = frozenset({"/v1/embeddings", "/v1/models", "/embed", "/", "/info", "/health", "/metrics",
-                          "/docs", "/openapi.json"})
-OPEN_ROUTES = frozenset({"/health"})
 # A refused body is read and dropped up to this size (then the connection is cut):
 # most HTTP clients only read the answer once they have sent the whole request.
-DISCARD_BYTES = 256 * 1024 * 1024  # no API key needed: load balancers and orchestrators probe it
+DISCARD_BYTES = 256 * 1024 * 1024
 
 
 class Gate:
-    def __init__(self, app, *, api_key: str | None, max_request_bytes: int, host, metrics):
+    def __init__(self, app, *, routes, api_key: str | None, max_request_bytes: int, host, metrics):
         self.app = app
+        self.routes = routes  # routes.ROUTES: which paths are open (no key, answered while draining), error shapes
+        self.open_paths = routes.open_paths
+        self.counted_paths = routes.counted_paths
         self.api_key = api_key.encode() if api_key else None
         self.max_request_bytes = max_request_bytes
         self.host = host
@@ -35,7 +34,7 @@ class Gate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        route = path if path in KNOWN_ROUTES else "other"
+        route = path if path in self.counted_paths else "other"
         started = time.perf_counter()
         status_seen = {}
 
@@ -49,7 +48,7 @@ class Gate:
             if refusal is None and (refusal := self._declared_too_large(scope)) is not None:
                 await discard_body(receive)
             if refusal is not None:
-                await respond(send_and_count, path, refusal)
+                await respond(send_and_count, self.routes.flavour_for(path), refusal)
             else:
                 await self.app(scope, self._limited(receive), send_and_count)
         finally:
@@ -58,12 +57,12 @@ class Gate:
             self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
 
     def _refusal(self, scope, path: str) -> APIError | None:
-        if self.host.status == "draining" and path not in OPEN_ROUTES:
+        if self.host.status == "draining" and path not in self.open_paths:
             self.metrics.rejected.labels("draining").inc()
             return APIError(503, "the server is shutting down and takes no new requests; retry against another "
                                  "instance or after it restarts", code="draining",
                             headers={"Retry-After": "1", "Connection": "close"})
-        if self.api_key is not None and path not in OPEN_ROUTES:
+        if self.api_key is not None and path not in self.open_paths:
             problem = self._key_problem(scope)
             if problem:
                 return APIError(401, problem, code="invalid_api_key",
@@ -133,9 +132,11 @@ def too_large(size: int, limit: int, streamed: bool = False) -> APIError:
                          "the model's max tokens are cut anyway.", code="request_too_large")
 
 
-async def respond(send, path: str, error: APIError) -> None:
-    body = orjson.dumps(error_body(path, error))
+async def respond(send, flavour, error: APIError) -> None:
+    """Answer ``error`` before the app sees the request, in the path's flavour (``errors.Flavour``)."""
+    status, payload = flavour.answer(error)
+    body = orjson.dumps(payload)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(key.lower().encode(), str(value).encode()) for key, value in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -12,10 +12,6 @@ def request_body(model) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def error_responses(error_model, *statuses: int) -> dict:
-    return {status: {"model": error_model} for status in statuses}
-
-
 def add_openapi_bodies(app: FastAPI, host: ModelHost, *models) -> None:
     """Routes parse bodies themselves; put the bodies' schemas where their ``$ref`` points.
 
@@ -36,25 +32,22 @@ def add_openapi_bodies(app: FastAPI, host: ModelHost, *models) -> None:
             components.update(found.pop("$defs", {}))
             components[model.__name__] = found
         if host.ready:
-            _state_served_limits(components, host)
+            for model in models:
+                _state_served_limits(components[model.__name__], host)
             app.openapi_schema = schema
         return schema
 
     app.openapi = openapi
 
 
-def _state_served_limits(components: dict, host: ModelHost) -> None:
-    def options(model: str, field: str) -> list[dict]:
-        return components[model]["properties"][field].get("anyOf", [])
-
-    for model, field in (("EmbeddingRequest", "input"), ("EmbedRequest", "inputs")):
-        for option in options(model, field):
+def _state_served_limits(request_schema: dict, host: ModelHost) -> None:
+    """Limits by field, the same in every request model: a list of texts (the only arrays a request body
+    has) holds at most the per-request limit, ``dimensions`` at most the model's, ``prompt_name`` its names."""
+    for field, schema in request_schema["properties"].items():
+        for option in schema.get("anyOf", []):
             if option.get("type") == "array":
                 option["maxItems"] = host.config.max_request_texts
-    for model in ("EmbeddingRequest", "EmbedRequest"):
-        for option in options(model, "dimensions"):
-            if option.get("type") == "integer":
+            elif field == "dimensions" and option.get("type") == "integer":
                 option["maximum"] = host.spec.dimensions
-    for option in options("EmbedRequest", "prompt_name"):
-        if option.get("type") == "string":
-            option["enum"] = prompt_names(host)
+            elif field == "prompt_name" and option.get("type") == "string":
+                option["enum"] = prompt_names(host)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 TextInput = Union[str, Annotated[list[str], Field(min_length=1)]]
 
@@ -50,10 +50,28 @@ def json_type(value) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-class EmbeddingRequest(BaseModel):
-    """OpenAI's embeddings request, plus ``input_type`` (which prompt the server puts before each text)."""
+class RequestBody(BaseModel):
+    """What every request body shares: unknown fields refused, texts and ``dimensions`` checked alike.
+
+    A route flavour's request model subclasses it; its text field is called
+    ``input`` or ``inputs`` (add the name to ``_check_texts`` for another).
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("input", "inputs", mode="before", check_fields=False)
+    @classmethod
+    def _check_texts(cls, value, info: ValidationInfo):
+        return check_text_input(value, info.field_name)
+
+    @field_validator("dimensions", mode="before", check_fields=False)
+    @classmethod
+    def _check_dimensions(cls, value):
+        return check_whole_number(value, "dimensions")
+
+
+class EmbeddingRequest(RequestBody):
+    """OpenAI's embeddings request, plus ``input_type`` (which prompt the server puts before each text)."""
 
     input: TextInput = Field(description="A text or a list of texts (at most the server's per-request limit).")
     model: str | None = Field(None, description="The served model's name or an alias; omit for the served model.")
@@ -63,16 +81,6 @@ class EmbeddingRequest(BaseModel):
     input_type: Literal["query", "document"] = Field(
         "document", description="query: the model's query prompt; document: its document prompt.")
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; not used.")
-
-    @field_validator("input", mode="before")
-    @classmethod
-    def _check_input(cls, value):
-        return check_text_input(value, "input")
-
-    @field_validator("dimensions", mode="before")
-    @classmethod
-    def _check_dimensions(cls, value):
-        return check_whole_number(value, "dimensions")
 
 
 class Usage(BaseModel):
@@ -107,10 +115,8 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class EmbedRequest(BaseModel):
+class EmbedRequest(RequestBody):
     """text-embeddings-inference's ``/embed`` request."""
-
-    model_config = ConfigDict(extra="forbid")
 
     inputs: TextInput
     normalize: Literal[True] = Field(True, description="Only true: vecplug serves L2-normalised vectors.")
@@ -121,11 +127,6 @@ class EmbedRequest(BaseModel):
     prompt_name: str | None = Field(
         None, description="A prompt name of the model (query, document); default document.")
     dimensions: int | None = Field(None, ge=1)
-
-    @field_validator("inputs", mode="before")
-    @classmethod
-    def _check_inputs(cls, value):
-        return check_text_input(value, "inputs")
 
     @field_validator("normalize", mode="before")
     @classmethod
@@ -142,11 +143,6 @@ class EmbedRequest(BaseModel):
             raise ValueError("truncation_direction=left is not supported: texts longer than the model's "
                              "max tokens keep their beginning. Leave it out or send right.")
         return value
-
-    @field_validator("dimensions", mode="before")
-    @classmethod
-    def _check_dimensions(cls, value):
-        return check_whole_number(value, "dimensions")
 
 
 class OpenAIErrorDetail(BaseModel):

@@ -94,11 +94,15 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
     Texts longer than ``MAX_TOKENS`` are truncated (never an error), and
     ``truncated_count`` counts them since load, as vecplug's own engine does:
     the PostgreSQL worker reports it in ``vecplug.status`` and the server in
-    ``X-Vecplug-Truncated``. The token path (``tokenize`` +
-    ``embed_token_ids``) is what lets ``vecplug serve`` count them per request.
+    ``X-Vecplug-Truncated``. The token path (``vecplug.contracts.TokenPath``:
+    ``tokenize``, ``embed_token_ids``, ``token_budget``) is what lets
+    ``vecplug serve`` count them per request.
     """
 
     batch_size = 32
+    # Real tokens per forward pass the server plans by default (its --max-batch-tokens overrides it):
+    # vecplug's CPU budget (eight texts of MAX_TOKENS, more short ones); a pass is padded in slices of batch_size texts.
+    token_budget = 2048
 
     def __init__(self, directory: Path, device: str | None = None, dtype: str | None = None):
         import torch
@@ -131,7 +135,14 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         return [encoding.ids for encoding in encodings]
 
     def embed_token_ids(self, token_ids: list[list[int]]):
-        """Mean-pooled, L2-normalised vectors of tokenized texts, padded per batch of ``batch_size``, in order."""
+        """Mean-pooled, L2-normalised vectors of tokenized texts, rows in input order.
+
+        The ``TokenPath`` contract: the caller has planned this pass (the server
+        by tokens, ``embed_batch`` by ``batch_size`` texts); it runs as given,
+        padded to the longest text of each slice of ``batch_size`` texts, so
+        memory stays bounded by the slice and short texts are not padded to a
+        long one far away in the pass.
+        """
         import numpy as np
         import torch
 
