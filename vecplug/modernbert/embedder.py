@@ -74,6 +74,7 @@ class ModernBertEmbedder(EmbeddingModel):
         return {
             **super().describe(),
             **engine_report(self.device, dtype_name(self.dtype), self.encoder.attention_name, self.encoder.compiled),
+            "pooling": self.files.pooling,
             "token_budget": self.token_budget,
             "window_texts": self.window_texts,
         }

@@ -183,12 +183,12 @@ async def tei_embed(call: Call) -> Response:
 async def tei_info(call: Call) -> Response:
     """text-embeddings-inference's ``/info``, plus the model's spec under ``vecplug``."""
     host = call.host
-    model = host.model
+    report = host.model.describe()
     return json_response({
         "model_id": host.served_name,
         "model_sha": None,
-        "model_dtype": str(getattr(model, "dtype", "")).replace("torch.", "") or None,
-        "model_type": {"embedding": {"pooling": getattr(getattr(model, "files", None), "pooling", "mean")}},
+        "model_dtype": report.get("dtype"),
+        "model_type": {"embedding": {"pooling": report.get("pooling", "mean")}},
         "max_concurrent_requests": host.config.max_queue_texts,
         "max_input_length": host.spec.max_tokens,
         "max_batch_tokens": host.batcher.token_budget,

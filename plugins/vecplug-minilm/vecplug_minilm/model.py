@@ -171,4 +171,4 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         import torch
 
         return {**super().describe(), "engine": "vecplug-minilm (transformers BertModel, padded batches)",
-                "device": self.device, "dtype": self.dtype, "threads": torch.get_num_threads()}
+                "device": self.device, "dtype": self.dtype, "pooling": "mean", "threads": torch.get_num_threads()}
