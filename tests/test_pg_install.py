@@ -164,6 +164,20 @@ def test_a_later_version_upgrades_in_place(pg_cluster, fresh_db, tmp_path):
         assert catalog_state(conn) == before
 
 
+def test_a_migration_that_changed_after_it_ran_is_refused(pg_cluster, fresh_db, tmp_path):
+    """The database would never get the change: install says so instead of calling it up to date."""
+    changed = _sql_copy(tmp_path, "changed")
+    migration = changed / "core" / "migrations" / "0002_vectorizers.sql"
+    migration.write_text(migration.read_text() + "\nALTER TABLE vecplug.vectorizers ADD COLUMN note text;\n")
+    with pg_cluster.connect(fresh_db) as conn:
+        vecplug_pgvector.install(conn)
+        before = catalog_state(conn)
+        with pytest.raises(vecplug_pgvector.InstallError,
+                           match=r"ran migrations that have changed since: 0002_vectorizers\.sql .*new migration"):
+            vecplug_pgvector.install(conn, _sql_root=changed)
+        assert catalog_state(conn) == before
+
+
 def test_an_install_from_before_the_vectorizer_files_split_upgrades_in_place(pg_cluster, fresh_db, tmp_path):
     """Up to issue 20, core/20_vectorizers.sql held the vectorizers' internals and API in one file.
 
