@@ -14,6 +14,7 @@
 
 Rows that cannot be embedded with the new model (a poisoned text) are
 queued at the swap, for workers of the new model, and counted in the report.
+Every statement is named in ``statements``, with whose rights it runs.
 """
 from __future__ import annotations
 
