@@ -57,6 +57,9 @@ INSERT INTO vecplug.migrations (name, kind) VALUES ('0003_roles', 'migration');
 \ir core/10_functions.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('core/10_functions.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir core/15_vectorizer_internals.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('core/15_vectorizer_internals.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 \ir core/20_vectorizers.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('core/20_vectorizers.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();

@@ -164,6 +164,53 @@ def test_a_later_version_upgrades_in_place(pg_cluster, fresh_db, tmp_path):
         assert catalog_state(conn) == before
 
 
+def test_a_migration_that_changed_after_it_ran_is_refused(pg_cluster, fresh_db, tmp_path):
+    """The database would never get the change: install says so instead of calling it up to date."""
+    changed = _sql_copy(tmp_path, "changed")
+    migration = changed / "core" / "migrations" / "0002_vectorizers.sql"
+    migration.write_text(migration.read_text() + "\nALTER TABLE vecplug.vectorizers ADD COLUMN note text;\n")
+    with pg_cluster.connect(fresh_db) as conn:
+        vecplug_pgvector.install(conn)
+        before = catalog_state(conn)
+        with pytest.raises(vecplug_pgvector.InstallError,
+                           match=r"ran migrations that have changed since: 0002_vectorizers\.sql .*new migration"):
+            vecplug_pgvector.install(conn, _sql_root=changed)
+        assert catalog_state(conn) == before
+
+
+def test_an_install_from_before_the_vectorizer_files_split_upgrades_in_place(pg_cluster, fresh_db, tmp_path):
+    """Up to issue 20, core/20_vectorizers.sql held the vectorizers' internals and API in one file.
+
+    The upgrade applies the new internals file and the API file (same name,
+    new checksum), keeps the vectorizers, and ends where a new install does.
+    """
+    one_file = _sql_copy(tmp_path, "one_file")
+    internals, api = one_file / "core" / "15_vectorizer_internals.sql", one_file / "core" / "20_vectorizers.sql"
+    api.write_text(internals.read_text() + "\n" + api.read_text())
+    internals.unlink()
+    new_install = pg_cluster.create_database(fresh_db + "_new")
+    try:
+        with pg_cluster.connect(fresh_db) as conn, pg_cluster.connect(new_install) as fresh:
+            vecplug_pgvector.install(conn, _sql_root=one_file)
+            conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+            conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', dimensions => 8)")
+            conn.execute("INSERT INTO docs (id, body) VALUES (1, 'one'), (2, 'two')")
+            upgraded = vecplug_pgvector.install(conn)
+            assert upgraded.applied == ["core/15_vectorizer_internals.sql", "core/20_vectorizers.sql"]
+            assert (upgraded.previous_version, upgraded.version) == (LATEST, LATEST)
+            vecplug_pgvector.install(fresh)
+            assert catalog_definition(conn) == catalog_definition(fresh)
+            recorded = [row[0] for row in conn.execute(
+                "SELECT name FROM vecplug.migrations WHERE kind = 'repeatable' ORDER BY name")]
+            assert recorded == [file.name for layer in ("core", "query") for file in sqlfiles.repeatables(layer)]
+            assert conn.execute("SELECT pending, state FROM vecplug.status").fetchall() == [(2, "ok")]
+            conn.execute("INSERT INTO docs (id, body) VALUES (3, 'three')")  # the triggers still queue
+            assert conn.execute("SELECT vecplug.drop_vectorizer('docs')").fetchone()[0] == 3
+            assert not vecplug_pgvector.install(conn).changed
+    finally:
+        pg_cluster.execute(f'DROP DATABASE IF EXISTS "{new_install}" WITH (FORCE)')
+
+
 def test_uninstall_removes_everything_and_keeps_the_extensions(pg_cluster, fresh_db):
     with pg_cluster.connect(fresh_db) as conn:
         vecplug_pgvector.install(conn, CLOSED_PORT_URL)

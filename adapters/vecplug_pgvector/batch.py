@@ -14,6 +14,7 @@ is that row's error, never the batch's.
 
 vecplug's queue is reached only through its functions (sql/core/23_worker_api.sql);
 the table is read and written as the connected role (see ``vectorizers``).
+Every statement is named in ``statements``, with whose rights it runs.
 
 Failures: an outage (the server unreachable, busy or refusing the key, the
 database gone) rolls the whole transaction back: every row stays queued,
@@ -31,6 +32,7 @@ import time
 import vecplug
 from vecplug.errors import ModelMismatchError, ServerError, ServerUnavailableError
 
+from . import statements
 from . import vectorizers as vz
 
 MAX_ERROR_CHARS = 2000
@@ -117,17 +119,11 @@ class BatchRunner:
             return
         view = vz.model_for(current, self.model)
         vz.use_key_settings(self.conn)
-        claimed = self.conn.execute("SELECT queue_id, pk, attempts FROM vecplug.claim_batch(%s, %s)",
-                                    [current.id, self.batch_size]).fetchall()  # also locks the vectorizer (SHARE)
-        result.locked = len(claimed)
-        if not claimed:
+        rows = self._claim(current)
+        result.locked = sum(len(row.queue_ids) for row in rows)
+        if not rows:
             return
-        by_key: dict[tuple, Row] = {}
-        for queue_id, key, attempts in claimed:
-            row = by_key.setdefault(tuple(key), Row(tuple(key), [], attempts, None, None))
-            row.queue_ids.append(queue_id)
-            row.attempts = max(row.attempts, attempts)
-        readable = self._read(current, list(by_key.values()), result)
+        readable = self._read(current, rows, result)
         done_ids = []
         for row in readable:
             if row.text is None:  # the row is gone (its key reads back as itself) or has no text
@@ -137,9 +133,22 @@ class BatchRunner:
         kept = self.embed_rows(current, view, present, current.embedding_column, result, self._record_failure)
         done = [row for row in present if row.key not in kept]
         done_ids += [queue_id for row in done for queue_id in row.queue_ids]
-        self.conn.execute("SELECT vecplug.finish_batch(%s, %s, %s, %s, %s, %s)",
-                          [current.id, done_ids, result.embedded, result.truncated, result.last_error,
-                           json.dumps([list(row.key) for row in done])])
+        self._finish(current, done_ids, done, result)
+
+    def _claim(self, vectorizer) -> list[Row]:
+        """The due queue rows of a batch, locked (and the vectorizer, SHARE), as one Row per table row."""
+        by_key: dict[tuple, Row] = {}
+        for queue_id, key, attempts in self.conn.execute(statements.CLAIM_BATCH,
+                                                         [vectorizer.id, self.batch_size]).fetchall():
+            row = by_key.setdefault(tuple(key), Row(tuple(key), [], attempts, None, None))
+            row.queue_ids.append(queue_id)
+            row.attempts = max(row.attempts, attempts)
+        return list(by_key.values())
+
+    def _finish(self, vectorizer, done_ids: list[int], done: list[Row], result: BatchResult) -> None:
+        """Dequeue what is done, forget the failures of rows that went through, log what the batch did."""
+        self.conn.execute(statements.FINISH_BATCH, [vectorizer.id, done_ids, result.embedded, result.truncated,
+                                                    result.last_error, json.dumps([list(row.key) for row in done])])
 
     def _read(self, vectorizer, rows: list[Row], result: BatchResult) -> list[Row]:
         """Fill in each row's current text; returns the rows that could be read (text None: no row, no text).
@@ -174,11 +183,12 @@ class BatchRunner:
 
     def _read_texts(self, vectorizer, rows: list[Row]) -> dict[int, tuple[str | None, str | None]]:
         return {position: (text, md5) for position, text, md5 in
-                self.conn.execute(vz.read_sql(vectorizer), _key_parameters(vectorizer, rows)).fetchall()}
+                self.conn.execute(statements.read_texts(vectorizer), _key_parameters(vectorizer, rows)).fetchall()}
 
     def _not_round_trips(self, vectorizer, rows: list[Row]) -> list[int]:
         return [position for (position,) in
-                self.conn.execute(vz.round_trip_sql(vectorizer), _key_parameters(vectorizer, rows)).fetchall()]
+                self.conn.execute(statements.keys_not_round_tripping(vectorizer),
+                                  _key_parameters(vectorizer, rows)).fetchall()]
 
     def _fail_alone(self, vectorizer, row: Row, message: str, result: BatchResult) -> None:
         result.errors += 1
@@ -242,7 +252,7 @@ class BatchRunner:
         columns = [[record.id[index] for record in kept] for index in range(len(vectorizer.key_columns))]
         vectors = [self._vectors[(record.id, record.text)] for record in kept]
         md5s = [by_key[record.id].md5 for record in kept]
-        written = {tuple(key) for key in self.conn.execute(vz.write_sql(vectorizer, column),
+        written = {tuple(key) for key in self.conn.execute(statements.write_vectors(vectorizer, column),
                                                            columns + [md5s, vectors]).fetchall()}
         unwritten = [by_key[record.id] for record in kept if record.id not in written]
         if unwritten:
@@ -258,10 +268,9 @@ class BatchRunner:
 
     def _record_failure(self, vectorizer, row: Row, error: BaseException | None, result: BatchResult) -> None:
         """An attempt and a backoff for the row's queue rows; past ``max_attempts``, into vecplug.failed."""
-        result.failed += self.conn.execute(
-            "SELECT vecplug.record_row_failure(%s, %s, %s, %s, %s, %s)",
-            [vectorizer.id, row.queue_ids, result.last_error, self.max_attempts, self.retry_delay,
-             self.max_retry_delay]).fetchone()[0]
+        result.failed += self.conn.execute(statements.RECORD_ROW_FAILURE, [
+            vectorizer.id, row.queue_ids, result.last_error, self.max_attempts, self.retry_delay,
+            self.max_retry_delay]).fetchone()[0]
 
 
 class RowsNotWritten(Exception):
@@ -269,8 +278,8 @@ class RowsNotWritten(Exception):
 
 
 def _key_parameters(vectorizer, rows: list[Row]) -> list[list]:
-    """Parameters of ``vectorizers.read_sql`` / ``round_trip_sql``: positions, then one list per key column."""
-    return [list(range(len(rows))), *([row.key[index] for row in rows] for index in range(len(vectorizer.key_columns)))]
+    """The keys of ``rows`` as ``statements.read_texts`` and ``keys_not_round_tripping`` take them."""
+    return statements.key_parameters(vectorizer, [row.key for row in rows])
 
 
 def _one_line(error: BaseException) -> str:

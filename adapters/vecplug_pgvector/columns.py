@@ -11,6 +11,8 @@ import json
 import vecplug
 from vecplug.errors import ModelMismatchError, VecplugError
 
+from .connection import connection_for
+
 VECTOR_TYPES = ("vector", "halfvec")
 _OPCLASS_DISTANCE = {"cosine_ops": "cosine", "l2_ops": "l2", "ip_ops": "inner_product", "l1_ops": "l1"}
 
@@ -109,7 +111,7 @@ def record_model(conn, table, column: str = "embedding", model=None, *, replace:
     import psycopg
 
     if isinstance(conn, str):
-        with psycopg.connect(conn, autocommit=True) as owned:
+        with connection_for(conn, "pg record model") as owned:
             return record_model(owned, table, column, model, replace=replace)
     loaded = model if isinstance(model, vecplug.EmbeddingModel) else vecplug.load_model(model)
     info = describe(conn, table_identifier(table), table, column, None)

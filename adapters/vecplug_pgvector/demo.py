@@ -14,11 +14,12 @@ class PostgresDemoStore:
     uses_dsn = True
 
     def __init__(self, dsn: str, model):
-        import psycopg
         from pgvector.psycopg import register_vector
 
+        from .connection import connect
+
         self.model = model
-        self.connection = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        self.connection = connect(dsn, "demo")
         database = self.connection.info.dbname
         self.name = f"PostgreSQL (table {TABLE} in database {database})"
         available = self.connection.execute(

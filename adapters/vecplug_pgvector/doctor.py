@@ -14,11 +14,13 @@ def check(name: str, status: str, detail: str) -> dict:
 
 def doctor_checks(dsn: str, server_url: str | None, api_key: str | None) -> list[dict]:
     try:
-        import psycopg
+        import psycopg  # noqa: F401 - installed at all?
     except ImportError:
         return [check("psycopg", "fail", "not installed: pip install 'vecplug[postgres]'")]
+    from .connection import connect
+
     try:
-        connection = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        connection = connect(dsn, "doctor")
     except Exception as error:
         return [check("reachable", "fail", f"could not connect: {' '.join(str(error).split())}")]
     with connection:

@@ -8,8 +8,9 @@ each other and a failure leaves the database as it was. Layers:
   available and the role is a superuser; otherwise the report says why and
   what the user does instead (``vecplug_pgvector.search`` in the application).
 
-Migrations apply once; repeatable files apply when their checksum changed,
-so installing twice changes nothing. The report says what was done.
+Migrations apply once (and one that changed after it ran is refused);
+repeatable files apply when their checksum changed, so installing twice
+changes nothing. The report says what was done.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from vecplug.errors import ServerError, VecplugError
 from vecplug.model import ModelSpec
 
 from . import sqlfiles
+from .connection import connection_for
 
 MAX_TIMEOUT_S = 3600
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('vecplug install'))"
@@ -95,7 +97,7 @@ def install(conn, server_url: str | None = None, *, api_key: str | None = None,
     recorded too. ``_sql_root`` replaces the packaged SQL (tests).
     """
     checked = _checked_settings(server_url, api_key, connect_timeout, read_timeout)
-    with _connection(conn) as connection, connection.transaction():
+    with connection_for(conn, "pg install") as connection, connection.transaction():
         connection.execute(LOCK)
         facts = _facts(connection)
         report = InstallReport(facts.database, facts.role, 0, sqlfiles.latest_version(_sql_root))
@@ -123,7 +125,7 @@ def uninstall(conn, cascade: bool = False) -> list[str]:
     seven trigger names per vectorizer said nothing about what to do.
     pgvector and plpython3u stay: others may use them.
     """
-    with _connection(conn) as connection, connection.transaction():
+    with connection_for(conn, "pg uninstall") as connection, connection.transaction():
         connection.execute(LOCK)
         if connection.execute("SELECT to_regnamespace('vecplug')").fetchone()[0] is None:
             return []
@@ -232,26 +234,6 @@ def given_api_key(given: str | None) -> str | None:
     return given or os.environ.get("VECPLUG_API_KEY") or None
 
 
-class _connection:
-    """A connection from a DSN (closed at the end), or the caller's own (left open)."""
-
-    def __init__(self, conn):
-        self.given = conn
-        self.owned = None
-
-    def __enter__(self):
-        if isinstance(self.given, str):
-            import psycopg
-
-            self.owned = psycopg.connect(self.given, autocommit=True)
-            return self.owned
-        return self.given
-
-    def __exit__(self, *exc):
-        if self.owned is not None:
-            self.owned.close()
-
-
 def _checked_settings(server_url, api_key, connect_timeout, read_timeout) -> dict:
     """The settings to store, validated before anything touches the database."""
     checked = {}
@@ -343,6 +325,7 @@ def _apply_core(connection, facts: _Facts, report: InstallReport, root: Path | N
             f"database {facts.database!r} has vecplug schema version {report.previous_version} "
             f"(migrations {', '.join(unknown)}), newer than this vecplug's {report.version}: "
             "upgrade vecplug (pip install -U vecplug). Nothing was changed.")
+    _refuse_changed_migrations(facts, migrations, applied)
     for file in migrations:
         if file.name not in applied:
             connection.execute(file.text())
@@ -354,6 +337,24 @@ def _apply_core(connection, facts: _Facts, report: InstallReport, root: Path | N
             _record(connection, file, "repeatable")
             report.applied.append(file.name)
     return applied
+
+
+def _refuse_changed_migrations(facts: _Facts, migrations: list[sqlfiles.SqlFile], applied: dict) -> None:
+    """Refuse when a migration the database ran differs from this vecplug's file of the same name.
+
+    A migration runs once: a change to it would reach new installs only, and
+    upgraded databases would silently differ from them (tests/test_pg_released_migrations.py
+    keeps released files frozen). ``psql -f install.sql`` records no checksum: nothing to compare.
+    """
+    changed = [file for file in migrations if applied.get(file.name) not in (None, file.checksum)]
+    if changed:
+        names = ", ".join(f"{file.name}.sql (sha256 {applied[file.name][:12]}... applied, "
+                          f"{file.checksum[:12]}... now)" for file in changed)
+        raise InstallError(
+            f"database {facts.database!r} ran migrations that have changed since: {names}. A migration that ran "
+            "must never change (this database would not get the change, and would differ from new installs). "
+            "Developing vecplug: put the change into a new migration instead. Otherwise this vecplug build is "
+            "broken: install a released one. Nothing was changed.")
 
 
 def _apply_query_layer(connection, facts: _Facts, report: InstallReport, applied: dict, root: Path | None) -> None:

@@ -14,6 +14,7 @@
 
 Rows that cannot be embedded with the new model (a poisoned text) are
 queued at the swap, for workers of the new model, and counted in the report.
+Every statement is named in ``statements``, with whose rights it runs.
 """
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ import time
 
 import vecplug
 
+from . import statements
 from . import vectorizers as vz
 from .batch import BatchResult, BatchRunner, Row
+from .connection import connect
 from .installer import given_api_key, server_api_key
 
 SWAP_TRIES = 3
@@ -68,12 +71,12 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
     started = time.perf_counter()
     if server_url is not None and not given_api_key(api_key):
         # as the worker: the key vecplug pg install recorded, when this role may read it
-        with psycopg.connect(dsn, autocommit=True, application_name="vecplug pg reembed") as conn:
+        with connect(dsn, "pg reembed") as conn:
             api_key = server_api_key(None, conn)
     embedder = _load(model, server_url, api_key, device, dtype)
     view = embedder.with_dimensions(dimensions or embedder.spec.dimensions)
     name = getattr(embedder, "served_name", None) or embedder.spec.name
-    with psycopg.connect(dsn, autocommit=True, application_name="vecplug pg reembed") as conn:
+    with connect(dsn, "pg reembed") as conn:
         register_vector(conn)
         found = vz.resolve(vz.load_all(conn), vectorizer)
         if not found.exists:
@@ -82,13 +85,13 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
             raise vz.VectorizerError(f"cannot re-embed {found.name} as role {conn.info.user!r}: {found.refusal}")
         table = _regclass_text(conn, found)
         with conn.transaction():
-            conn.execute("SELECT vecplug.begin_reembed(%s::regclass, %s, %s, %s, %s)",
+            conn.execute(statements.BEGIN_REEMBED,
                          [table, found.embedding_column, name, view.spec.fingerprint, view.spec.dimensions])
         current = vz.load_one(conn, found.id)
         view = vz.model_for(current, embedder, next_column=True)
         report = ReembedReport(current.name, name, view.spec.fingerprint, view.spec.dimensions)
         runner = BatchRunner(conn, embedder, batch_size=batch_size)
-        total = conn.execute(_missing_count_sql(current)).fetchone()[0]
+        total = conn.execute(statements.count_without_shadow_vector(current)).fetchone()[0]
         with progress(total=total, desc="re-embedding", unit="row", quiet=not show_progress) as bar:
             for _ in range(3):  # the walk, then catch-up walks for texts changed meanwhile
                 if not _walk(conn, runner, current, view, report, bar):
@@ -97,11 +100,10 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
         for attempt in range(SWAP_TRIES):
             try:
                 with conn.transaction():
-                    conn.execute("SELECT vecplug._lock_vectorizer(%s::regclass, %s, 'finish a re-embedding')",
-                                 [table, current.embedding_column])
-                    conn.execute(_lock_sql(current))
+                    conn.execute(statements.LOCK_VECTORIZER_FOR_SWAP, [table, current.embedding_column])
+                    conn.execute(statements.lock_against_writers(current))
                     _walk(conn, runner, current, view, report, None, transaction=False)
-                    report.queued = conn.execute("SELECT vecplug.finish_reembed(%s::regclass, %s, true)",
+                    report.queued = conn.execute(statements.FINISH_REEMBED,
                                                  [table, current.embedding_column]).fetchone()[0]
                 break
             except psycopg.errors.DeadlockDetected:
@@ -134,7 +136,7 @@ def _walk(conn, runner: BatchRunner, vectorizer, view, report: ReembedReport, ba
     embedded_before = report.embedded
     last_key = None
     while True:
-        query = _scan_sql(vectorizer, after=last_key is not None)
+        query = statements.rows_without_shadow_vector(vectorizer, after=last_key is not None)
         parameters = [*(last_key or ()), runner.batch_size]
         if transaction:
             with conn.transaction():
@@ -158,49 +160,10 @@ def _embed_batch(conn, runner, vectorizer, view, report, query, parameters) -> l
     return rows
 
 
-def _scan_sql(vectorizer: vz.Vectorizer, after: bool):
-    from psycopg import sql
-
-    keys = [sql.SQL("t.{}").format(sql.Identifier(column)) for column in vectorizer.key_columns]
-    condition = sql.SQL("t.{text} IS NOT NULL AND t.{shadow} IS NULL").format(
-        text=sql.Identifier(vectorizer.text_column), shadow=sql.Identifier(vectorizer.next_column))
-    if after:
-        condition = sql.SQL("{} AND ({}) > ({})").format(condition, sql.SQL(", ").join(keys), sql.SQL(", ").join(
-            sql.SQL("(%s)::{}").format(sql.SQL(type_name)) for type_name in vectorizer.key_types))
-    return sql.SQL("SELECT ARRAY[{texts}], t.{text}::text, md5(t.{text}::text) FROM {table} t WHERE {condition} "
-                   "ORDER BY {keys} LIMIT %s").format(
-        texts=sql.SQL(", ").join(sql.SQL("{}::text").format(key) for key in keys),
-        text=sql.Identifier(vectorizer.text_column), table=sql.Identifier(vectorizer.schema, vectorizer.table),
-        condition=condition, keys=sql.SQL(", ").join(keys))
-
-
-def _missing_count_sql(vectorizer: vz.Vectorizer):
-    from psycopg import sql
-
-    return sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL AND {} IS NULL").format(
-        sql.Identifier(vectorizer.schema, vectorizer.table), sql.Identifier(vectorizer.text_column),
-        sql.Identifier(vectorizer.next_column))
-
-
-def _lock_sql(vectorizer: vz.Vectorizer):
-    from psycopg import sql
-
-    return sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
-        sql.Identifier(vectorizer.schema, vectorizer.table))
-
-
 def _build_index(conn, vectorizer: vz.Vectorizer) -> None:
     """The shadow column's HNSW index, built without blocking writers (unless one is there)."""
-    from psycopg import sql
-
     if vectorizer.index != "hnsw":
         return
-    exists = conn.execute("""
-        SELECT EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
-                       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                       WHERE i.indrelid = %s::regclass AND a.attname = %s AND i.indisvalid)
-    """, [_regclass_text(conn, vectorizer), vectorizer.next_column]).fetchone()[0]
-    if not exists:
-        conn.execute(sql.SQL("CREATE INDEX CONCURRENTLY ON {} USING hnsw ({} {}.{})").format(
-            sql.Identifier(vectorizer.schema, vectorizer.table), sql.Identifier(vectorizer.next_column),
-            sql.Identifier(vectorizer.vector_schema), sql.Identifier(f"{vectorizer.storage}_cosine_ops")))
+    if not conn.execute(statements.HAS_VALID_INDEX, [_regclass_text(conn, vectorizer),
+                                                      vectorizer.next_column]).fetchone()[0]:
+        conn.execute(statements.create_shadow_index(vectorizer))

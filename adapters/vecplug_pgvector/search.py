@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from vecplug.errors import ModelMismatchError
 
 from .columns import SearchTargetError, check_column_model, describe, display, table_identifier
+from .connection import connection_for
 
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>", "l1": "<+>"}
 HNSW_DEFAULT_EF_SEARCH = 40
@@ -52,14 +53,9 @@ def search(conn, table, text: str, k: int = 10, column: str = "embedding", where
         raise ValueError(f"distance must be one of {sorted(OPERATORS)}, not {distance!r}")
     if where is not None and not isinstance(where, str):
         raise TypeError("where must be an SQL condition string, with %s placeholders for params")
-    if isinstance(conn, str):
-        import psycopg
-
-        with psycopg.connect(conn, autocommit=True) as owned:
-            return search(owned, table, text, k, column, where, params, model, server_url=server_url,
-                          api_key=api_key, columns=columns, distance=distance, explain=explain)
-    return _search(conn, table, text, k, column, where, params, model, server_url, api_key, columns, distance,
-                   explain)
+    with connection_for(conn, "pg search") as connection:
+        return _search(connection, table, text, k, column, where, params, model, server_url, api_key, columns,
+                       distance, explain)
 
 
 def _search(conn, table, text, k, column, where, params, model, server_url, api_key, columns, distance, explain):

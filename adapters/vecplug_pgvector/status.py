@@ -9,13 +9,11 @@ COLUMNS = ("id", "vectorizer", "mode", "model", "dimensions", "pending", "oldest
 
 def status(conn) -> list[dict]:
     """One dict per vectorizer (those of tables the role may read): what ``vecplug.status`` shows."""
-    import psycopg
     from psycopg.rows import dict_row
 
-    if isinstance(conn, str):
-        with psycopg.connect(conn, autocommit=True) as owned:
-            return status(owned)
-    with conn.cursor(row_factory=dict_row) as cursor:
+    from .connection import connection_for
+
+    with connection_for(conn, "pg status") as connection, connection.cursor(row_factory=dict_row) as cursor:
         cursor.execute("SELECT " + ", ".join(COLUMNS) + " FROM vecplug.status ORDER BY id")
         rows = cursor.fetchall()
     for row in rows:

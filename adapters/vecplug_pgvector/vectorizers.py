@@ -1,13 +1,13 @@
-"""Vectorizers as the worker sees them: their description, their SQL, and which model may write to them.
+"""Vectorizers as the worker sees them: their description, and which model may write to them.
 
 A vectorizer is a row of ``vecplug.vectorizers`` (made by
 ``vecplug.create_vectorizer`` in SQL); ``vecplug.vectorizer_columns`` gives
 it with the current names of its table and columns (stored by number, so
-renames are followed). Every identifier here goes through
-``psycopg.sql.Identifier``; primary key values travel as text (each type's
-own output form, written under ``KEY_SETTINGS``) and are cast back with the
-key column's own type under the same settings, so a key never depends on a
-session's DateStyle, TimeZone or float digits.
+renames are followed). Primary key values travel as text (each type's own
+output form, written under ``KEY_SETTINGS``) and are cast back with the key
+column's own type under the same settings, so a key never depends on a
+session's DateStyle, TimeZone or float digits. The SQL that reads and
+writes a vectorizer's table is in ``statements``.
 
 The worker reads and writes a table as the role it connects as, so the
 table's own code (triggers, casts, policies) runs with that role's rights:
@@ -20,6 +20,8 @@ import dataclasses
 
 import vecplug
 from vecplug.errors import ModelMismatchError, VecplugError
+
+from . import statements
 
 
 class VectorizerError(VecplugError, LookupError):
@@ -66,18 +68,6 @@ class Vectorizer:
         return {"name": self.model, "fingerprint": self.model_fingerprint or "", "dimensions": self.dimensions}
 
 
-# {refusal}: vecplug.worker_refusal for the connected role, or NULL where the caller has it already
-_SELECT = """
-    SELECT v.id, v.name, v.schema_name, v.table_name, v.text_column, v.embedding_column, v.next_column,
-           v.key_columns, v.key_types, v.mode, v.dimensions, v.storage, v.index, v.model, v.model_fingerprint,
-           v.next_model, v.next_model_fingerprint, v.next_dimensions,
-           (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-            WHERE e.extname = 'vector'),
-           {refusal}
-    FROM vecplug.vectorizer_columns v
-    WHERE (NOT v.table_exists OR pg_catalog.has_any_column_privilege(v.source, 'SELECT, UPDATE'))
-"""
-
 # The settings keys are written under (the trigger functions' SET clauses in
 # sql/core/21_vectorizer_triggers.sql) and read back under (SET LOCAL).
 KEY_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "TimeZone": "UTC", "extra_float_digits": "3",
@@ -87,7 +77,7 @@ KEY_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "TimeZone"
 def use_key_settings(conn) -> None:
     """Within the current transaction, read keys back as the triggers wrote them."""
     for name, value in KEY_SETTINGS.items():
-        conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
+        conn.execute(statements.SET_LOCAL, [name, value])
 
 
 def _from_row(row) -> Vectorizer:
@@ -102,8 +92,7 @@ def load_all(conn) -> list[Vectorizer]:
 
     try:
         with conn.transaction():
-            query = _SELECT.format(refusal="vecplug.worker_refusal(v.id)") + " ORDER BY v.id"
-            return [_from_row(row) for row in conn.execute(query).fetchall()]
+            return [_from_row(row) for row in conn.execute(statements.ALL_VECTORIZERS).fetchall()]
     except psycopg.errors.UndefinedFunction:
         raise VectorizerError(
             f"database {conn.info.dbname!r} has vecplug older than schema version 3: run `vecplug pg install "
@@ -113,8 +102,7 @@ def load_all(conn) -> list[Vectorizer]:
             f"database {conn.info.dbname!r} has no vectorizers table: vecplug is not installed there, or is older "
             "than schema version 2. Run `vecplug pg install --dsn ...` first.") from None
     except psycopg.errors.InsufficientPrivilege:
-        owner = conn.execute("SELECT nspowner::regrole::text FROM pg_catalog.pg_namespace "
-                             "WHERE nspname = 'vecplug'").fetchone()
+        owner = conn.execute(statements.VECPLUG_OWNER).fetchone()
         raise VectorizerError(
             f"role {conn.info.user!r} may not read vecplug's vectorizer tables: run the worker as the role that "
             f"installed vecplug ({owner[0] if owner else '?'}) or a member of it.") from None
@@ -123,7 +111,7 @@ def load_all(conn) -> list[Vectorizer]:
 def load_one(conn, vectorizer_id: int) -> Vectorizer | None:
     """One vectorizer (None if gone or not visible to this role), for a batch: without ``refusal``, which
     ``load_all`` gave the worker already and ``vecplug.claim_batch`` checks again (each batch would pay twice)."""
-    row = conn.execute(_SELECT.format(refusal="NULL") + " AND v.id = %s", [vectorizer_id]).fetchone()
+    row = conn.execute(statements.ONE_VECTORIZER, [vectorizer_id]).fetchone()
     return _from_row(row) if row else None
 
 
@@ -177,82 +165,3 @@ def model_for(vectorizer: Vectorizer, model, next_column: bool = False):
             f"{where} is for model {space['name']!r}, not {model.name!r}: run the worker with that model.")
     return view
 
-
-# -- SQL --------------------------------------------------------------------------------------------------------
-def _table(vectorizer: Vectorizer):
-    from psycopg import sql
-
-    return sql.Identifier(vectorizer.schema, vectorizer.table)
-
-
-def _key_match(vectorizer: Vectorizer, table_alias: str, value_of) -> "sql.Composable":
-    """``t.k1 = <value 0>::type1 AND ...``; ``value_of(i)`` gives the i-th key value's text expression."""
-    from psycopg import sql
-
-    return sql.SQL(" AND ").join(
-        sql.SQL("{}.{} = ({})::{}").format(sql.Identifier(table_alias), sql.Identifier(column), value_of(index),
-                                            sql.SQL(type_name))
-        for index, (column, type_name) in enumerate(zip(vectorizer.key_columns, vectorizer.key_types)))
-
-
-def _unnest_keys(vectorizer: Vectorizer):
-    """``unnest(%s::int[], %s::text[], ...) AS x (i, k0, ...)``: a position, then one text[] per key column."""
-    from psycopg import sql
-
-    keys = [sql.Identifier(f"k{index}") for index in range(len(vectorizer.key_columns))]
-    return keys, sql.SQL("unnest(%s::int[], {arrays}) AS x (i, {keys})").format(
-        arrays=sql.SQL(", ").join([sql.SQL("%s::text[]")] * len(keys)), keys=sql.SQL(", ").join(keys))
-
-
-def read_sql(vectorizer: Vectorizer):
-    """The current text (and its md5) of rows by key; a key that names no row gives no line.
-
-    Parameters: positions (int[]), then one text[] per key column. Rows: position, text, md5.
-    """
-    from psycopg import sql
-
-    keys, source = _unnest_keys(vectorizer)
-    text = sql.Identifier(vectorizer.text_column)
-    return sql.SQL("SELECT x.i, t.{text}::text, md5(t.{text}::text) FROM {source} JOIN {table} t ON {match}").format(
-        text=text, source=source, table=_table(vectorizer),
-        match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])))
-
-
-def round_trip_sql(vectorizer: Vectorizer):
-    """Positions of keys that do not read back as themselves (cast to the key's type, then to text).
-
-    Such a key matching no row proves nothing: it was not written as this
-    worker reads it. Parameters as ``read_sql``.
-    """
-    from psycopg import sql
-
-    keys, source = _unnest_keys(vectorizer)
-    differs = sql.SQL(" OR ").join(
-        sql.SQL("(x.{key}::{type})::text IS DISTINCT FROM x.{key}").format(key=key, type=sql.SQL(type_name))
-        for key, type_name in zip(keys, vectorizer.key_types))
-    return sql.SQL("SELECT x.i FROM {source} WHERE {differs}").format(source=source, differs=differs)
-
-
-def write_sql(vectorizer: Vectorizer, column: str):
-    """Write vectors where the text is still the one embedded (its md5): a text changed meanwhile is not overwritten.
-
-    Parameters (binary): one text[] per key column, the md5s (text[]), the vectors (vector[]).
-    Returns the keys written, so a row the table's own code skipped can be told from one that changed.
-    """
-    from psycopg import sql
-
-    keys = [sql.Identifier(f"k{index}") for index in range(len(vectorizer.key_columns))]
-    arrays = sql.SQL(", ").join([sql.SQL("%b::text[]")] * (len(keys) + 1) + [sql.SQL("%b::{}.vector[]").format(
-        sql.Identifier(vectorizer.vector_schema))])
-    value = sql.SQL("x.e")
-    if vectorizer.storage == "halfvec":
-        value = sql.SQL("x.e::{}.halfvec").format(sql.Identifier(vectorizer.vector_schema))
-    return sql.SQL("""
-        UPDATE {table} AS t SET {column} = {value}
-        FROM unnest({arrays}) AS x ({keys}, h, e)
-        WHERE {match} AND md5(t.{text}::text) = x.h
-        RETURNING {returned}
-    """).format(table=_table(vectorizer), column=sql.Identifier(column), value=value, arrays=arrays,
-                keys=sql.SQL(", ").join(keys), text=sql.Identifier(vectorizer.text_column),
-                match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])),
-                returned=sql.SQL(", ").join(sql.SQL("x.{}").format(key) for key in keys))

@@ -24,11 +24,12 @@ import time
 import vecplug
 from vecplug.errors import ModelMismatchError
 
+from . import statements
 from . import vectorizers as vz
 from .batch import BatchRunner, DatabaseLost, Outage
+from .connection import connect
 from .worker_telemetry import WorkerMetrics
 
-LISTEN_CHANNEL = "vecplug_queue"
 MAX_BACKOFF_S = 30.0
 QUEUE_GAUGE_EVERY_S = 10.0
 FOLD_ACTIVITY_EVERY_S = 60.0
@@ -207,10 +208,10 @@ class Worker:
             return
         self._close()
         try:
-            self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="vecplug pg worker")
+            self.conn = connect(self.dsn, "pg worker")
             register_vector(self.conn)
-            self.listen_conn = psycopg.connect(self.dsn, autocommit=True, application_name="vecplug pg worker listen")
-            self.listen_conn.execute(f"LISTEN {LISTEN_CHANNEL}")
+            self.listen_conn = connect(self.dsn, "pg worker listen")
+            self.listen_conn.execute(statements.LISTEN)
         except psycopg.OperationalError as error:
             self._close()
             raise DatabaseLost(" ".join(str(error).split())) from error
@@ -327,7 +328,7 @@ class Worker:
         view = vz.model_for(vectorizer, self._model)
         name = vectorizer.model or getattr(self._model, "served_name", None) or view.spec.name
         with self.conn.transaction():
-            pinned = self.conn.execute("SELECT vecplug.pin_model(%s, %s, %s, %s)", [
+            pinned = self.conn.execute(statements.PIN_MODEL, [
                 vectorizer.id, name, view.spec.fingerprint, json.dumps({**view.spec.to_dict(), "name": name})
             ]).fetchone()[0]
             if pinned:
@@ -344,14 +345,12 @@ class Worker:
         self.log.error("refusing to write to %s: %s", vectorizer.name, error,
                        extra={"fields": {"event": "refused", "vectorizer": vectorizer.name, "error": str(error)}})
         with self.conn.transaction():
-            self.conn.execute("SELECT vecplug.record_refusal(%s, %s)",
-                              [vectorizer.id, None if vectorizer.refusal else str(error)])
+            self.conn.execute(statements.RECORD_REFUSAL, [vectorizer.id, None if vectorizer.refusal else str(error)])
 
     def _pending(self) -> int:
         ids = [vectorizer.id for vectorizer in self._served()]
         with self.conn.transaction():
-            return self.conn.execute("SELECT coalesce(sum(pending), 0)::bigint FROM vecplug.status WHERE id = ANY(%s)",
-                                     [ids]).fetchone()[0]
+            return self.conn.execute(statements.PENDING, [ids]).fetchone()[0]
 
     def _left_at_the_end(self, report: WorkerReport) -> int:
         """What a --once run leaves queued: everything after an outage, else what errors or refusals kept."""
@@ -366,9 +365,7 @@ class Worker:
         """Rows a --once run leaves queued: retrying after errors, or waiting in a vectorizer it refused."""
         ids = [vectorizer.id for vectorizer in self._served()]
         with self.conn.transaction():
-            return self.conn.execute(
-                "SELECT coalesce(sum(CASE WHEN id = ANY(%s) THEN pending ELSE retrying END), 0)::bigint "
-                "FROM vecplug.status WHERE id = ANY(%s)", [list(self._refused), ids]).fetchone()[0]
+            return self.conn.execute(statements.LEFT_AFTER_ERRORS, [list(self._refused), ids]).fetchone()[0]
 
     def _housekeeping(self) -> None:
         """Queue gauges every few seconds; fold the activity log now and then (one worker at a time)."""
@@ -376,15 +373,13 @@ class Worker:
         if self.metrics.server is not None and now - self._last_gauges >= QUEUE_GAUGE_EVERY_S:
             self._last_gauges = now
             with self.conn.transaction():
-                rows = self.conn.execute(
-                    "SELECT id, vectorizer, pending, extract(epoch FROM oldest_pending_age) FROM vecplug.status"
-                ).fetchall()
+                rows = self.conn.execute(statements.QUEUE_GAUGES).fetchall()
             for _, name, pending, oldest in rows:
                 self.metrics.queue(name, pending, float(oldest) if oldest is not None else None)
         if now - self._last_fold >= FOLD_ACTIVITY_EVERY_S:
             self._last_fold = now
             with self.conn.transaction():
-                self.conn.execute("SELECT vecplug.fold_activity()")
+                self.conn.execute(statements.FOLD_ACTIVITY)
 
     def _wait_for_work(self, seconds: float) -> None:
         """Until a notification, ``stop()``, or ``seconds``; a broken LISTEN connection is a database outage."""
