@@ -203,10 +203,9 @@ class BatchRunner:
         Also used by ``vecplug pg reembed`` for its shadow column.
         """
         self._vectors: dict[tuple, object] = {}
-        truncated_before = getattr(view, "truncated_count", None)
+        truncated_before = view.truncated_count
         failed = self._process(vectorizer, view, rows, column, result, on_failure)
-        if truncated_before is not None:
-            result.truncated += view.truncated_count - truncated_before
+        result.truncated += view.truncated_count - truncated_before
         return failed
 
     def _process(self, vectorizer, view, rows: list[Row], column, result, on_failure) -> set[tuple]:
@@ -237,12 +236,8 @@ class BatchRunner:
         records = [vecplug.Record(row.key, row.text, {"vectorizer": vectorizer.name,
                                                        "key": dict(zip(vectorizer.key_columns, row.key))})
                    for row in rows]
-        kept = vecplug.before_ingest(records, vectorizer.target)
+        kept = vecplug.before_ingest(records, vectorizer.target)  # the core refuses ids not in the batch
         by_key = {row.key: row for row in rows}
-        unknown = [record.id for record in kept if record.id not in by_key]
-        if unknown:
-            raise ValueError(f"a vecplug_before_ingest plugin returned records with ids {unknown[:3]} that were not "
-                             "in the batch; it may drop or change records, not invent them")
         missing = [record for record in kept if (record.id, record.text) not in self._vectors]
         if missing:
             for record, vector in zip(missing, view.embed_documents([record.text for record in missing])):

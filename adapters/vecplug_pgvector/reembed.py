@@ -75,7 +75,7 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
             api_key = server_api_key(None, conn)
     embedder = _load(model, server_url, api_key, device, dtype)
     view = embedder.with_dimensions(dimensions or embedder.spec.dimensions)
-    name = getattr(embedder, "served_name", None) or embedder.spec.name
+    name = embedder.served_name or embedder.spec.name
     with connect(dsn, "pg reembed") as conn:
         register_vector(conn)
         found = vz.resolve(vz.load_all(conn), vectorizer)

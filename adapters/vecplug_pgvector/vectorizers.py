@@ -57,8 +57,11 @@ class Vectorizer:
 
     @property
     def target(self) -> vecplug.Target:
-        """What ``vecplug_before_ingest`` plugins are told: ``Target("postgres", "schema.table")``."""
-        return vecplug.Target("postgres", f"{self.schema}.{self.table}")
+        """What ``vecplug_before_ingest`` plugins are told: ``Target("postgres", "schema.table")``.
+
+        Its records are the table's rows: a plugin may change or drop them, not add any.
+        """
+        return vecplug.Target("postgres", f"{self.schema}.{self.table}", accepts_new_ids=False)
 
     def space(self, next_column: bool = False) -> dict:
         """The recorded vector space, as ``vecplug.check_same_space`` reads it."""
@@ -136,9 +139,8 @@ def resolve(vectorizers: list[Vectorizer], wanted: str) -> Vectorizer:
 def served_names(model) -> set[str]:
     """The names a model answers to: its spec's name and aliases, and a server's served name."""
     names = {model.spec.name, *model.spec.aliases}
-    served = getattr(model, "served_name", None)
-    if served:
-        names.add(served)
+    if model.served_name:
+        names.add(model.served_name)
     return names
 
 

@@ -326,7 +326,7 @@ class Worker:
         if vectorizer.model_fingerprint:
             return vectorizer
         view = vz.model_for(vectorizer, self._model)
-        name = vectorizer.model or getattr(self._model, "served_name", None) or view.spec.name
+        name = vectorizer.model or self._model.served_name or view.spec.name
         with self.conn.transaction():
             pinned = self.conn.execute(statements.PIN_MODEL, [
                 vectorizer.id, name, view.spec.fingerprint, json.dumps({**view.spec.to_dict(), "name": name})
