@@ -17,9 +17,8 @@ from pathlib import Path
 from .errors import InvalidSettingError, UnknownModelError
 from .model import EmbeddingModel, ModelSpec, check_dimensions, normalise_dimensions
 from .plugins import call_implementation, load_plugins, pm
+from .settings import DEFAULT_MODEL, Settings  # noqa: F401  (DEFAULT_MODEL: vecplug.DEFAULT_MODEL comes from here)
 
-DEFAULT_MODEL = "nomic-ai/modernbert-embed-base"
-MODEL_ENV = "VECPLUG_MODEL"
 
 Loader = Callable[[ModelSpec, "str | None", "str | None"], EmbeddingModel]
 
@@ -36,7 +35,8 @@ _cache_lock = threading.Lock()
 
 
 def default_model_name() -> str:
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    """``$VECPLUG_MODEL``, else ``DEFAULT_MODEL`` (``vecplug.settings``)."""
+    return Settings().model_name()
 
 
 def registered_models() -> dict[str, Registration]:
