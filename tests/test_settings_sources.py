@@ -168,7 +168,8 @@ def test_shared_options_have_one_type_and_default_everywhere():
             if parameter.name in ("model", "device", "dtype", "dimensions", "server_url", "api_key_file", "dsn"):
                 found.setdefault(parameter.name, {})[path] = parameter
     assert {"embed", "serve", "bench", "demo", "pg worker", "pg reembed"} <= set(found["model"])
-    assert {"doctor", "pg install", "pg worker", "pg reembed"} <= set(found["api_key_file"]) <= set(found["server_url"]) | {"serve"}
+    assert {"doctor", "pg install", "pg worker", "pg reembed"} <= set(found["api_key_file"])
+    assert set(found["api_key_file"]) <= set(found["server_url"]) | {"serve"}  # a key goes with a server
     for name, by_command in found.items():
         shapes = {(tuple(parameter.opts), type(parameter.type).__name__, repr(getattr(parameter.type, "choices", None)))
                   for parameter in by_command.values()}

@@ -19,7 +19,6 @@ from .model import EmbeddingModel, ModelSpec, check_dimensions, normalise_dimens
 from .plugins import call_implementation, load_plugins, pm
 from .settings import DEFAULT_MODEL, Settings  # noqa: F401  (DEFAULT_MODEL: vecplug.DEFAULT_MODEL comes from here)
 
-
 Loader = Callable[[ModelSpec, "str | None", "str | None"], EmbeddingModel]
 
 

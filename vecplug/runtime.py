@@ -36,6 +36,7 @@ import sys
 import threading
 
 from .settings import THREADS_ENV, Settings
+
 CACHE_ENTRIES = "64"
 DEFAULTS = {
     "OMP_WAIT_POLICY": "PASSIVE",

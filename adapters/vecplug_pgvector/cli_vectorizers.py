@@ -26,7 +26,8 @@ def _local_model_options(purpose: str = ""):
 
 @pg.command()
 @dsn_option()
-@server_options(url_help=SERVER_HELP + " Default: the server vecplug pg install recorded.", key_otherwise=RECORDED_KEY)
+@server_options(url_help=SERVER_HELP + " Default: the server vecplug pg install recorded.",
+                key_otherwise=RECORDED_KEY)
 @_local_model_options()
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Rows per batch (one transaction each).")
