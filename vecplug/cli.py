@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from .cli_options import (DTYPES, device_option, dsn_option, dtype_option, model_option, model_options,
+                          server_options)
 from .plugins import load_plugins, pm
 
 
@@ -29,10 +31,7 @@ def cli():
 @click.option("-o", "--output", "output_path", default=None,
               help="Write here instead of stdout: a .npy file (float32 rows) or JSON lines.")
 @click.option("--query", "as_query", is_flag=True, help="Embed as search queries (query prompt).")
-@click.option("-m", "--model", default=None, help="Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base).")
-@click.option("--dimensions", type=click.IntRange(min=1), default=None, help="Matryoshka truncation, e.g. 256.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None)
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available).")
+@model_options(dimensions=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
 def embed(texts, input_path, input_format, text_field, output_path, as_query, model, dimensions, dtype, device,
           quiet):
@@ -120,18 +119,17 @@ def models(as_json):
 
 
 @cli.command()
-@click.option("-m", "--model", default=None, help="Model directory (default: a random-weight model of --shape).")
+@model_option("Model directory (default: a random-weight model of --shape).")
 @click.option("--shape", type=click.Choice(["tiny", "small", "base", "large"]), default="base", show_default=True)
 @click.option("--quick", is_flag=True, help="Tiny model, few texts: a smoke run that checks the bench works.")
 @click.option("--full", is_flag=True, help="Every stdlib paragraph and document (fills GPU batches).")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Timed passes over the texts; the fastest counts.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-              help="vecplug's dtype (default: the fastest that keeps quality here).")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available).")
+@dtype_option("vecplug's dtype (default: the fastest that keeps quality here).")
+@device_option()
 @click.option("--corpus", "corpora", multiple=True, type=click.Choice(["paragraphs", "long"]),
               help="Which texts (default: both).")
-@click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(["float32", "bfloat16", "float16"]),
+@click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(DTYPES),
               help="sentence-transformers dtypes to compare with (default: float32 and bfloat16).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write results as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
@@ -160,10 +158,9 @@ def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, 
 
 
 @cli.command()
-@click.option("-m", "--model", default=None,
-              help="Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base, "
-                   "else the offline vecplug-minilm plugin).")
-@click.option("--dsn", default=None, help="Also fill and query this PostgreSQL database (never without it).")
+@model_option("Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base, "
+              "else the offline vecplug-minilm plugin).")
+@dsn_option("Also fill and query this PostgreSQL database (never without it)", optional=True)
 @click.option("--tiny", is_flag=True, help="A generated random-weight ModernBERT: mechanics only, meaningless answers.")
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
               help="Keep the Chroma and Qdrant stores in this folder (default: a temporary one, removed after).")
@@ -185,13 +182,10 @@ def demo(model, dsn, tiny, folder, quiet):
 
 
 @cli.command()
-@click.option("--dsn", default=None, help="Also check this PostgreSQL: pgvector, plpython3u, schema vecplug, its model.")
-@click.option("--server-url", default=None, help="Also check this `vecplug serve`: health and the model it serves.")
-@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="File whose first line is the server's API key (default: $VECPLUG_API_KEY).")
-@click.option("--device", default=None, help="Report for this device (cpu, cuda, cuda:N) instead of the automatic choice.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-              help="Report for this dtype instead of the automatic choice.")
+@dsn_option("Also check this PostgreSQL (pgvector, plpython3u, schema vecplug, its model)", optional=True)
+@server_options(url_help="Also check this `vecplug serve`: health and the model it serves.")
+@device_option("Report for this device (cpu, cuda, cuda:N) instead of the automatic choice.")
+@dtype_option("Report for this dtype instead of the automatic choice.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
 def doctor(dsn, server_url, api_key_file, device, dtype, as_json):
     """What vecplug will use here and why (torch, CUDA, attention, dtype, threads, matmul rate, plugins, models),
@@ -199,19 +193,12 @@ def doctor(dsn, server_url, api_key_file, device, dtype, as_json):
 
     Exits 1 when a check fails.
     """
-    import os
-
     from .cli_checks import check_device
-    from .client import is_url
     from .doctor import format_checks, run_checks
+    from .settings import Settings
 
     check_device(device)
-    if server_url and not is_url(server_url):
-        raise click.BadParameter(f"{server_url!r} is not an http:// or https:// URL", param_hint="'--server-url'")
-    api_key = os.environ.get("VECPLUG_API_KEY") or None
-    if api_key_file:
-        with open(api_key_file, encoding="utf-8") as key_file:
-            api_key = key_file.readline().strip() or None
+    api_key = Settings(api_key_file=api_key_file).api_key_value()
     checks = run_checks(dsn, server_url, api_key, device, dtype)
     if as_json:
         for check in checks:

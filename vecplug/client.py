@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import random
 import ssl
 import threading
@@ -31,9 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ModelMismatchError, ServerError, ServerUnavailableError
 from .model import EmbeddingModel, ModelSpec, check_kind, check_text
+from .settings import API_KEY_ENV, Settings
 from .wire import FINGERPRINT_HEADER, TRUNCATED_HEADER
-
-API_KEY_ENV = "VECPLUG_API_KEY"
 RETRY_STATUSES = (429, 503)
 # One request's texts: enough to fill a CPU batch several times over, well under
 # the server's per-request limits (2,048 texts, 8 MiB).
@@ -49,7 +47,8 @@ def is_url(name) -> bool:
 class RemoteModel(EmbeddingModel):
     """A ``vecplug serve`` server's model with the local model's interface.
 
-    ``api_key`` defaults to ``$VECPLUG_API_KEY``. ``fingerprint``: refuse a
+    ``api_key`` defaults to ``$VECPLUG_API_KEY_FILE``'s or ``$VECPLUG_API_KEY``'s
+    (``vecplug.settings``); ``""`` sends none. ``fingerprint``: refuse a
     server whose model has another one (ModelMismatchError). Requests that
     meet 429, 503 or a refused connection are retried with growing pauses
     (honouring Retry-After) for up to ``retry_seconds``, then
@@ -64,7 +63,7 @@ class RemoteModel(EmbeddingModel):
         self.timeout = timeout
         self.retry_seconds = retry_seconds
         self.batch_size = batch_size
-        self._api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
+        self._api_key = Settings(api_key=api_key).api_key_value()
         self._connections = ConnectionPool(self.url, timeout)
         self._counters = {"truncated": 0}  # shared with with_dimensions views, like a local model's
         self._counter_lock = threading.Lock()

@@ -108,13 +108,15 @@ def plugin_checks() -> list[Check]:
 
 def model_checks() -> list[Check]:
     """Where models are cached, which registered ones are on this machine, and which one is the default."""
-    from .registry import MODEL_ENV, default_model_name, registered_models
+    from .registry import registered_models
+    from .settings import BUILT_IN, MODEL_ENV, Settings
 
+    default = Settings().resolve("model")
+    origin = f"built in; ${MODEL_ENV} unset" if default.source == BUILT_IN else f"from {default.source}"
     hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
     checks = [Check("models", "hub cache", "info", f"{os.environ.get('HF_HUB_CACHE') or Path(hf_home) / 'hub'}"
                     f"{' (HF_HUB_OFFLINE: no downloads)' if os.environ.get('HF_HUB_OFFLINE') else ''}"),
-              Check("models", "default", "info", f"{default_model_name()} "
-                    f"({'from $' + MODEL_ENV if os.environ.get(MODEL_ENV) else 'built in; $' + MODEL_ENV + ' unset'})")]
+              Check("models", "default", "info", f"{default.value} ({origin})")]
     for name, registration in sorted(registered_models().items()):
         try:
             where = registration.loader.locate(registration.spec)

@@ -19,9 +19,7 @@ from .devices import normalise_device, normalise_dtype, require_device_present
 from .errors import InvalidSettingError, UnknownModelError
 from .model import EmbeddingModel, ModelLoader, ModelSpec, check_dimensions, normalise_dimensions
 from .plugins import call_implementation, load_plugins, pm
-
-DEFAULT_MODEL = "nomic-ai/modernbert-embed-base"
-MODEL_ENV = "VECPLUG_MODEL"
+from .settings import DEFAULT_MODEL, Settings  # noqa: F401  (DEFAULT_MODEL: vecplug.DEFAULT_MODEL comes from here)
 
 
 class _CallableLoader(ModelLoader):
@@ -58,7 +56,8 @@ _cache_lock = threading.Lock()
 
 
 def default_model_name() -> str:
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    """``$VECPLUG_MODEL``, else ``DEFAULT_MODEL`` (``vecplug.settings``)."""
+    return Settings().model_name()
 
 
 def registered_models() -> dict[str, Registration]:

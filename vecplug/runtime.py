@@ -35,9 +35,8 @@ import os
 import sys
 import threading
 
-from .errors import InvalidSettingError
+from .settings import THREADS_ENV, Settings
 
-THREADS_ENV = "VECPLUG_THREADS"
 CACHE_ENTRIES = "64"
 DEFAULTS = {
     "OMP_WAIT_POLICY": "PASSIVE",
@@ -82,15 +81,7 @@ def prepare_environment() -> None:
 
 def requested_threads() -> int | None:
     """``VECPLUG_THREADS`` as a positive int, None when unset; InvalidSettingError when it is not one."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise InvalidSettingError(
-            f"{THREADS_ENV} must be a positive integer (torch threads for embedding), got {value!r}; "
-            "unset it to let vecplug choose"
-        )
-    return int(value)
+    return Settings().thread_count()
 
 
 def openmp_wait() -> str:

@@ -2,34 +2,33 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 
 import click
 
-from .cli import DSN_HELP, pg
+from vecplug.cli_options import dimensions_option, dsn_option, model_options, server_options
+from vecplug.settings import Settings
+
+from .cli import pg
 
 MODEL_HELP = "Embed in this process with this model (a name or a local directory), instead of a server."
-SERVER_HELP = ("A `vecplug serve` to embed with (API key: --api-key-file, $VECPLUG_API_KEY, or else the one "
-               "vecplug pg install recorded, when this role may read it).")
+SERVER_HELP = "A `vecplug serve` to embed with."
+RECORDED_KEY = "the one vecplug pg install recorded, when this role may read it"
 
 
-def _api_key(api_key_file: str | None) -> str | None:
-    if api_key_file:
-        with open(api_key_file, encoding="utf-8") as key_file:
-            return key_file.readline().strip() or None
-    return os.environ.get("VECPLUG_API_KEY") or None
+def _local_model_options(purpose: str = ""):
+    """``--model``, and ``--device`` / ``--dtype``, which only mean something with it (a server chooses its own)."""
+    return model_options(model_help=purpose + MODEL_HELP,
+                         device_help="With --model: cpu, cuda or cuda:N (default: cuda if available).",
+                         dtype_help="With --model. Default: the fastest that keeps quality on this hardware.")
 
 
 @pg.command()
-@click.option("--dsn", default="", help=DSN_HELP)
-@click.option("--server-url", default=None, help=SERVER_HELP + " Default: the server vecplug pg install recorded.")
-@click.option("--model", default=None, help=MODEL_HELP)
-@click.option("--device", default=None, help="With --model: cpu or cuda (default: the best there is).")
-@click.option("--dtype", default=None, help="With --model: float32, bfloat16 or float16 (default: the fastest that keeps quality).")
-@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="File holding the server's API key (first line).")
+@dsn_option()
+@server_options(url_help=SERVER_HELP + " Default: the server vecplug pg install recorded.",
+                key_otherwise=RECORDED_KEY)
+@_local_model_options()
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Rows per batch (one transaction each).")
 @click.option("--vectorizer", "vectorizers", multiple=True,
@@ -65,10 +64,11 @@ def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, vect
         raise click.UsageError("give --server-url or --model, not both")
     if (device or dtype) and not model:
         raise click.UsageError("--device and --dtype go with --model (a server chooses its own)")
+    api_key = Settings(api_key_file=api_key_file).api_key_value()
     person = sys.stderr.isatty()
     handler = configure_logging(sys.stderr, structured=not person, level=30 if person else 20)
     try:
-        runner = Worker(dsn, model, server_url=server_url, api_key=_api_key(api_key_file), device=device, dtype=dtype,
+        runner = Worker(dsn, model, server_url=server_url, api_key=api_key, device=device, dtype=dtype,
                         batch_size=batch_size, vectorizers=list(vectorizers), max_attempts=max_attempts,
                         retry_delay=retry_delay, poll_interval=poll_interval, metrics_port=metrics_port,
                         metrics_host=metrics_host, show_progress=not quiet)
@@ -100,15 +100,11 @@ def _stop_on_signals(runner) -> None:
 
 
 @pg.command()
-@click.option("--dsn", default="", help=DSN_HELP)
+@dsn_option()
 @click.option("--vectorizer", required=True, help="The vectorizer: its id or name (see vecplug pg status).")
-@click.option("--model", default=None, help="The new model: " + MODEL_HELP)
-@click.option("--server-url", default=None, help="The new model: " + SERVER_HELP)
-@click.option("--dimensions", type=click.IntRange(1), default=None, help="Matryoshka size of the new vectors.")
-@click.option("--device", default=None, help="With --model: cpu or cuda.")
-@click.option("--dtype", default=None, help="With --model: float32, bfloat16 or float16.")
-@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="File holding the server's API key (first line).")
+@_local_model_options("The new model: ")
+@server_options(url_help="The new model: " + SERVER_HELP, key_otherwise=RECORDED_KEY)
+@dimensions_option("Matryoshka size of the new vectors.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar on a terminal.")
 def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_key_file, batch_size, quiet):
@@ -122,8 +118,9 @@ def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_k
 
     if (model is None) == (server_url is None):
         raise click.UsageError("give the new model: --model NAME or --server-url URL")
+    api_key = Settings(api_key_file=api_key_file).api_key_value()
     try:
-        report = run_reembed(dsn, vectorizer, model, server_url=server_url, api_key=_api_key(api_key_file),
+        report = run_reembed(dsn, vectorizer, model, server_url=server_url, api_key=api_key,
                              dimensions=dimensions, device=device, dtype=dtype, batch_size=batch_size,
                              show_progress=not quiet)
     except (VectorizerError, ValueError) as error:
@@ -132,7 +129,7 @@ def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_k
 
 
 @pg.command()
-@click.option("--dsn", default="", help=DSN_HELP)
+@dsn_option()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per vectorizer, one per line.")
 def status(dsn, as_json):
     """Per vectorizer: pending rows and their age, failed rows, rows embedded, truncated texts, last error."""

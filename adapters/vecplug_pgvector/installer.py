@@ -217,7 +217,7 @@ def recorded_settings(conn) -> dict | None:
 
 
 def server_api_key(given: str | None, conn) -> str | None:
-    """The API key to send a ``vecplug serve``: ``given``, else ``$VECPLUG_API_KEY``, else the one install recorded.
+    """The API key to send a ``vecplug serve``: ``given_api_key(given)``, else the one install recorded.
 
     The recorded key is used whatever server URL the caller names: the
     worker and ``reembed`` often reach the server under another name than
@@ -228,10 +228,11 @@ def server_api_key(given: str | None, conn) -> str | None:
 
 
 def given_api_key(given: str | None) -> str | None:
-    """``given``, else ``$VECPLUG_API_KEY``: the keys a caller hands over, which win over the recorded one."""
-    import os
+    """``given``, else the key ``vecplug.settings`` finds (a key file, ``$VECPLUG_API_KEY``): the keys a caller
+    hands over, which win over the recorded one. ``""`` counts as not given here."""
+    from vecplug.settings import Settings
 
-    return given or os.environ.get("VECPLUG_API_KEY") or None
+    return Settings(api_key=given or None).api_key_value() or None
 
 
 def _checked_settings(server_url, api_key, connect_timeout, read_timeout) -> dict:

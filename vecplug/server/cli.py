@@ -1,6 +1,6 @@
 """``vecplug serve``: the command, and running the app under uvicorn.
 
-Only click is imported at module level: ``vecplug --help`` imports this.
+Only click (and the shared option definitions) is imported at module level: ``vecplug --help`` imports this.
 """
 from __future__ import annotations
 
@@ -8,15 +8,11 @@ import sys
 
 import click
 
+from ..cli_options import api_key_file_option, model_options
+
 
 @click.command()
-@click.option("-m", "--model", default=None,
-              help="Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base).")
-@click.option("--device", default=None, help="cpu or cuda (default: cuda if available).")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-              help="Default: the fastest that keeps quality on this hardware.")
-@click.option("--dimensions", type=click.IntRange(min=1), default=None,
-              help="Serve Matryoshka vectors cut to this size (requests may ask for fewer).")
+@model_options(dimensions="Serve Matryoshka vectors cut to this size (requests may ask for fewer).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; 0.0.0.0 exposes the server to the network (set an API key then).")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8080, show_default=True,
@@ -27,18 +23,18 @@ import click
               help="Texts waiting at most; a request that does not fit gets 429 with Retry-After.")
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=8 * 1024 * 1024, show_default=True,
               help="Largest request body; larger ones get 413 unread.")
-@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="File whose first line is the API key (else $VECPLUG_API_KEY; never on the command line).")
+@api_key_file_option()
 @click.option("--served-name", default=None,
               help="Model name clients see and may send (default: the model's own name).")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 def serve(model, device, dtype, dimensions, host, port, max_batch_tokens, max_queue_texts, max_request_bytes,
           api_key_file, served_name, access_log):
     """Serve one resident model over HTTP: OpenAI's /v1/embeddings, TEI's /embed, /health, /metrics."""
-    from .config import ServerConfig, read_api_key
+    from ..settings import Settings
+    from .config import ServerConfig
 
     try:
-        api_key = read_api_key(api_key_file)
+        api_key = Settings(api_key_file=api_key_file).api_key_value()
         config = ServerConfig(model=model, device=device, dtype=dtype, dimensions=dimensions, host=host, port=port,
                               max_batch_tokens=max_batch_tokens, max_queue_texts=max_queue_texts,
                               max_request_bytes=max_request_bytes, api_key=api_key, served_name=served_name,

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
-API_KEY_ENV = "VECPLUG_API_KEY"
 # OpenAI's own limit on texts per request; also bounds one request's share of the queue.
 MAX_REQUEST_TEXTS = 2048
 # A request body above this is refused unread (413): 2,048 texts of 4 KB, or one
@@ -43,16 +40,3 @@ class ServerConfig:
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("the API key is empty; set a non-empty key or none at all")
 
-
-def read_api_key(api_key_file: str | os.PathLike | None) -> str | None:
-    """The key from ``--api-key-file`` (first line, stripped), else ``$VECPLUG_API_KEY``, else None.
-
-    Never from the command line, where ``ps`` shows it to every user.
-    """
-    if api_key_file is not None:
-        lines = Path(api_key_file).read_text().strip().splitlines()
-        key = lines[0].strip() if lines else ""
-        if not key:
-            raise ValueError(f"the API key file {api_key_file} is empty")
-        return key
-    return os.environ.get(API_KEY_ENV) or None
