@@ -31,7 +31,8 @@ from .plugins import load_plugins, pm
 from .progress import progress
 from .records import Record, Target, before_ingest
 from . import runtime
-from .registry import DEFAULT_MODEL, clear_cache, default_model_name, embed, load_model, registered_models
+from .registry import clear_cache, default_model_name, embed, load_model, registered_models
+from .settings import DEFAULT_MODEL
 from .spaces import check_same_space, same_space
 
 __version__ = "0.1.0"

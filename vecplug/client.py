@@ -32,6 +32,7 @@ from .errors import ModelMismatchError, ServerError, ServerUnavailableError
 from .model import EmbeddingModel, ModelSpec, check_kind, check_text
 from .settings import API_KEY_ENV, Settings
 from .wire import FINGERPRINT_HEADER, TRUNCATED_HEADER
+
 RETRY_STATUSES = (429, 503)
 # One request's texts: enough to fill a CPU batch several times over, well under
 # the server's per-request limits (2,048 texts, 8 MiB).

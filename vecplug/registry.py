@@ -19,7 +19,7 @@ from .devices import normalise_device, normalise_dtype, require_device_present
 from .errors import InvalidSettingError, UnknownModelError
 from .model import EmbeddingModel, ModelLoader, ModelSpec, check_dimensions, normalise_dimensions
 from .plugins import call_implementation, load_plugins, pm
-from .settings import DEFAULT_MODEL, Settings  # noqa: F401  (DEFAULT_MODEL: vecplug.DEFAULT_MODEL comes from here)
+from .settings import Settings
 
 
 class _CallableLoader(ModelLoader):
