@@ -31,7 +31,7 @@ plugin_wheel=$(ls dist/vecplug_minilm-*.whl)
 $PIP install --quiet "$plugin_wheel"
 $PIP install --quiet --force-reinstall --no-deps "$plugin_wheel"
 
-# Debian's docker-compose, for tests/test_compose.py (`docker-compose config`; no Docker engine needed)
+# Debian's docker-compose, for tests/project/test_compose.py (`docker-compose config`; no Docker engine needed)
 if ! command -v docker-compose >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q update >/dev/null
@@ -42,7 +42,7 @@ if ! command -v docker-compose >/dev/null; then
     fi
 fi
 
-# PostgreSQL 15 + plpython3u + pgvector for tests/test_pg_*.py (quick when already installed)
+# PostgreSQL 15 + plpython3u + pgvector for tests/postgres/ (quick when already installed)
 ./scripts/install_postgres.sh >/dev/null
 export VECPLUG_TEST_POSTGRES=required
 

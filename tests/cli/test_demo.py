@@ -11,7 +11,7 @@ from terminal import run_with_terminal_stderr
 
 from vecplug.demo import corpus
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def demo(*args: str, env=None, timeout: int = 300) -> subprocess.CompletedProcess:

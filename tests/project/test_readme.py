@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 NEEDS_GPU = re.compile(r"""device=["']cuda""")
 README_SERVER = "http://127.0.0.1:8080"
 NEEDS_POSTGRES = "psycopg.connect("

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LOAD_CLIENT = Path(__file__).parent.parent / "scripts" / "load_client.py"
+LOAD_CLIENT = Path(__file__).parents[2] / "scripts" / "load_client.py"
 
 
 def test_64_connections_for_20_seconds(tiny_model_dir):

@@ -22,7 +22,7 @@ import pytest
 from vecplug.testing import running_server
 from test_server import call
 
-PLUGIN_SERVER = [sys.executable, str(Path(__file__).parent / "plugin_server.py")]
+PLUGIN_SERVER = [sys.executable, str(Path(__file__).parents[1] / "plugin_server.py")]
 
 
 def openai_message(body) -> str:
@@ -250,7 +250,7 @@ def test_port_in_use_is_one_clear_line(tiny_model_dir):
 
 def test_plugin_model_without_fast_path_and_the_loading_state():
     """A third-party model (only embed_batch) is served; /health and requests say 503 while it loads."""
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from fake_plugin import FAKE_SPEC, HashModel
 
     env = {**os.environ, "FAKE_LOAD_SECONDS": "4"}
