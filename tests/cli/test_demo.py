@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from terminal import run_with_terminal_stderr
 
 from vecplug.demo import corpus
@@ -80,6 +81,7 @@ def test_progress_bar_while_embedding(tmp_path):
     assert "embedding into" in shown and f"{2 * len(corpus.DOCUMENTS)}/{2 * len(corpus.DOCUMENTS)}" in shown
 
 
+@pytest.mark.slow  # builds a virtual environment and installs the project
 def test_readme_demo_command_sets_up_and_runs(tmp_path):
     """./scripts/demo.sh as the README gives it, in a new virtual environment.
 

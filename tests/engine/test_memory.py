@@ -27,6 +27,7 @@ if not sys.platform.startswith("linux"):
 from chroma_helpers import chroma_server, offline_environment
 
 SMALL, LARGE = 1_000, 100_000
+pytestmark = pytest.mark.slow  # 100,000 texts per path in fresh processes: minutes
 
 STREAM = textwrap.dedent("""
     import json, sys, time, uuid

@@ -100,6 +100,7 @@ print(time.perf_counter() - started)
 """
 
 
+@pytest.mark.slow  # timed rounds beside a busy process
 def test_the_default_does_not_collapse_beside_a_busy_process(tiny_model_dir):
     """Another process on a core: vecplug's default stays within 2.5x of one thread (spinning OpenMP: 10x and more).
 

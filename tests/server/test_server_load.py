@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # 20 s of load plus the server's start
+
 LOAD_CLIENT = Path(__file__).parents[2] / "scripts" / "load_client.py"
 
 
