@@ -5,6 +5,8 @@ import subprocess
 import sys
 from importlib.metadata import version
 
+import pytest
+
 import vecplug
 
 from terminal import run_with_terminal_stderr
@@ -18,6 +20,7 @@ def test_version_names_the_installed_distribution():
     assert version("vecplug") == vecplug.__version__
 
 
+@pytest.mark.slow  # a whole `vecplug bench --quick`, sentence-transformers included
 def test_bench_shows_a_step_per_pass_on_a_terminal():
     code, shown = run_with_terminal_stderr([sys.executable, "-m", "vecplug", "bench", "--quick", "--corpus",
                                             "paragraphs", "--st-dtype", "float32"])

@@ -30,6 +30,7 @@ def top_hits(stdout: str) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.slow  # a whole demo: real MiniLM weights into Chroma and Qdrant
 def test_offline_demo_falls_back_to_minilm_and_finds_the_right_paragraphs(tmp_path):
     """HF_HUB_OFFLINE with an empty cache: one line says so, MiniLM answers every question right in both stores."""
     process = demo("--quiet", "--dir", str(tmp_path / "stores"))
@@ -46,6 +47,7 @@ def test_offline_demo_falls_back_to_minilm_and_finds_the_right_paragraphs(tmp_pa
     assert (tmp_path / "stores" / "chroma").is_dir() and (tmp_path / "stores" / "qdrant").is_dir()
 
 
+@pytest.mark.slow  # two whole demo runs
 def test_tiny_is_labelled_meaningless_and_a_named_folder_can_be_reused(tmp_path):
     for _ in range(2):  # the second run replaces the first run's collections instead of failing or mixing
         process = demo("--tiny", "--quiet", "--dir", str(tmp_path))

@@ -56,6 +56,7 @@ def test_default_is_one_thread_per_core_waiting_passively(tiny_model_dir):
                                      "LRU_CACHE_CAPACITY": "64"}
 
 
+@pytest.mark.slow  # four fresh processes that import torch and load a model
 def test_vecplug_threads_and_omp_num_threads_are_honoured(tiny_model_dir):
     assert report(tiny_model_dir, VECPLUG_THREADS="1")["threads"]["count"] == 1
     assert report(tiny_model_dir, VECPLUG_THREADS="3")["threads"] == {
@@ -67,6 +68,7 @@ def test_vecplug_threads_and_omp_num_threads_are_honoured(tiny_model_dir):
     assert mine["threads"]["openmp_wait"] == "active" and mine["threads"]["count"] == 1
 
 
+@pytest.mark.slow  # three fresh processes that import torch and load a model
 def test_torch_imported_first_gets_one_thread_unless_told(tiny_model_dir):
     """OpenMP already spins, so several threads would collapse on a busy machine: one, and the report says why."""
     spinning = report(tiny_model_dir, before="import torch")

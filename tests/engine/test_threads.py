@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 
+import pytest
 import torch
 
 from vecplug.modernbert.encoder import RotaryTables
@@ -141,6 +142,7 @@ def test_plugins_load_once_for_threads_in_a_fresh_process():
         assert "nomic-ai/modernbert-embed-base" in result["models"], (trial, result)
 
 
+@pytest.mark.slow  # three fresh processes, eight threads loading at once
 def test_load_model_from_threads_in_a_fresh_process_returns_one_model(tiny_model_dir):
     """8 threads calling load_model(dir) at once in a fresh process get the one cached model (3 processes)."""
     for trial in range(3):

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
@@ -23,6 +25,7 @@ def run_script(name: str, *args: str, tmp_path: Path) -> subprocess.CompletedPro
     return process
 
 
+@pytest.mark.slow  # a benchmark script end to end: a server, clients, two timed engines
 def test_bench_server_compares_the_server_with_the_engine(tmp_path):
     report = tmp_path / "server.json"
     run_script("bench_server.py", "--shape", "tiny", "--size", "quick", "--repeat", "1", "--clients", "4",
