@@ -316,6 +316,7 @@ print(json.dumps({**light, "after_import": light_after_import,
 
 # -- issue 14: batch limits, per-host settings, cached functions, existing ids ------------------------------
 
+@pytest.mark.slow  # 10,000 documents
 def test_add_more_than_chromas_batch_limit_stores_everything(tmp_path, tiny_model_dir):
     """10,000 documents, above the 5,461 a local Chroma takes per call: written in batches, all stored."""
     client = chromadb.PersistentClient(str(tmp_path / "chroma"), settings=no_telemetry())

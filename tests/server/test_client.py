@@ -88,6 +88,7 @@ def test_no_server_is_a_clear_error_within_the_retry_time():
     assert isinstance(raised.value, ConnectionError) and "cannot connect" in str(raised.value)
 
 
+@pytest.mark.slow  # waits through refused connections and a model load
 def test_waits_for_a_server_that_is_still_starting(tiny_model_dir):
     """Created before the server listens: refused connections, then 503 while loading, then vectors."""
     port = free_port()
@@ -112,6 +113,7 @@ def test_api_key_from_argument_or_environment(tiny_model_dir, monkeypatch):
         assert vecplug.load_model(server.url).embed_documents(["y"]).shape == (1, 64)
 
 
+@pytest.mark.slow  # eight clients backing off against a full queue
 def test_retries_429_until_the_queue_has_room(tiny_model_dir, tiny_model):
     """Eight clients against a queue of 16 texts: raw requests would see 429s; RemoteModel sees vectors."""
     texts = [" ".join(["retry"] * 60)] * 6

@@ -248,6 +248,7 @@ def test_port_in_use_is_one_clear_line(tiny_model_dir):
     assert f"cannot listen on 127.0.0.1:{port}" in process.stderr and "Traceback" not in process.stderr
 
 
+@pytest.mark.slow  # waits through a 4-second model load
 def test_plugin_model_without_fast_path_and_the_loading_state():
     """A third-party model (only embed_batch) is served; /health and requests say 503 while it loads."""
     sys.path.insert(0, str(Path(__file__).parents[1]))
