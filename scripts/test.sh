@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: set up everything on a fresh machine, then run every test.
 #
-#   ./scripts/test.sh            # venv, torch (CPU), the built wheel, pytest, bench smoke run
-#   ./scripts/test.sh -m "not slow"   # extra arguments go to pytest
+#   ./scripts/test.sh                            # venv, torch (CPU), the built wheel, every test, bench smoke run
+#   ./scripts/test.sh -m "not slow and not pg"   # the fast loop (CONTRIBUTING.md): arguments go to pytest,
+#   ./scripts/test.sh server/test_client.py      #   and with any argument the bench smoke run is skipped
 #
 # It installs the *built wheel*, not the checkout, so files the code reads at
 # run time must really ship in the wheel.
@@ -31,7 +32,7 @@ plugin_wheel=$(ls dist/vecplug_minilm-*.whl)
 $PIP install --quiet "$plugin_wheel"
 $PIP install --quiet --force-reinstall --no-deps "$plugin_wheel"
 
-# Debian's docker-compose, for tests/test_compose.py (`docker-compose config`; no Docker engine needed)
+# Debian's docker-compose, for tests/project/test_compose.py (`docker-compose config`; no Docker engine needed)
 if ! command -v docker-compose >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q update >/dev/null
@@ -42,7 +43,7 @@ if ! command -v docker-compose >/dev/null; then
     fi
 fi
 
-# PostgreSQL 15 + plpython3u + pgvector for tests/test_pg_*.py (quick when already installed)
+# PostgreSQL 15 + plpython3u + pgvector for tests/postgres/ (quick when already installed)
 ./scripts/install_postgres.sh >/dev/null
 export VECPLUG_TEST_POSTGRES=required
 
@@ -52,5 +53,7 @@ cd tests
 ../"$VENV"/bin/python -c "import vecplug, sys; print('testing', vecplug.__file__, file=sys.stderr)"
 ../"$VENV"/bin/python -m pytest -p no:cacheprovider -q "$@"
 cd ..
-# the benchmark cannot rot: a quick side-by-side run on a tiny model
-"$VENV/bin/vecplug" bench --quick
+# the benchmark cannot rot: a quick side-by-side run on a tiny model (the full run only)
+if [ "$#" -eq 0 ]; then
+    "$VENV/bin/vecplug" bench --quick
+fi

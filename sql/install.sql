@@ -21,7 +21,7 @@
 -- model, model_fingerprint and dimensions of vecplug.settings).
 --
 -- A new migration or repeatable file gets its lines here too
--- (tests/test_pg_install.py checks that this file names every one, in order).
+-- (tests/postgres/test_pg_install.py checks that this file names every one, in order).
 \set ON_ERROR_STOP on
 BEGIN;
 SELECT pg_advisory_xact_lock(hashtext('vecplug install'));

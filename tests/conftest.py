@@ -90,3 +90,26 @@ def tiny_server(tiny_model_dir):
 
     with running_server(tiny_model_dir, "--dtype", "float32") as server:
         yield server
+
+
+# Markers by where a test lives and what it uses, so a new test file gets them by living
+# in its folder or asking for a fixture (registered in pyproject.toml, --strict-markers).
+FOLDER_MARKERS = {"postgres": "pg", "server": "server"}
+POSTGRES_FIXTURES = {"pg_cluster", "fresh_db", "managed_db"}  # each starts (or needs) the session's cluster
+
+
+def pytest_collection_modifyitems(config, items):
+    """`pg` for tests under tests/postgres/ or using a PostgreSQL fixture; `server` for tests/server/."""
+    from pathlib import Path
+
+    tests_root = Path(__file__).parent
+    for item in items:
+        try:
+            folder = Path(item.path).relative_to(tests_root).parts[0]
+        except ValueError:
+            folder = None
+        marker = FOLDER_MARKERS.get(folder)
+        if marker:
+            item.add_marker(marker)
+        if marker != "pg" and POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("pg")

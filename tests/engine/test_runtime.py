@@ -1,0 +1,133 @@
+"""torch's threads and OpenMP waiting, chosen deliberately and reported (issue 14, defect 10).
+
+Each case runs in a fresh process: the choice is made once per process,
+and OpenMP reads its wait policy when torch is imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+# vecplug's import set these in this process; a child must start without them to see its own defaults
+VECPLUG_DEFAULTS = ("OMP_WAIT_POLICY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+REPORT = """
+import json, os, sys
+{before}
+import vecplug
+model = vecplug.load_model(sys.argv[1])
+import torch
+report = model.describe()
+threads = {{"count": report["threads"], "source": report["threads_reason"], "openmp_wait": report["openmp_wait"]}}
+print(json.dumps({{"threads": threads, "torch": torch.get_num_threads(),
+                  "environment": {{name: os.environ.get(name) for name in {names!r}}}}}))
+"""
+
+
+def clean_environment(**settings) -> dict:
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith(("VECPLUG_", "OMP_", "MKL_")) and name not in VECPLUG_DEFAULTS}
+    return {**environment, "TOKENIZERS_PARALLELISM": "false", **settings}
+
+
+def report(model_dir, before: str = "", **settings) -> dict:
+    code = REPORT.format(before=before, names=VECPLUG_DEFAULTS)
+    completed = subprocess.run([sys.executable, "-c", code, str(model_dir)], env=clean_environment(**settings),
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def torch_default_threads() -> int:
+    code = "import torch; print(torch.get_num_threads())"
+    return int(subprocess.run([sys.executable, "-c", code], env=clean_environment(), capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def test_default_is_one_thread_per_core_waiting_passively(tiny_model_dir):
+    result = report(tiny_model_dir)
+    assert result["threads"] == {"count": torch_default_threads(), "source": "default: torch's, one per physical core",
+                                 "openmp_wait": "passive"}
+    assert result["torch"] == result["threads"]["count"]
+    assert result["environment"] == {"OMP_WAIT_POLICY": "PASSIVE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64",
+                                     "LRU_CACHE_CAPACITY": "64"}
+
+
+@pytest.mark.slow  # four fresh processes that import torch and load a model
+def test_vecplug_threads_and_omp_num_threads_are_honoured(tiny_model_dir):
+    assert report(tiny_model_dir, VECPLUG_THREADS="1")["threads"]["count"] == 1
+    assert report(tiny_model_dir, VECPLUG_THREADS="3")["threads"] == {
+        "count": 3, "source": "VECPLUG_THREADS", "openmp_wait": "passive"}
+    assert report(tiny_model_dir, OMP_NUM_THREADS="1")["threads"]["source"] == "OMP_NUM_THREADS"
+    # a setting the user made is theirs: vecplug's defaults do not replace it
+    mine = report(tiny_model_dir, ONEDNN_PRIMITIVE_CACHE_CAPACITY="8", OMP_WAIT_POLICY="active")
+    assert mine["environment"]["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
+    assert mine["threads"]["openmp_wait"] == "active" and mine["threads"]["count"] == 1
+
+
+@pytest.mark.slow  # three fresh processes that import torch and load a model
+def test_torch_imported_first_gets_one_thread_unless_told(tiny_model_dir):
+    """OpenMP already spins, so several threads would collapse on a busy machine: one, and the report says why."""
+    spinning = report(tiny_model_dir, before="import torch")
+    assert spinning["threads"]["count"] == 1 and spinning["threads"]["openmp_wait"].startswith("active")
+    assert "VECPLUG_THREADS" in spinning["threads"]["source"]
+    assert spinning["environment"]["OMP_WAIT_POLICY"] is None  # not set after the fact, where it would lie
+    passive = report(tiny_model_dir, before="import torch", OMP_WAIT_POLICY="PASSIVE")
+    assert passive["threads"]["openmp_wait"] == "passive" and passive["threads"]["count"] == torch_default_threads()
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_vecplug_threads_is_refused_at_load(tiny_model_dir, value):
+    code = ("import sys, vecplug\ntry:\n    vecplug.load_model(sys.argv[1])\n"
+            "except vecplug.InvalidSettingError as error:\n    print(error)")
+    completed = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)], capture_output=True, text=True,
+                               env=clean_environment(VECPLUG_THREADS=value), timeout=300)
+    expected = f"VECPLUG_THREADS must be a positive integer (torch threads for embedding), got {value!r}"
+    assert expected in completed.stdout, completed.stdout + completed.stderr[-2000:]
+
+
+EMBED = """
+import sys, time, vecplug
+from vecplug.testing import stdlib_paragraphs
+paragraphs = stdlib_paragraphs()
+texts = [f"{number} {paragraphs[number % len(paragraphs)][:60]}" for number in range(1500)]
+model = vecplug.load_model(sys.argv[1])
+model.embed_documents(texts[:64])
+started = time.perf_counter()
+model.embed_documents(texts)
+print(time.perf_counter() - started)
+"""
+
+
+@pytest.mark.slow  # timed rounds beside a busy process
+def test_the_default_does_not_collapse_beside_a_busy_process(tiny_model_dir):
+    """Another process on a core: vecplug's default stays within 2.5x of one thread (spinning OpenMP: 10x and more).
+
+    Side by side in turns, best of two each, while a busy loop holds a core.
+    """
+    def seconds(**settings) -> float:
+        try:
+            completed = subprocess.run([sys.executable, "-c", EMBED, str(tiny_model_dir)], capture_output=True,
+                                       text=True, timeout=180, env=clean_environment(**settings))
+        except subprocess.TimeoutExpired:
+            return float("inf")
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return float(completed.stdout.split()[-1])
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        default, one = [], []
+        for _ in range(2):
+            default.append(seconds())
+            one.append(seconds(OMP_NUM_THREADS="1"))  # torch reads it itself: the same baseline for any vecplug
+    finally:
+        busy.kill()
+        busy.wait()
+    print(f"1,500 texts beside a busy process: default {min(default):.2f} s, one thread {min(one):.2f} s")
+    assert min(default) <= 2.5 * min(one), (default, one)

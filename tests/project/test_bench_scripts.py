@@ -1,0 +1,60 @@
+"""The benchmark scripts behind BENCHMARKS.md still run (a tiny model, a few texts): they cannot rot unseen.
+
+They sit outside the package and the default bench, so nothing else imports
+them; a renamed core function broke `scripts/bench_server.py` once before
+anyone noticed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def run_script(name: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VECPLUG_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.run([sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert process.returncode == 0, f"{name} failed:\n{process.stdout[-2000:]}\n{process.stderr[-4000:]}"
+    return process
+
+
+@pytest.mark.slow  # a benchmark script end to end: a server, clients, two timed engines
+def test_bench_server_compares_the_server_with_the_engine(tmp_path):
+    report = tmp_path / "server.json"
+    run_script("bench_server.py", "--shape", "tiny", "--size", "quick", "--repeat", "1", "--clients", "4",
+               "--json", str(report), tmp_path=tmp_path)
+    result = json.loads(report.read_text())
+    engines = {row["engine"]: row for row in result["rows"]}
+    assert set(engines) == {"direct", "server"}
+    assert engines["direct"]["vs_direct"] == 1.0 and engines["server"]["vs_direct"] > 0
+    assert 0 < engines["server"]["mfu"] < 1 and result["environment"]["texts"] > 0
+
+
+def test_bench_pg_worker_embeds_every_row_like_the_engine(tmp_path, pg_cluster):
+    process = run_script("bench_pg_worker.py", "--rows", "200", "--shape", "tiny", "--repeat", "1",
+                         "--batch-size", "64", tmp_path=tmp_path)
+    result = json.loads(process.stdout.splitlines()[-1])
+    assert result["rows"] == 200 and result["min_cosine"] >= 0.999
+    assert [row["path"] for row in result["results"]] == ["direct", "worker, batch 64"]
+
+
+def test_bench_pg_sync_compares_two_versions_of_the_sql(tmp_path, pg_cluster):
+    """Against HEAD's own SQL (always in a clone): both databases embed every row, the ratio is printed."""
+    import shutil
+
+    if shutil.which("git") is None or not (SCRIPTS.parent / ".git").exists():
+        import pytest
+
+        pytest.skip("needs the git checkout (it reads an older revision's SQL with git archive)")
+    process = run_script("bench_pg_sync.py", "--rows", "20", "--shape", "tiny", "--against-rev", "HEAD",
+                         tmp_path=tmp_path)
+    lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    assert [line.get("sql") for line in lines[:2]] == ["HEAD", "this checkout"]
+    assert lines[2]["bulk_ratio_reference_over_current"] > 0
