@@ -344,7 +344,7 @@ def _refuse_changed_migrations(facts: _Facts, migrations: list[sqlfiles.SqlFile]
     """Refuse when a migration the database ran differs from this vecplug's file of the same name.
 
     A migration runs once: a change to it would reach new installs only, and
-    upgraded databases would silently differ from them (tests/test_pg_released_migrations.py
+    upgraded databases would silently differ from them (tests/postgres/test_pg_released_migrations.py
     keeps released files frozen). ``psql -f install.sql`` records no checksum: nothing to compare.
     """
     changed = [file for file in migrations if applied.get(file.name) not in (None, file.checksum)]

@@ -13,7 +13,7 @@ Layout, which ``sql/install.sql`` (the psql route) follows by hand:
 
 ``core/released.sha256`` (in the checkout, not shipped) holds the sha256 of
 every bootstrap and migration file a release shipped: those never change
-(tests/test_pg_released_migrations.py), and ``install`` refuses a database
+(tests/postgres/test_pg_released_migrations.py), and ``install`` refuses a database
 whose recorded checksum of a migration differs from this package's file.
 """
 from __future__ import annotations

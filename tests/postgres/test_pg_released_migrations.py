@@ -18,7 +18,7 @@ pytest.importorskip("psycopg")
 
 from vecplug_pgvector import sqlfiles  # noqa: E402
 
-RELEASED = Path(__file__).resolve().parent.parent / "sql" / "core" / "released.sha256"
+RELEASED = Path(__file__).resolve().parents[2] / "sql" / "core" / "released.sha256"
 NEW = "new"
 
 
