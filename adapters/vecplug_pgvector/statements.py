@@ -53,7 +53,7 @@ ALL_VECTORIZERS = _VECTORIZERS.format(refusal="vecplug.worker_refusal(v.id)") + 
 # One vectorizer by id (%s), without the refusal (claim_batch checks it again). As the worker.
 ONE_VECTORIZER = _VECTORIZERS.format(refusal="NULL") + " AND v.id = %s"
 # Who owns schema vecplug (named when this role may not read the vectorizers). As the worker.
-VECPLUG_OWNER = "SELECT nspowner::regrole::text FROM pg_catalog.pg_namespace WHERE nspname = 'vecplug'"
+SCHEMA_OWNER = "SELECT nspowner::regrole::text FROM pg_catalog.pg_namespace WHERE nspname = 'vecplug'"
 # One setting (name, value) for the rest of this transaction: keys are read under the settings they were
 # written under (vectorizers.KEY_SETTINGS). As the worker.
 SET_LOCAL = "SELECT pg_catalog.set_config(%s, %s, true)"

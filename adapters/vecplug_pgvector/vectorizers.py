@@ -105,7 +105,7 @@ def load_all(conn) -> list[Vectorizer]:
             f"database {conn.info.dbname!r} has no vectorizers table: vecplug is not installed there, or is older "
             "than schema version 2. Run `vecplug pg install --dsn ...` first.") from None
     except psycopg.errors.InsufficientPrivilege:
-        owner = conn.execute(statements.VECPLUG_OWNER).fetchone()
+        owner = conn.execute(statements.SCHEMA_OWNER).fetchone()
         raise VectorizerError(
             f"role {conn.info.user!r} may not read vecplug's vectorizer tables: run the worker as the role that "
             f"installed vecplug ({owner[0] if owner else '?'}) or a member of it.") from None
