@@ -10,14 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-VENV=${VECPLUG_VENV:-.venv}
-
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
-fi
-PIP="$VENV/bin/python -m pip --quiet --disable-pip-version-check"
-# torch first, pinned: a bare requirement would pull a multi-GB CUDA build.
-$PIP install "torch==2.13.0"
+source scripts/venv.sh  # VENV, PIP; torch pinned
 $PIP install ".[chroma,qdrant]" ./plugins/vecplug-minilm
 exec "$VENV/bin/vecplug" demo "$@"

@@ -10,27 +10,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-VENV=${VECPLUG_VENV:-.venv}
-
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
-fi
-PIP="$VENV/bin/python -m pip"
-$PIP install --quiet --upgrade pip wheel build
-# torch first, pinned: a bare requirement would pull a multi-GB CUDA build.
-$PIP install --quiet "torch==2.13.0"
+source scripts/venv.sh  # VENV, PIP; torch pinned
+$PIP install --upgrade pip wheel build
 
 rm -rf dist build
 "$VENV/bin/python" -m build --wheel --outdir dist . >/dev/null
 wheel=$(ls dist/vecplug-*.whl)
-$PIP install --quiet "${wheel}[all,dev]"
-$PIP install --quiet --force-reinstall --no-deps "$wheel"
+$PIP install "${wheel}[all,dev]"
+$PIP install --force-reinstall --no-deps "$wheel"
 # the MiniLM model plugin: its own distribution, built and installed like a third party's
 "$VENV/bin/python" -m build --wheel --outdir dist plugins/vecplug-minilm >/dev/null
 plugin_wheel=$(ls dist/vecplug_minilm-*.whl)
-$PIP install --quiet "$plugin_wheel"
-$PIP install --quiet --force-reinstall --no-deps "$plugin_wheel"
+$PIP install "$plugin_wheel"
+$PIP install --force-reinstall --no-deps "$plugin_wheel"
 
 # Debian's docker-compose, for tests/project/test_compose.py (`docker-compose config`; no Docker engine needed)
 if ! command -v docker-compose >/dev/null; then

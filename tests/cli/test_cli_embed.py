@@ -56,6 +56,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(tiny_model_dir):
     assert_one_line_usage_error(process, "--device", "no CUDA GPU")
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_stdin_streams_first_vectors_before_the_input_ends(tiny_model_dir):
     """The first output line arrives while stdin is still open; \\r\\n endings are stripped."""
     process = subprocess.Popen([sys.executable, "-m", "vecplug", "embed", "-m", str(tiny_model_dir)],
@@ -127,6 +128,7 @@ def test_not_utf8_names_the_line(tiny_model_dir, tmp_path):
     assert "line 2 is not UTF-8" in process.stderr
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_progress_on_a_terminal_and_not_with_quiet(tiny_model_dir, tmp_path):
     source = tmp_path / "texts.txt"
     source.write_text("\n".join(f"text number {number}" for number in range(300)) + "\n")

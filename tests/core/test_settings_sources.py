@@ -132,6 +132,7 @@ def test_an_empty_key_file_is_the_same_usage_error_for_every_command(tmp_path, c
     assert from_env.returncode == 2 and "(from $VECPLUG_API_KEY_FILE) is empty" in from_env.stderr, from_env.stderr
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_a_server_and_its_clients_take_the_key_from_a_secret_file(tiny_model_dir, tmp_path, monkeypatch):
     """The Docker/Kubernetes form: $VECPLUG_API_KEY_FILE names a mounted secret; the key file's newline is harmless."""
     secret = key_file(tmp_path, "secret-from-file\n", "secret")

@@ -101,6 +101,7 @@ print(json.dumps({"trials": trials, "failures": failures}))
 """
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_one_fresh_model_embeds_long_texts_from_many_threads(tiny_model_dir):
     """A freshly loaded model, 8 threads embedding 513-2,613 tokens at once: every vector as if alone."""
     lengths = [513 + 300 * index for index in range(THREADS)]

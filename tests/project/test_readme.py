@@ -58,6 +58,7 @@ def readme_server(small_model_dir):
         yield server.url
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_readme_python_examples_run(readme_env, readme_server, tmp_path):
     runnable = [block.replace(README_SERVER, readme_server) for block in blocks("python")
                 if not NEEDS_GPU.search(block) and NEEDS_POSTGRES not in block]
@@ -74,6 +75,7 @@ def console_commands() -> list[str]:
             if line.startswith(("$ vecplug ", "$ curl "))]
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_readme_cli_examples_run(readme_env, readme_server, tmp_path):
     commands = console_commands()
     assert any(command.startswith("vecplug embed") for command in commands)
@@ -163,7 +165,7 @@ def test_configuration_table_names_every_variable_the_code_reads():
     root = README.parent
     shipped = [*root.glob("vecplug/**/*.py"), *root.glob("adapters/**/*.py"), *root.glob("plugins/**/*.py"),
                *root.glob("sql/**/*.sql"), root / "docker-compose.yml", root / "scripts" / "test.sh",
-               root / "scripts" / "demo.sh"]
+               root / "scripts" / "demo.sh", root / "scripts" / "venv.sh"]
     read = set()
     for path in shipped:
         read |= set(re.findall(r"\bVECPLUG_[A-Z_]*[A-Z]\b", path.read_text()))

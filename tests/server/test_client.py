@@ -68,6 +68,7 @@ def test_fingerprint_check(tiny_server, tiny_model):
         RemoteModel(tiny_server.url, fingerprint="abc")
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_a_server_that_changed_its_model_is_refused(tiny_model_dir, tiny_model_no_prompts_dir):
     port = free_port()
     with running_server(tiny_model_dir, "--port", str(port)) as first:

@@ -157,6 +157,7 @@ def raw_post(url: str, body: dict) -> socket.socket:
     return connection
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_a_request_whose_client_left_is_never_embedded(tiny_model_dir):
     # ~300 one-text batches: seconds of work even on an idle machine, so the
     # short request is still queued behind it when its client hangs up
@@ -181,6 +182,7 @@ def test_a_request_whose_client_left_is_never_embedded(tiny_model_dir):
         assert after["vecplug_texts_total"] - before.get("vecplug_texts_total", 0) == len(busy)
 
 
+@pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(tiny_model_dir):
     texts = [" ".join(["draining"] * 200)] * 32
     with running_server(tiny_model_dir, "--max-batch-tokens", "256") as server:
