@@ -37,6 +37,12 @@ def test_bench_server_compares_the_server_with_the_engine(tmp_path):
     assert 0 < engines["server"]["mfu"] < 1 and result["environment"]["texts"] > 0
 
 
+def test_ab_engine_times_every_corpus(tmp_path):
+    process = run_script("ab_engine.py", "--shape", "tiny", "--size", "quick", tmp_path=tmp_path)
+    result = json.loads(process.stdout.splitlines()[-1])
+    assert set(result) == {"source", "paragraphs", "long"} and result["paragraphs"] > 0 and result["long"] > 0
+
+
 def test_bench_pg_worker_embeds_every_row_like_the_engine(tmp_path, pg_cluster):
     process = run_script("bench_pg_worker.py", "--rows", "200", "--shape", "tiny", "--repeat", "1",
                          "--batch-size", "64", tmp_path=tmp_path)
