@@ -7,33 +7,23 @@ that names the option, instead of a traceback after a model has loaded.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import click
 
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-
 def check_device(device: str | None) -> str | None:
-    """``cpu``, ``cuda`` or ``cuda:N``, and a CUDA device only where torch sees one."""
+    """``cpu``, ``cuda`` or ``cuda:N``, and a CUDA device only where torch sees one (``vecplug.devices``' rules)."""
     if device is None:
         return None
-    if not DEVICE_PATTERN.match(device):
-        raise click.BadParameter(f"{device!r} is not a device vecplug runs on; use cpu, cuda or cuda:N",
-                                 param_hint="'--device'")
-    if device.startswith("cuda"):
-        import torch
+    from .devices import normalise_device, require_device_present
+    from .errors import InvalidSettingError
 
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise click.BadParameter(f"{device!r} was asked for but torch sees no CUDA GPU here; "
-                                     "use --device cpu (or leave it out)", param_hint="'--device'")
-        index = int(device.partition(":")[2] or 0)
-        if index >= count:
-            raise click.BadParameter(f"{device!r}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}",
-                                     param_hint="'--device'")
-    return device
+    try:
+        normalised = normalise_device(device)
+        require_device_present(normalised)
+    except InvalidSettingError as error:
+        raise click.BadParameter(str(error), param_hint="'--device'") from None
+    return normalised
 
 
 def check_writable_file(path: str | None, option: str) -> None:

@@ -22,9 +22,9 @@ import urllib.parse
 
 import click
 
+from .devices import DTYPES
 from .settings import API_KEY_ENV, API_KEY_FILE_ENV, DEFAULT_MODEL, MODEL_ENV
 
-DTYPES = ("float32", "bfloat16", "float16")
 MODEL_HELP = f"Model name, alias or directory (default: ${MODEL_ENV} or {DEFAULT_MODEL})."
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda if available)."
 DTYPE_HELP = "Default: the fastest that keeps quality on this hardware."
