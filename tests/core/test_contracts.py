@@ -204,3 +204,17 @@ def test_a_demo_store_that_breaks_the_contract_is_named(tmp_path, tiny_model, re
     with pytest.raises(click.ClickException, match=r"half-store: its demo store .* lacks what "
                                                    r"vecplug.contracts.DemoStore asks for"):
         open_stores(tmp_path, None, tiny_model, say=lambda line: None)
+
+
+def test_one_report_the_hook_and_a_loaded_model_say_the_same_things(tiny_model_dir):
+    """describe() carries every key the vecplug_engine_report hook gives before a load, with the same values."""
+    from vecplug.modernbert.report import engine_report
+
+    model = vecplug.load_model(tiny_model_dir, device="cpu")
+    report = model.describe()
+    before_loading = engine_report(device="cpu", dtype=report["dtype"])
+    assert set(before_loading) <= set(report)
+    for key in ("engine", "device", "dtype", "threads", "threads_reason", "openmp_wait", "attention"):
+        assert report[key] == before_loading[key], key
+    assert report["name"] == model.name and report["fingerprint"] == model.fingerprint
+    assert not hasattr(model, "engine_report")
