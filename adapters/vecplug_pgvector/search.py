@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from vecplug.errors import ModelMismatchError
 
-from .columns import SearchTargetError, check_column_model, describe, display, table_identifier
+from .columns import check_column_model, describe, table_identifier
 from .connection import connection_for
 
 OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>", "l1": "<+>"}

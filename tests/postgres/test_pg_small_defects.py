@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import socket
@@ -31,7 +30,6 @@ import vecplug  # noqa: E402
 import vecplug_pgvector  # noqa: E402
 from pg_docs import held_texts  # noqa: E402
 from pg_vectorizer_helpers import (  # noqa: E402
-    ONE_THREAD,
     VECPLUG_CLI,
     WorkerProcess,
     assert_embedded_as,

@@ -32,8 +32,6 @@ from pg_vectorizer_helpers import (  # noqa: E402
     run_worker_once,
     server_env,
     server_metric,
-    status,
-    vectors,
     wait_for,
 )
 
