@@ -5,7 +5,9 @@
 
 It speaks the server's OpenAI-compatible ``/v1/embeddings`` with the
 ``input_type`` extension, so the server applies the prompts, and asks for
-base64 vectors (exact float32, a third of the JSON size).
+base64 vectors (exact float32, a third of the JSON size). ``embed_chunks``
+uses the server's ``/embed_chunks``: the server plans the chunks with the
+model's own tokenizer, so spans and vectors are the local model's.
 
 The HTTP client is the standard library's ``http.client``, with a small pool
 of keep-alive connections: the core then needs no HTTP dependency, so a
@@ -38,6 +40,9 @@ RETRY_STATUSES = (429, 503)
 # the server's per-request limits (2,048 texts, 8 MiB).
 BATCH_TEXTS = 256
 BATCH_CHARS = 2_000_000
+# One /embed_chunks request's texts, in UTF-8 bytes of JSON: a quarter of the server's default
+# 8 MiB body limit, so long documents go a few at a time and each answer comes back in good time.
+CHUNK_REQUEST_BYTES = 2 * 1024 * 1024
 IN_FLIGHT = 2  # requests a stream keeps going, so the server has the next one while it embeds this one
 
 
@@ -103,6 +108,36 @@ class RemoteModel(EmbeddingModel):
             for future in pending:
                 yield future.result()
 
+    def embed_chunks(self, texts: Iterable[str], chunk_tokens: int = 512, overlap_tokens: int = 0,
+                     late: bool = False) -> list:
+        """The local model's ``embed_chunks``, computed by the server (``POST /embed_chunks``).
+
+        Settings and texts are checked here first, so a mistake raises before
+        any request; texts go in requests of at most ``batch_size`` texts and
+        about ``CHUNK_REQUEST_BYTES``, two in flight, retried like ``embed``.
+        """
+        from .chunking import Chunks, check_chunking
+        from .errors import InvalidSettingError
+        from .model import check_texts, refuse_single_text
+
+        refuse_single_text(texts)
+        chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
+        if not isinstance(late, bool):
+            raise InvalidSettingError(f"late must be True or False, got {late!r}")
+        texts = check_texts(texts)
+        settings = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens, "late": late}
+        requests = list(chunks_by_bytes(texts, self.batch_size, CHUNK_REQUEST_BYTES))
+        if len(requests) == 1:
+            answers = [self._embed_chunks(requests[0], settings)]
+        else:
+            with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="vecplug-client") as pool:
+                answers = list(pool.map(lambda batch: self._embed_chunks(batch, settings), requests))
+        results = []
+        for batch, answer in zip(requests, answers):
+            for text, (spans, vectors) in zip(batch, answer):
+                results.append(Chunks(spans, [text[start:end] for start, end in spans], vectors))
+        return results
+
     @property
     def truncated_count(self) -> int:
         """Texts the server cut to max tokens for this client (its ``X-Vecplug-Truncated`` answers)."""
@@ -137,6 +172,39 @@ class RemoteModel(EmbeddingModel):
         if self.spec.dimensions != self._full_spec.dimensions:
             payload["dimensions"] = self.spec.dimensions
         headers, data = self._request("POST", "/v1/embeddings", json.dumps(payload).encode())
+        self._check_fingerprint(headers)
+        self._count_truncated(headers)
+        items = sorted(json.loads(data)["data"], key=lambda item: item["index"])
+        vectors = np.stack([np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in items])
+        if vectors.shape != (len(texts), self.spec.dimensions):
+            raise ServerError(f"{self.url} returned vectors of shape {vectors.shape} for {len(texts)} texts of "
+                              f"{self.spec.dimensions} dimensions", self.url)
+        return vectors.astype(np.float32, copy=False)
+
+    def _embed_chunks(self, texts: list[str], settings: dict) -> list[tuple[list, "np.ndarray"]]:
+        import numpy as np
+
+        payload = {"inputs": texts, **settings}
+        if self.spec.dimensions != self._full_spec.dimensions:
+            payload["dimensions"] = self.spec.dimensions
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        headers, data = self._request("POST", "/embed_chunks", body)
+        self._check_fingerprint(headers)
+        self._count_truncated(headers)
+        answer = json.loads(data)
+        if not isinstance(answer, list) or len(answer) != len(texts):
+            raise ServerError(f"{self.url}/embed_chunks answered {len(answer) if isinstance(answer, list) else answer!r}"
+                              f" entries for {len(texts)} texts", self.url)
+        results = []
+        for text, entry in zip(texts, answer):
+            spans = [(int(start), int(end)) for start, end in entry["spans"]]
+            vectors = np.asarray(entry["embeddings"], dtype=np.float32).reshape(len(spans), self.spec.dimensions)
+            if any(not 0 <= start < end <= len(text) for start, end in spans):
+                raise ServerError(f"{self.url}/embed_chunks answered spans outside their text: {spans[:5]}", self.url)
+            results.append((spans, vectors))
+        return results
+
+    def _check_fingerprint(self, headers) -> None:
         served = headers.get(FINGERPRINT_HEADER)
         if served and self.spec.fingerprint and served != self.spec.fingerprint:
             raise ModelMismatchError(
@@ -144,16 +212,12 @@ class RemoteModel(EmbeddingModel):
                 f"for {self.spec.fingerprint} ({self.spec.name}): the server's model changed. Refusing to mix "
                 "vectors of two models; load the model again to use the new one."
             )
+
+    def _count_truncated(self, headers) -> None:
         truncated = headers.get(TRUNCATED_HEADER)
         if truncated and truncated.isdigit():
             with self._counter_lock:
                 self._counters["truncated"] += int(truncated)
-        items = sorted(json.loads(data)["data"], key=lambda item: item["index"])
-        vectors = np.stack([np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in items])
-        if vectors.shape != (len(texts), self.spec.dimensions):
-            raise ServerError(f"{self.url} returned vectors of shape {vectors.shape} for {len(texts)} texts of "
-                              f"{self.spec.dimensions} dimensions", self.url)
-        return vectors.astype(np.float32, copy=False)
 
     def _headers(self, body: bytes | None) -> dict:
         headers = {"Accept": "application/json", "User-Agent": "vecplug-client"}
@@ -214,6 +278,21 @@ def chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
         chars += len(text)
     if chunk:
         yield chunk
+
+
+def chunks_by_bytes(texts: list[str], size: int, max_bytes: int) -> Iterator[list[str]]:
+    """Lists of at most ``size`` texts and about ``max_bytes`` of UTF-8 (a longer text goes alone)."""
+    batch: list[str] = []
+    used = 0
+    for text in texts:
+        length = len(text.encode("utf-8", "replace"))
+        if batch and (len(batch) >= size or used + length > max_bytes):
+            yield batch
+            batch, used = [], 0
+        batch.append(text)
+        used += length
+    if batch:
+        yield batch
 
 
 def backoff(tries: int) -> float:

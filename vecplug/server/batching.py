@@ -22,6 +22,12 @@ The queue is bounded in texts: a request that does not fit is refused
 (``QueueFull``, with a retry estimate) instead of growing memory and latency
 without limit. A request cancelled before its texts enter a batch (its client
 hung up) is dropped; its texts are never embedded.
+
+Work that is not a batch of texts but needs the model's cores, such as the
+token states of late chunking, is handed to the engine thread as a call
+(``call_on_engine``): it runs between batches, never beside one, taking turns
+with them. Such a request holds its texts' places in the queue while it runs
+(``reserve``), so it meets the same limit.
 """
 from __future__ import annotations
 
@@ -99,6 +105,33 @@ class Job:
         self.submitted_at = time.perf_counter()
 
 
+class EngineCall:
+    """A function to run on the engine thread for another thread, which waits for its result."""
+
+    def __init__(self, function: Callable, args: tuple):
+        self.function, self.args = function, args
+        self._done = threading.Event()
+        self._result = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._result = self.function(*self.args)
+        except BaseException as error:  # noqa: BLE001 - raised in the waiting thread instead
+            self._error = error
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    def wait(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
 class Batcher:
     def __init__(self, model, *, max_queue_texts: int, max_batch_tokens: int | None = None, metrics=None):
         self.model = model
@@ -113,6 +146,8 @@ class Batcher:
         self._condition = threading.Condition()
         self._to_tokenize: deque[Job] = deque()
         self._ready: deque[Job] = deque()
+        self._calls: deque[EngineCall] = deque()
+        self._call_turn = True  # with both waiting, a call and a batch take turns
         self._tokenizing = False
         self._stopping = False
         self._texts_per_second: float | None = None
@@ -137,8 +172,12 @@ class Batcher:
             leftovers = [*self._to_tokenize, *self._ready]
             self._to_tokenize.clear()
             self._ready.clear()
+            calls = list(self._calls)
+            self._calls.clear()
         for job in leftovers:
             self._finish(job, ShuttingDown("the server is shutting down"))
+        for call in calls:
+            call.fail(ShuttingDown("the server is shutting down"))
 
     # -- called from the event loop ----------------------------------------
     def submit(self, texts: list[str], on_done: Callable[[Job], None], reject_truncated: bool = False) -> Job:
@@ -154,6 +193,36 @@ class Batcher:
             self._condition.notify_all()
         self._observe_queue()
         return job
+
+    def reserve(self, texts: int) -> None:
+        """Hold ``texts`` places in the queue for work run by calls (late chunking); QueueFull when full."""
+        with self._condition:
+            if self._stopping:
+                raise ShuttingDown("the server is shutting down")
+            if self.queued_texts + texts > self.max_queue_texts:
+                raise QueueFull(self.queued_texts, self.max_queue_texts, self._retry_after(texts))
+            self.queued_texts += texts
+        self._observe_queue()
+
+    def release(self, texts: int) -> None:
+        """Give back places taken by ``reserve``."""
+        with self._condition:
+            self.queued_texts -= texts
+        self._observe_queue()
+
+    # -- called from any thread but the engine's -----------------------------
+    def call_on_engine(self, function: Callable, *args):
+        """Run ``function(*args)`` on the engine thread, between batches; its result, or its error raised here.
+
+        Blocks the calling thread (a worker, never the event loop) until done.
+        """
+        call = EngineCall(function, args)
+        with self._condition:
+            if self._stopping:
+                raise ShuttingDown("the server is shutting down")
+            self._calls.append(call)
+            self._condition.notify_all()
+        return call.wait()
 
     def cancel(self, job: Job) -> int:
         """Drop a job whose client has gone; returns how many of its texts will not be embedded."""
@@ -217,17 +286,26 @@ class Batcher:
     def _engine_loop(self) -> None:
         while True:
             with self._condition:
-                while not self._ready and not (self._stopping and self._drained()):
+                while not self._ready and not self._calls and not (self._stopping and self._drained()):
                     self._condition.wait()
-                if not self._ready:
+                if not self._ready and not self._calls:
                     return
-                batch = self._take_batch()
+                call = None
+                if self._calls and (self._call_turn or not self._ready):
+                    call = self._calls.popleft()
+                    self._call_turn = False
+                else:
+                    batch = self._take_batch()
+                    self._call_turn = True
+            if call is not None:
+                call.run()
+                continue
             self._observe_queue()
             if batch:
                 self._run(batch)
 
     def _drained(self) -> bool:
-        return not self._to_tokenize and not self._tokenizing and not self._ready
+        return not self._to_tokenize and not self._tokenizing and not self._ready and not self._calls
 
     def _take_batch(self) -> list[tuple[Job, int]]:
         """Texts in arrival order until ``POOL_BUDGETS`` token budgets (without the fast path: a batch) are full."""

@@ -130,9 +130,7 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
         job = host.batcher.submit([prompt + text for text in texts], on_done, reject_truncated)
     except QueueFull as full:
         metrics.rejected.labels("queue_full").inc()
-        raise APIError(429, f"the server is busy: {full.queued:,} texts are queued and {len(texts):,} more would "
-                            f"pass its limit of {full.limit:,} (--max-queue-texts). Retry after {full.retry_after} s.",
-                       code="queue_full", headers={"Retry-After": str(full.retry_after)}) from None
+        raise queue_full_error(full, len(texts)) from None
     except ShuttingDown:
         raise APIError(503, "the server is shutting down", code="draining", headers={"Retry-After": "1"}) from None
     disconnected = asyncio.ensure_future(wait_for_disconnect(request))
@@ -149,6 +147,13 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
         raise job_error(job.error)
     metrics.observe_job(len(texts), job.tokens, job.truncated, time.perf_counter() - job.submitted_at)
     return job
+
+
+def queue_full_error(full: QueueFull, incoming: int) -> APIError:
+    """The 429 of a request whose ``incoming`` texts do not fit in the queue."""
+    return APIError(429, f"the server is busy: {full.queued:,} texts are queued and {incoming:,} more would "
+                         f"pass its limit of {full.limit:,} (--max-queue-texts). Retry after {full.retry_after} s.",
+                    code="queue_full", headers={"Retry-After": str(full.retry_after)})
 
 
 def _resolve(future: asyncio.Future, job) -> None:

@@ -44,7 +44,7 @@ def _state_served_limits(request_schema: dict, host: ModelHost) -> None:
     """Limits by field, the same in every request model: a list of texts (the only arrays a request body
     has) holds at most the per-request limit, ``dimensions`` at most the model's, ``prompt_name`` its names."""
     for field, schema in request_schema["properties"].items():
-        for option in schema.get("anyOf", []):
+        for option in [schema, *schema.get("anyOf", [])]:
             if option.get("type") == "array":
                 option["maxItems"] = host.config.max_request_texts
             elif field == "dimensions" and option.get("type") == "integer":

@@ -27,11 +27,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from .. import __version__
-from ..wire import TRUNCATED_HEADER
+from ..wire import FINGERPRINT_HEADER, TRUNCATED_HEADER
+from .chunks import chunk_vectors, check_request_texts, on_engine, require_chunk_path, token_states
 from .engine import ModelHost
 from .errors import OPENAI, TEI, APIError, Flavour
-from .handling import EmbeddingOrder, as_texts, json_response, prompt_names, run_embedding
-from .schemas import EmbeddingRequest, EmbeddingResponse, EmbedRequest, Health, ModelList
+from .handling import (EmbeddingOrder, as_texts, fingerprint, json_response, prompt_names, requested_dimensions,
+                       run_embedding)
+from .schemas import (ChunkedText, EmbedAllRequest, EmbedChunksRequest, EmbeddingRequest, EmbeddingResponse,
+                      EmbedRequest, Health, ModelList)
 
 # FastAPI's own pages: counted in the metrics under their path, like the routes.
 FRAMEWORK_PATHS = ("/docs", "/openapi.json")
@@ -180,8 +183,41 @@ async def tei_embed(call: Call) -> Response:
     return json_response(vectors, headers=headers)
 
 
+async def tei_embed_all(call: Call) -> Response:
+    """text-embeddings-inference's ``/embed_all``: every token's final hidden state, per input.
+
+    The tokens are the prompted text's, special tokens included, cut to the
+    model's max tokens unless ``truncate`` is false (then such texts are a 413).
+    """
+    body, host = call.body, call.host
+    require_chunk_path(host)
+    texts = as_texts(body.inputs)
+    check_request_texts(host, texts)
+    prompt = tei_prompt(host, body.prompt_name)
+    states = await on_engine(call.request, host, len(texts), token_states, host, texts, prompt, body.truncate is False)
+    return json_response(states, headers={FINGERPRINT_HEADER: host.spec.fingerprint})
+
+
+async def embed_chunks(call: Call) -> Response:
+    """vecplug's chunking: each input as passages of at most ``chunk_tokens`` of its own tokens, embedded.
+
+    One ``{"spans": [[start, end], ...], "embeddings": [[...], ...]}`` per
+    input, spans as half-open character offsets into the input: exactly what
+    ``model.embed_chunks`` gives in Python (``vecplug.chunking`` holds the
+    rules). ``late`` pools each chunk from one pass over the whole text. The
+    per-request limit counts inputs, not chunks.
+    """
+    body, host = call.body, call.host
+    dimensions = requested_dimensions(host, body.dimensions)
+    results, truncated = await chunk_vectors(call.request, host, body.inputs, body.chunk_tokens,
+                                             body.overlap_tokens, body.late, dimensions)
+    payload = [{"spans": [list(span) for span in spans], "embeddings": vectors} for spans, vectors in results]
+    return json_response(payload, headers={FINGERPRINT_HEADER: fingerprint(host, dimensions),
+                                           TRUNCATED_HEADER: str(truncated)})
+
+
 async def tei_info(call: Call) -> Response:
-    """text-embeddings-inference's ``/info``, plus the model's spec under ``vecplug``."""
+    """text-embeddings-inference's ``/info``, plus the model's spec under ``vecplug`` and the routes served."""
     host = call.host
     report = host.model.describe()
     return json_response({
@@ -200,6 +236,7 @@ async def tei_info(call: Call) -> Response:
         "sha": None,
         "docker_label": None,
         "vecplug": host.spec.to_dict(),
+        "vecplug_routes": ROUTES.listing().split(", "),
     })
 
 
@@ -226,6 +263,10 @@ ROUTES = RouteTable(
           errors=(401, 413, 422, 429, 503)),
     # TEI also answers on "/", which is where huggingface_hub's InferenceClient(model=url) posts
     Route("POST", "/", TEI, tei_embed, request=EmbedRequest, documented=False),
+    Route("POST", "/embed_all", TEI, tei_embed_all, request=EmbedAllRequest, success=list[list[list[float]]],
+          errors=(401, 413, 422, 429, 501, 503)),
+    Route("POST", "/embed_chunks", TEI, embed_chunks, request=EmbedChunksRequest, success=list[ChunkedText],
+          errors=(401, 413, 422, 429, 501, 503)),
     Route("GET", "/info", TEI, tei_info, errors=(401, 503)),
     Route("GET", "/health", OPENAI, health, success=Health, other_responses={503: {"model": Health}}, open=True,
           needs_model=False),

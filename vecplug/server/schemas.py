@@ -1,4 +1,4 @@
-"""Request and response bodies: OpenAI's ``/v1/embeddings`` and TEI's ``/embed``.
+"""Request and response bodies: OpenAI's ``/v1/embeddings``, TEI's ``/embed`` and ``/embed_all``, ``/embed_chunks``.
 
 Requests refuse unknown fields: a misspelt ``input_typ`` silently embedding
 queries as documents is the kind of quiet error vecplug exists to prevent.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 TextInput = Union[str, Annotated[list[str], Field(min_length=1)]]
 
@@ -139,10 +139,83 @@ class EmbedRequest(RequestBody):
     @field_validator("truncation_direction", mode="before")
     @classmethod
     def _check_direction(cls, value):
-        if isinstance(value, str) and value.lower() == "left":
-            raise ValueError("truncation_direction=left is not supported: texts longer than the model's "
-                             "max tokens keep their beginning. Leave it out or send right.")
-        return value
+        return check_direction(value)
+
+
+def check_direction(value):
+    """TEI's ``truncation_direction``: only right (a text keeps its beginning)."""
+    if isinstance(value, str) and value.lower() == "left":
+        raise ValueError("truncation_direction=left is not supported: texts longer than the model's "
+                         "max tokens keep their beginning. Leave it out or send right.")
+    return value
+
+
+class EmbedAllRequest(RequestBody):
+    """text-embeddings-inference's ``/embed_all`` request: every token's final hidden state."""
+
+    inputs: TextInput
+    truncate: StrictBool | None = Field(
+        None, description="Cut texts longer than the model's max tokens (default); false refuses them with 413.")
+    truncation_direction: Literal["right", "Right"] = Field(
+        "right", description="Only right: texts keep their beginning.")
+    prompt_name: str | None = Field(
+        None, description="A prompt name of the model (query, document); default document.")
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _check_direction(cls, value):
+        return check_direction(value)
+
+
+def check_text_list(value, field: str):
+    """A non-empty list of strings: a bare string is refused, since the answer has one entry per input."""
+    if isinstance(value, str):
+        raise ValueError(f"{field} must be a list of texts, not a single string: the answer has one entry per "
+                         f"input; send [\"your text\"]")
+    return check_text_input(value, field)
+
+
+class EmbedChunksRequest(RequestBody):
+    """vecplug's ``/embed_chunks``: each text as passages of at most ``chunk_tokens`` of its own tokens.
+
+    The chunking rules are ``vecplug.chunking``'s, the same as
+    ``model.embed_chunks`` in Python: chunks are embedded as documents (the
+    document prompt is applied), ``late`` pools them from one pass over the
+    whole text.
+    """
+
+    inputs: Annotated[list[str], Field(min_length=1)] = Field(
+        description="A list of texts (at most the server's per-request limit); each gets one entry in the answer.")
+    chunk_tokens: int = Field(512, ge=1, description="At most this many of the text's own tokens per chunk "
+                                                     "(never the prompt or special tokens).")
+    overlap_tokens: int = Field(0, ge=0, description="Tokens consecutive chunks share; less than chunk_tokens.")
+    late: StrictBool = Field(False, description="Late chunking: embed each whole text once and pool every chunk "
+                                                "from token states that saw all of it.")
+    dimensions: int | None = Field(None, ge=1, description="Matryoshka: keep the first N dimensions, re-normalised.")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _check_texts(cls, value, info: ValidationInfo):
+        return check_text_list(value, info.field_name)
+
+    @field_validator("chunk_tokens", "overlap_tokens", mode="before")
+    @classmethod
+    def _check_counts(cls, value, info: ValidationInfo):
+        return check_whole_number(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _check_chunking(self):
+        from ..chunking import check_chunking
+
+        check_chunking(self.chunk_tokens, self.overlap_tokens)  # InvalidSettingError is a ValueError: a 400/422
+        return self
+
+
+class ChunkedText(BaseModel):
+    """One input's chunks: ``spans[i]`` is ``[start, end)`` in the input's characters, ``embeddings[i]`` its vector."""
+
+    spans: list[Annotated[list[int], Field(min_length=2, max_length=2)]]
+    embeddings: list[list[float]]
 
 
 class OpenAIErrorDetail(BaseModel):
