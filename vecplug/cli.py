@@ -31,14 +31,29 @@ def cli():
 @click.option("-o", "--output", "output_path", default=None,
               help="Write here instead of stdout: a .npy file (float32 rows) or JSON lines.")
 @click.option("--query", "as_query", is_flag=True, help="Embed as search queries (query prompt).")
+@click.option("--chunk-tokens", type=click.IntRange(min=1), default=None,
+              help="Split each text into chunks of at most N of its own tokens; one JSON line per chunk.")
+@click.option("--overlap-tokens", type=click.IntRange(min=0), default=None,
+              help="With --chunk-tokens: tokens consecutive chunks share (default 0).")
+@click.option("--late", is_flag=True, help="With --chunk-tokens: late chunking (each chunk pooled from one pass "
+                                           "over the whole text).")
+@click.option("--id-field", default="id", show_default=True,
+              help="With --chunk-tokens and JSON lines: the field written as each chunk's source "
+                   "(else the line number).")
 @model_options(dimensions=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
-def embed(texts, input_path, input_format, text_field, output_path, as_query, model, dimensions, dtype, device,
-          quiet):
+def embed(texts, input_path, input_format, text_field, output_path, as_query, chunk_tokens, overlap_tokens, late,
+          id_field, model, dimensions, dtype, device, quiet):
     """Embed TEXTS, a file or stdin, streaming: one JSON line per text (or .npy rows) as they are done.
 
     Input lines lose their line ending (\\n or \\r\\n); JSON lines keep their other
     fields in the output, with "embedding" added.
+
+    With --chunk-tokens each text is split into chunks (the rules of
+    model.embed_chunks) and every chunk is one JSON line: source (the JSON
+    line's --id-field, else the line number, from 1), chunk_index, start and
+    end (character offsets, half-open), text and embedding. A model URL
+    (-m http://...) chunks on that `vecplug serve`.
     """
     from . import embed_io
     from .cli_checks import check_device, check_writable_file
@@ -46,6 +61,7 @@ def embed(texts, input_path, input_format, text_field, output_path, as_query, mo
 
     if texts and input_path:
         raise click.UsageError("give TEXTS or --input, not both")
+    chunking = _check_chunk_options(chunk_tokens, overlap_tokens, late, output_path, as_query)
     check_writable_file(output_path, "--output")
     check_device(device)
     # before reading any input: load_model refuses impossible settings (dimensions beyond the model ...)
@@ -56,7 +72,57 @@ def embed(texts, input_path, input_format, text_field, output_path, as_query, mo
     if input_format == "auto":
         input_format = "lines" if texts else embed_io.detect_input_format(input_path, first_line, text_field)
     records = embed_io.InputRecords(lines, input_format, text_field, source)
-    _embed_stream(records, total, output_path, "query" if as_query else "document", loaded, quiet)
+    if chunking:
+        _embed_chunked(records, total, output_path, loaded, quiet, chunking, id_field)
+    else:
+        _embed_stream(records, total, output_path, "query" if as_query else "document", loaded, quiet)
+
+
+def _check_chunk_options(chunk_tokens, overlap_tokens, late, output_path, as_query) -> dict | None:
+    """The chunk settings for ``embed_chunks``, None without --chunk-tokens; options that do not fit are refused."""
+    from .chunking import check_chunking
+    from .errors import InvalidSettingError
+
+    if chunk_tokens is None:
+        given = [name for name, value in (("--overlap-tokens", overlap_tokens is not None), ("--late", late)) if value]
+        if given:
+            raise click.UsageError(f"{' and '.join(given)} {'only work' if len(given) > 1 else 'only works'} with "
+                                   "--chunk-tokens N (the chunk size in tokens)")
+        return None
+    if as_query:
+        raise click.UsageError("--query does not work with --chunk-tokens: chunks are embedded as documents")
+    if output_path and output_path.endswith(".npy"):
+        raise click.UsageError("--chunk-tokens writes JSON lines (each chunk with its source, offsets and text); "
+                               ".npy holds bare vectors only. Write to stdout or a .jsonl file.")
+    try:
+        chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens or 0)
+    except InvalidSettingError as error:
+        raise click.UsageError(f"--overlap-tokens: {error}") from None
+    return {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens, "late": late}
+
+
+# How many texts ``vecplug embed --chunk-tokens`` chunks at once: enough for full forward passes
+# (a long text alone gives many chunks), bounded so memory stays flat and lines keep coming.
+CHUNK_GROUP_TEXTS = 64
+CHUNK_GROUP_CHARS = 1_000_000
+
+
+def _embed_chunked(records, total, output_path, loaded, quiet, chunking, id_field):
+    from . import embed_io
+    from .progress import progress
+
+    if output_path and output_path != "-":
+        writer = embed_io.ChunkLinesWriter(open(output_path, "w", encoding="utf-8"), owns_stream=True)
+    else:
+        writer = embed_io.ChunkLinesWriter(click.get_text_stream("stdout"))
+    try:
+        with progress(total=total, desc="chunking", unit="text", quiet=quiet) as bar:
+            for group in embed_io.text_groups(records, CHUNK_GROUP_TEXTS, CHUNK_GROUP_CHARS):
+                results = loaded.embed_chunks(group, **chunking)
+                writer.write(records.take_sources(len(group), id_field), results)
+                bar.update(len(group))
+    finally:
+        writer.close()
 
 
 def _embed_input(texts, input_path):

@@ -1,7 +1,7 @@
 """Streaming input and output for ``vecplug embed``: texts in, vectors out, as they go.
 
 Input is one text per line, or JSON lines with a text field; output is JSON
-lines or a ``.npy`` file. Nothing is held whole: a line is read, embedded in
+lines or a ``.npy`` file, or with chunking one JSON line per chunk. Nothing is held whole: a line is read, embedded in
 the model's next window and written with it, so the first vectors appear
 long before a large input ends and memory stays flat.
 """
@@ -24,8 +24,9 @@ class InputRecords:
     """Texts read lazily from lines; each record is kept (in order) until its vector is written.
 
     Iterating yields texts for the model; ``take(n)`` hands back the records
-    of the next ``n`` vectors. The model reads ahead (a window or two of
-    texts), so only those records wait here, never the whole input.
+    of the next ``n`` vectors (``take_sources(n, id_field)`` their sources,
+    for chunks). The model reads ahead (a window or two of texts), so only
+    those records wait here, never the whole input.
     """
 
     def __init__(self, lines: Iterable[str], input_format: str = "lines", text_field: str = "text",
@@ -46,7 +47,7 @@ class InputRecords:
                 text = record[self.text_field]
             else:
                 record, text = None, line
-            self._pending.append((text, record))
+            self._pending.append((text, record, number))
             yield text
 
     def _parse(self, line: str, number: int) -> dict | None:
@@ -63,7 +64,28 @@ class InputRecords:
         return record
 
     def take(self, count: int) -> list[tuple[str, dict | None]]:
-        return [self._pending.popleft() for _ in range(count)]
+        return [self._pending.popleft()[:2] for _ in range(count)]
+
+    def take_sources(self, count: int, id_field: str) -> list:
+        """Where each of the next ``count`` texts came from: its JSON line's ``id_field``, else its line number
+        (an argument's position, from 1)."""
+        taken = [self._pending.popleft() for _ in range(count)]
+        return [record[id_field] if record is not None and id_field in record else number
+                for _, record, number in taken]
+
+
+def text_groups(texts: Iterable[str], size: int, chars: int) -> Iterator[list[str]]:
+    """Lists of at most ``size`` texts and about ``chars`` characters (a longer text goes alone)."""
+    group: list[str] = []
+    used = 0
+    for text in texts:
+        if group and (len(group) >= size or used + len(text) > chars):
+            yield group
+            group, used = [], 0
+        group.append(text)
+        used += len(text)
+    if group:
+        yield group
 
 
 def decoded_lines(binary_lines: Iterable[bytes], source: str) -> Iterator[str]:
@@ -119,6 +141,33 @@ class JsonLinesWriter:
             lines.append(json.dumps(row, ensure_ascii=False))
         self.stream.write("\n".join(lines) + "\n")
         self.stream.flush()  # a reader at the other end of a pipe sees each chunk as it is done
+
+    def close(self) -> None:
+        if self.owns_stream:
+            self.stream.close()
+
+
+class ChunkLinesWriter:
+    """One JSON object per chunk: ``source``, ``chunk_index``, ``start``, ``end``, ``text``, ``embedding``.
+
+    ``start``/``end`` are half-open character offsets into the source text
+    (``text == source_text[start:end]``); a text of whitespace only writes no line.
+    """
+
+    def __init__(self, stream, owns_stream: bool = False):
+        self.stream = stream
+        self.owns_stream = owns_stream
+
+    def write(self, sources: list, results: list) -> None:
+        lines = []
+        for source, chunks in zip(sources, results):
+            for index, ((start, end), text, vector) in enumerate(zip(chunks.spans, chunks.texts, chunks.vectors)):
+                row = {"source": source, "chunk_index": index, "start": start, "end": end, "text": text,
+                       "embedding": [round(float(x), 7) for x in vector]}
+                lines.append(json.dumps(row, ensure_ascii=False))
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
         if self.owns_stream:
