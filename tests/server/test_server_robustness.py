@@ -91,13 +91,15 @@ def test_api_key_from_file_guards_every_route_but_health(keyed_server):
     url = keyed_server.url
     assert call(url, "/health")[0] == 200
     for path, body in [("/v1/embeddings", {"input": "x"}), ("/v1/models", None), ("/embed", {"inputs": "x"}),
+                       ("/embed_chunks", {"inputs": ["x"]}), ("/embed_all", {"inputs": "x"}),
                        ("/info", None), ("/metrics", None), ("/openapi.json", None)]:
         for headers, problem in [({}, "needs an API key"), ({"Authorization": "Bearer wrong"}, "wrong API key"),
                                  ({"Authorization": "Basic file-key-123"}, "Bearer <key>")]:
             status, response_headers, answer = call(url, path, body, headers=headers,
                                                     method=None if body is not None else "GET")
             assert status == 401, (path, headers, answer)
-            message = answer["error"] if path in ("/embed", "/info") else openai_message(answer)
+            message = answer["error"] if path in ("/embed", "/embed_chunks", "/embed_all", "/info") \
+                else openai_message(answer)
             assert problem in message, answer
             assert response_headers["WWW-Authenticate"].startswith("Bearer")
         status, _, _ = call(url, path, body, headers={"Authorization": "Bearer file-key-123"},

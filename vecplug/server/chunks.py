@@ -8,8 +8,10 @@ the server runs them beside its other requests:
   share forward passes with other requests, under ``--max-batch-tokens``. A
   request's chunks enter the queue in slices of at most ``--max-request-texts``
   texts, one slice after another, so a long document is never refused for
-  having more chunks than a request may have texts; each slice meets the
-  queue's limit (429) like a request.
+  having more chunks than a request may have texts. The first slice meets
+  the queue's limit (429) like any request; the later ones belong to a
+  request already admitted, so they wait for room instead of failing it
+  half done.
 - Late chunking and ``/embed_all`` need token states. They are planned in a
   worker thread and each forward pass runs on the engine thread
   (``Batcher.call_on_engine``), between batches and taking turns with them,
@@ -119,7 +121,7 @@ async def embed_in_slices(request: Request, host: ModelHost, texts: list[str]) -
     size = host.config.max_request_texts
     parts, truncated = [], 0
     for start in range(0, len(texts), size):
-        job = await embed(request, host, texts[start:start + size], prompt)
+        job = await embed(request, host, texts[start:start + size], prompt, wait_for_room=start > 0)
         parts.append(job.vectors)
         truncated += job.truncated
     if not parts:

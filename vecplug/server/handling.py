@@ -113,8 +113,13 @@ async def run_embedding(request: Request, host: ModelHost, order: EmbeddingOrder
     return job, cut(job.vectors, dimensions), {FINGERPRINT_HEADER: fingerprint(host, dimensions)}
 
 
-async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool = False):
-    """Queue the texts with their prompt, wait for the vectors, drop them if the client leaves first."""
+async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool = False,
+                wait_for_room: bool = False):
+    """Queue the texts with their prompt, wait for the vectors, drop them if the client leaves first.
+
+    A full queue is a 429, unless ``wait_for_room``: then the texts wait until
+    they fit (the later parts of a request already admitted, see ``chunks``).
+    """
     config, metrics = host.config, host.metrics
     if len(texts) > config.max_request_texts:
         raise APIError(413, f"{len(texts):,} texts in one request; this server takes at most "
@@ -127,7 +132,7 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
         loop.call_soon_threadsafe(_resolve, future, job)
 
     try:
-        job = host.batcher.submit([prompt + text for text in texts], on_done, reject_truncated)
+        job = await submit(host, [prompt + text for text in texts], on_done, reject_truncated, wait_for_room)
     except QueueFull as full:
         metrics.rejected.labels("queue_full").inc()
         raise queue_full_error(full, len(texts)) from None
@@ -147,6 +152,19 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
         raise job_error(job.error)
     metrics.observe_job(len(texts), job.tokens, job.truncated, time.perf_counter() - job.submitted_at)
     return job
+
+
+async def submit(host: ModelHost, texts: list[str], on_done, reject_truncated: bool, wait_for_room: bool):
+    """``batcher.submit``; with ``wait_for_room`` a full queue is waited out (polled) rather than raised."""
+    pause = 0.01
+    while True:
+        try:
+            return host.batcher.submit(texts, on_done, reject_truncated)
+        except QueueFull:
+            if not wait_for_room:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(0.2, pause * 2)
 
 
 def queue_full_error(full: QueueFull, incoming: int) -> APIError:
