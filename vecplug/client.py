@@ -193,8 +193,8 @@ class RemoteModel(EmbeddingModel):
         self._count_truncated(headers)
         answer = json.loads(data)
         if not isinstance(answer, list) or len(answer) != len(texts):
-            raise ServerError(f"{self.url}/embed_chunks answered {len(answer) if isinstance(answer, list) else answer!r}"
-                              f" entries for {len(texts)} texts", self.url)
+            shown = len(answer) if isinstance(answer, list) else repr(answer)[:100]
+            raise ServerError(f"{self.url}/embed_chunks answered {shown} entries for {len(texts)} texts", self.url)
         results = []
         for text, entry in zip(texts, answer):
             spans = [(int(start), int(end)) for start, end in entry["spans"]]

@@ -199,3 +199,21 @@ def test_limits_key_and_overload(tiny_model_dir, tiny_model):
                 assert got.spans == reference.spans
                 np.testing.assert_allclose(got.vectors, reference.vectors, atol=1e-5)
         assert call(url, "/health")[0] == 200
+
+
+@pytest.mark.slow  # a server of its own
+def test_a_server_with_dimensions_serves_that_many_on_every_route(tiny_model_dir, tiny_model):
+    """`vecplug serve --dimensions 16`: /embed, /v1/embeddings and /embed_chunks give 16 (they gave 64 on the
+    first two before /embed_chunks came: the batcher's vectors are the model's full ones)."""
+    view = tiny_model.with_dimensions(16)
+    with running_server(tiny_model_dir, "--dtype", "float32", "--dimensions", "16") as server:
+        status, _, vectors = call(server.url, "/embed", {"inputs": ["a text"]})
+        assert status == 200
+        np.testing.assert_allclose(vectors, view.embed_documents(["a text"]), atol=1e-5)
+        status, _, answer = call(server.url, "/v1/embeddings", {"input": ["a text"]})
+        assert status == 200 and len(answer["data"][0]["embedding"]) == 16
+        for late in (False, True):
+            got = RemoteModel(server.url).embed_chunks(["a text of a few words"], chunk_tokens=3, late=late)[0]
+            expected = view.embed_chunks(["a text of a few words"], chunk_tokens=3, late=late)[0]
+            assert got.spans == expected.spans
+            np.testing.assert_allclose(got.vectors, expected.vectors, atol=1e-5)

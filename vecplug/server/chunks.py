@@ -32,7 +32,7 @@ from ..errors import InvalidSettingError
 from .batching import QueueFull, ShuttingDown, TextsTooLong
 from .engine import ModelHost
 from .errors import APIError
-from .handling import ClientGone, cut, embed, job_error, queue_full_error, wait_for_disconnect
+from .handling import ClientGone, cut_to, embed, job_error, queue_full_error, wait_for_disconnect
 
 
 class RequestCancelled(Exception):
@@ -108,11 +108,6 @@ async def chunk_vectors(request: Request, host: ModelHost, texts: list[str], chu
     bounds = np.cumsum([0] + [len(text_spans) for text_spans in spans])
     return [(text_spans, vectors[bounds[index]:bounds[index + 1]]) for index, text_spans in enumerate(spans)], \
         truncated
-
-
-def cut_to(vectors: np.ndarray, width: int) -> np.ndarray:
-    """Matryoshka cut to ``width`` columns (re-normalised) where the vectors are wider."""
-    return cut(vectors, None if vectors.shape[1] == width else width)
 
 
 async def embed_in_slices(request: Request, host: ModelHost, texts: list[str]) -> tuple[np.ndarray, int]:

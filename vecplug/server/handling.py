@@ -87,6 +87,12 @@ def cut(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
     return np.ascontiguousarray(vectors if dimensions is None else cut_dimensions(vectors, dimensions))
 
 
+def cut_to(vectors: np.ndarray, width: int) -> np.ndarray:
+    """Matryoshka cut to ``width`` columns where the vectors are wider: the batcher gives the model's full
+    vectors, also when ``--dimensions`` serves fewer."""
+    return cut(vectors, None if vectors.shape[1] == width else width)
+
+
 def fingerprint(host: ModelHost, dimensions: int | None) -> str:
     return host.spec.truncated(dimensions).fingerprint
 
@@ -110,7 +116,8 @@ async def run_embedding(request: Request, host: ModelHost, order: EmbeddingOrder
     """Check the dimensions, embed, cut: the job, its vectors as asked, and the fingerprint header."""
     dimensions = requested_dimensions(host, order.dimensions)
     job = await embed(request, host, order.texts, order.prompt, order.reject_truncated)
-    return job, cut(job.vectors, dimensions), {FINGERPRINT_HEADER: fingerprint(host, dimensions)}
+    vectors = cut_to(job.vectors, dimensions or host.spec.dimensions)
+    return job, vectors, {FINGERPRINT_HEADER: fingerprint(host, dimensions)}
 
 
 async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool = False,
