@@ -21,7 +21,8 @@ from vecplug.testing import long_documents, running_server, stdlib_paragraphs
 
 # a text of 20,000+ tokens, one of multi-byte characters, one of newlines only, an empty one, a short one
 LONG_TEXT = "\n\n".join(stdlib_paragraphs())[:90_000]
-TEXTS = [LONG_TEXT, "Ünïcödé ✓ — 日本語のテキストです。🙂 Ελληνικά κείμενα. " * 40, "\n\n\n", "", "  short  "]
+MULTI_BYTE = "Ünïcödé ✓ — 日本語のテキストです。🙂 Ελληνικά κείμενα. " * 40
+TEXTS = [LONG_TEXT, MULTI_BYTE, "\n\n\n", "", "  short  "]
 
 
 @pytest.fixture(scope="module")
