@@ -178,7 +178,8 @@ def test_plugins_see_whole_documents_and_chunks_are_cut_from_what_they_return(co
 
 
 def test_chunking_needs_the_collections_vecplug_model(tmp_path):
-    client = chromadb.PersistentClient(str(tmp_path / "other"), settings=chromadb.config.Settings(anonymized_telemetry=False))
+    client = chromadb.PersistentClient(str(tmp_path / "other"),
+                                       settings=chromadb.config.Settings(anonymized_telemetry=False))
     collection = client.create_collection("no-function", embedding_function=None)
     with pytest.raises(InvalidSettingError, match="needs the vecplug model's tokenizer"):
         vecplug_chroma.add(collection, ["text"], ids=["a"], chunk_tokens=CHUNK_TOKENS)

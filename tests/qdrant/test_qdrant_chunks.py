@@ -17,7 +17,7 @@ qdrant_client = pytest.importorskip("qdrant_client")
 
 import vecplug  # noqa: E402
 from qdrant_client import AsyncQdrantClient, QdrantClient, models  # noqa: E402
-from qdrant_helpers import store_directory, stored  # noqa: E402
+from qdrant_helpers import store_directory  # noqa: E402
 from vecplug.errors import InvalidSettingError  # noqa: E402
 from vecplug.testing import stdlib_paragraphs  # noqa: E402
 from vecplug_qdrant import AsyncQdrantEmbedder, QdrantEmbedder, chunk_id, document_id  # noqa: E402
