@@ -141,7 +141,7 @@ def best_chunks(collection, query_text: str, n_results: int = 10, where: dict | 
     check_collection(collection)
     query_embedding = collection._embedding_function.embed_query([query_text])
     chunks_only = {"chunk_index": {"$gte": 0}}
-    where = chunks_only if where is None else {"$and": [where, chunks_only]}
+    where = {"$and": [where, chunks_only]} if where else chunks_only
     total = collection.count()
     fetch = n_results * OVER_FETCH
     while True:

@@ -82,8 +82,8 @@ def test_add_stores_one_record_per_chunk_with_merged_metadata(collection, model,
 
 
 def test_late_and_plain_chunks_have_the_same_spans_and_different_vectors(collection, model):
-    vecplug_chroma.add(collection, [LONG_TEXT], ids=["plain"], chunk_tokens=CHUNK_TOKENS)
-    vecplug_chroma.add(collection, [LONG_TEXT], ids=["late"], chunk_tokens=CHUNK_TOKENS, late=True)
+    vecplug_chroma.add(collection, [LONG_TEXT[:12000]], ids=["plain"], chunk_tokens=CHUNK_TOKENS)
+    vecplug_chroma.add(collection, [LONG_TEXT[:12000]], ids=["late"], chunk_tokens=CHUNK_TOKENS, late=True)
     plain, late = stored(collection, where={"source_id": "plain"}), stored(collection, where={"source_id": "late"})
     assert len(plain) == len(late)
     for index in range(len(plain)):

@@ -98,8 +98,8 @@ def test_generated_source_ids_and_no_text_field(client, model):
 
 
 def test_late_and_plain_chunks_have_the_same_spans_and_different_vectors(client, embedder):
-    embedder.upsert("docs", [LONG_TEXT], ids=[1], chunk_tokens=CHUNK_TOKENS)
-    embedder.upsert("docs", [LONG_TEXT], ids=[2], chunk_tokens=CHUNK_TOKENS, late=True)
+    embedder.upsert("docs", [LONG_TEXT[:12000]], ids=[1], chunk_tokens=CHUNK_TOKENS)
+    embedder.upsert("docs", [LONG_TEXT[:12000]], ids=[2], chunk_tokens=CHUNK_TOKENS, late=True)
     plain, late = points_of(client, 1), points_of(client, 2)
     assert len(plain) == len(late)
     by_index = {point.payload["chunk_index"]: point for point in late.values()}
