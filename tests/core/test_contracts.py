@@ -81,6 +81,7 @@ def test_the_minilm_plugin_conforms():
     model = vecplug.load_model("minilm", device="cpu")
     assert isinstance(model, Embedder) and isinstance(model, TokenPath)
     assert conforms(model, Embedder) == [] and conforms(model, TokenPath) == []
+    assert isinstance(model, ChunkPath) and conforms(model, ChunkPath) == []
 
 
 def test_a_model_that_cannot_chunk_says_so(register_plugin):
