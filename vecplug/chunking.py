@@ -15,6 +15,10 @@ weights (``contracts.ChunkPath``):
   more than 25% more chunks than a plain split would give it.
 - Spans are half-open character offsets into the original text, with the
   whitespace around a chunk left out; a chunk of whitespace only is no chunk.
+  Two exceptions, both only for chunks a token or a character long: a
+  token whose word is spelled with more tokens alone (``Ġword``) keeps its
+  space, and a character spelled with more tokens than ``chunk_tokens``
+  (an emoji, at ``chunk_tokens=2``) stays whole and over the limit.
 - Late chunking (``late=True``) embeds the whole document once (prompt
   included) and pools each chunk from token states that saw all of it:
   see ``late_vectors``.
@@ -188,10 +192,24 @@ def plan_spans(text: str, offsets: list[tuple[int, int]], chunk_tokens: int, ove
         # the limit cannot be cut smaller; it stays a chunk of its own.
         shrinkable = [(first, stop) for (first, stop, _), count in zip(kept, counts)
                       if count > chunk_tokens and 1 <= stop - first - 1 < limits.get(first, chunk_tokens)]
-        if not shrinkable:
-            return [span for _, _, span in kept]
-        for first, stop in shrinkable:
-            limits[first] = stop - first - 1
+        if shrinkable:
+            for first, stop in shrinkable:
+                limits[first] = stop - first - 1
+            continue
+        return [keep_leading_space(layout, first, span, count, chunk_tokens, count_tokens)
+                for (first, _, span), count in zip(kept, counts)]
+
+
+def keep_leading_space(layout: TextLayout, first: int, span: tuple[int, int], count: int, chunk_tokens: int,
+                       count_tokens) -> tuple[int, int]:
+    """A one-token chunk whose word is spelled with more tokens without its space (``Ġword``) keeps the space."""
+    start, end = span
+    token_start = layout.offsets[first][0]
+    if count <= chunk_tokens or token_start == start:
+        return span
+    if count_tokens([layout.text[token_start:end]])[0] <= chunk_tokens:
+        return token_start, end
+    return span
 
 
 def plan_chunks(model, texts: list[str], chunk_tokens: int = 512, overlap_tokens: int = 0) -> list[list]:
