@@ -85,6 +85,35 @@ def check_chunking(chunk_tokens, overlap_tokens=0) -> tuple[int, int]:
     return chunk_tokens, overlap_tokens
 
 
+@dataclasses.dataclass(frozen=True)
+class ChunkSettings:
+    """An adapter's chunking settings, checked once when made: what ``embed_chunks`` takes."""
+
+    chunk_tokens: int
+    overlap_tokens: int = 0
+    late: bool = False
+
+    @classmethod
+    def of(cls, chunk_tokens, overlap_tokens=0, late=False) -> "ChunkSettings | None":
+        """None without ``chunk_tokens`` (one vector per text, as before); bad settings raise here."""
+        if chunk_tokens is None:
+            if overlap_tokens != 0 or late is not False:
+                raise InvalidSettingError("overlap_tokens and late need chunk_tokens (chunking is off without it)")
+            return None
+        chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
+        check_late(late)
+        return cls(chunk_tokens, overlap_tokens, late)
+
+    def embed(self, model, texts: list[str]) -> "list[Chunks]":
+        return model.embed_chunks(texts, self.chunk_tokens, self.overlap_tokens, self.late)
+
+
+def check_late(late) -> bool:
+    if not isinstance(late, bool):
+        raise InvalidSettingError(f"late must be True or False, got {late!r}")
+    return late
+
+
 # -- plans: where the chunks of one text are -----------------------------------------------------
 
 class TextLayout:
@@ -248,8 +277,7 @@ def embed_chunks(model, texts, chunk_tokens: int = 512, overlap_tokens: int = 0,
 
     refuse_single_text(texts)
     chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
-    if not isinstance(late, bool):
-        raise InvalidSettingError(f"late must be True or False, got {late!r}")
+    check_late(late)
     texts = check_texts(texts)
     spans = plan_chunks(model, texts, chunk_tokens, overlap_tokens)
     if late:

@@ -13,35 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from vecplug.chunking import ChunkSettings
 from vecplug.errors import InvalidSettingError
 
 # The metadata keys a chunk record carries about its place in its document.
 CHUNK_FIELDS = ("source_id", "chunk_index", "chunk_start", "chunk_end")
 # best_chunks asks Chroma for this many chunks per document wanted, and four times more each round it must.
 OVER_FETCH = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunking:
-    """How documents are cut into chunks (``model.embed_chunks``' settings), checked when made."""
-
-    chunk_tokens: int
-    overlap_tokens: int = 0
-    late: bool = False
-
-    @classmethod
-    def of(cls, chunk_tokens, overlap_tokens=0, late=False) -> "Chunking | None":
-        """None without ``chunk_tokens`` (one record per document, as before); bad settings raise here."""
-        from vecplug.chunking import check_chunking
-
-        if chunk_tokens is None:
-            if overlap_tokens != 0 or late is not False:
-                raise InvalidSettingError("overlap_tokens and late need chunk_tokens (chunking is off without it)")
-            return None
-        chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
-        if not isinstance(late, bool):
-            raise InvalidSettingError(f"late must be True or False, got {late!r}")
-        return cls(chunk_tokens, overlap_tokens, late)
 
 
 @dataclasses.dataclass
@@ -89,11 +67,10 @@ def chunking_model(collection):
     return function.model  # an unavailable model raises its reason here, before anything is written
 
 
-def chunk_records(model, records: list, chunking: Chunking) -> ChunkRecords:
+def chunk_records(model, records: list, chunking: ChunkSettings) -> ChunkRecords:
     """Every chunk of every record (after plugins), embedded as documents by ``model.embed_chunks``."""
     built = ChunkRecords()
-    chunked = model.embed_chunks([record.text for record in records], chunking.chunk_tokens,
-                                 chunking.overlap_tokens, chunking.late)
+    chunked = chunking.embed(model, [record.text for record in records])
     for record, chunks in zip(records, chunked):
         for index, ((start, end), text, vector) in enumerate(zip(chunks.spans, chunks.texts, chunks.vectors)):
             built.ids.append(chunk_id(record.id, index))

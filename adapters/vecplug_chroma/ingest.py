@@ -28,7 +28,7 @@ import vecplug
 from vecplug.model import check_texts
 
 from .checks import check_collection
-from .chunks import Chunking, chunk_records, chunking_model, existing_sources, refuse_chunk_fields, sources_where
+from .chunks import ChunkSettings, chunk_records, chunking_model, existing_sources, refuse_chunk_fields, sources_where
 
 # Records per Chroma write: one batch of vectors in memory at a time, far below Chroma's limits (5,461 locally).
 WRITE_BATCH = 1000
@@ -49,7 +49,7 @@ def add(collection, documents, ids=None, metadatas=None, *, chunk_tokens=None, o
     Returns the chunk ids. Like every ``add``, it refuses an id the
     collection has (as a record or as chunks): ``upsert`` replaces.
     """
-    chunking = Chunking.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
+    chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
     return _write(collection, "add", documents, ids, metadatas, chunking)
 
 
@@ -69,11 +69,11 @@ def upsert(collection, documents, ids=None, metadatas=None, *, chunk_tokens=None
     between the delete and the write leaves those documents absent (never
     old and new chunks mixed), and the same call again finishes the job.
     """
-    chunking = Chunking.of(chunk_tokens, overlap_tokens, late)
+    chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)
     return _write(collection, "upsert", documents, ids, metadatas, chunking)
 
 
-def _write(collection, operation: str, documents, ids, metadatas, chunking: Chunking | None = None) -> list[str]:
+def _write(collection, operation: str, documents, ids, metadatas, chunking: ChunkSettings | None = None) -> list[str]:
     documents = _check_documents(documents, operation)
     ids = _check_ids(ids, len(documents))
     metadatas = _check_metadatas(metadatas, len(documents))
@@ -136,7 +136,7 @@ def _after_plugins(collection, operation: str, records: list, target, input_ids:
     return records
 
 
-def _write_chunks(collection, operation: str, records: list, model, chunking: Chunking, batch_size: int) -> list:
+def _write_chunks(collection, operation: str, records: list, model, chunking: ChunkSettings, batch_size: int) -> list:
     """Embed one batch's chunks, then (upsert) delete what its ids stored before, then write the chunks."""
     built = chunk_records(model, records, chunking)  # before any delete: a model error changes nothing
     if operation == "upsert":

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, Collection
 
 from .base import EmbedderBase, best_of_groups, chunk_write_operations
 from .collection import exists, model_from_collection, not_found
-from .ingest import Chunking, abatched, aiter_records, check_inputs
+from .ingest import ChunkSettings, abatched, aiter_records, check_inputs
 
 
 async def _as_list(value):
@@ -81,7 +81,7 @@ class AsyncQdrantEmbedder(EmbedderBase):
         ``chunk_tokens``: one point per chunk, each document's old points deleted
         first, in one ``batch_update_points`` (see ``QdrantEmbedder.upsert``).
         """
-        chunking = Chunking.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
         await self.check_collection(name)
         check_inputs(documents, ids, payloads, allow_async=True, chunking=chunking)
         documents, ids, payloads = [await _as_list(value) for value in (documents, ids, payloads)]
@@ -109,7 +109,7 @@ class AsyncQdrantEmbedder(EmbedderBase):
         ``client.batch_update_points``, one per batch, which deletes the
         batch's documents' old points before writing their chunks.
         """
-        chunking = Chunking.of(chunk_tokens, overlap_tokens, late)
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)
         await self.check_collection(name)
         check_inputs(documents, ids, payloads, allow_async=True, chunking=chunking)
         count = 0

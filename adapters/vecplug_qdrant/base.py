@@ -73,7 +73,7 @@ class EmbedderBase:
     def point_batches(self, documents, ids=None, payloads=None, *, collection_name: str | None = None,
                       chunk_tokens: int | None = None, overlap_tokens: int = 0, late: bool = False) -> Iterator[list]:
         """Like ``points``, one list per batch (what ``upsert`` calls take)."""
-        chunking = ingest.Chunking.of(chunk_tokens, overlap_tokens, late)
+        chunking = ingest.ChunkSettings.of(chunk_tokens, overlap_tokens, late)
         if chunking is not None:
             batches = self.chunk_batches(documents, ids, payloads, collection_name, chunking)
             return (batch.points for batch in batches if batch.points)
@@ -85,7 +85,7 @@ class EmbedderBase:
         )
 
     def chunk_batches(self, documents, ids, payloads, collection_name: str | None,
-                      chunking: "ingest.Chunking") -> Iterator["ingest.ChunkBatch"]:
+                      chunking: "ingest.ChunkSettings") -> Iterator["ingest.ChunkBatch"]:
         """Each batch's chunk points and source ids (the writers delete those sources' old points first)."""
         ingest.check_inputs(documents, ids, payloads, chunking=chunking)
         records = ingest.iter_records(documents, ids, payloads)
@@ -128,7 +128,7 @@ class EmbedderBase:
         return ingest.points_of_batch(self.model, self.vector_name, self.text_field, records,
                                       Target(ingest.DATABASE, name))
 
-    def _chunk_points_of_batch(self, records: list, name: str, chunking: "ingest.Chunking") -> "ingest.ChunkBatch":
+    def _chunk_points_of_batch(self, records: list, name: str, chunking: "ingest.ChunkSettings") -> "ingest.ChunkBatch":
         """``_points_of_batch``, chunked."""
         return ingest.chunk_points_of_batch(self.model, self.vector_name, self.text_field, records,
                                             Target(ingest.DATABASE, name), chunking)
@@ -138,7 +138,7 @@ class EmbedderBase:
         documents, ids, payloads = (_as_list(value) for value in (documents, ids, payloads))
         return list(self.points(documents, ids, payloads, collection_name=name))
 
-    def _all_chunks(self, name: str, documents, ids, payloads, chunking: "ingest.Chunking") -> "ingest.ChunkBatch":
+    def _all_chunks(self, name: str, documents, ids, payloads, chunking: "ingest.ChunkSettings") -> "ingest.ChunkBatch":
         """Every chunk point of a finite input and its source ids, built before anything is written."""
         documents, ids, payloads = (_as_list(value) for value in (documents, ids, payloads))
         batches = list(self.chunk_batches(documents, ids, payloads, name, chunking))

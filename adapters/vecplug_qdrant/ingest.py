@@ -4,7 +4,7 @@ Input is read, and ``vecplug_before_ingest`` runs, in the caller's thread and
 one batch at a time: a generator over a database cursor or a file works, and
 memory holds a batch, never the stream.
 
-With chunking (``Chunking``), each record the plugins return is a source
+With chunking (``ChunkSettings``), each record the plugins return is a source
 document: it becomes one point per chunk (``chunk_points_of_batch``), and
 the batch also names its source ids, whose old points the writer deletes
 before writing the new ones.
@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Iterator, Mapping
 
 from vecplug import Record, Target, before_ingest
+from vecplug.chunking import ChunkSettings
 from vecplug.model import check_text
 
 DATABASE = "qdrant"
@@ -49,30 +50,6 @@ def chunk_id(source_id, chunk_index: int) -> str:
     form): an int and a UUID never spell the same string.
     """
     return str(uuid.uuid5(CHUNK_ID_NAMESPACE, f"{source_id}#{chunk_index}"))
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunking:
-    """How documents are cut into chunks (``model.embed_chunks``' settings), checked when made."""
-
-    chunk_tokens: int
-    overlap_tokens: int = 0
-    late: bool = False
-
-    @classmethod
-    def of(cls, chunk_tokens, overlap_tokens=0, late=False) -> "Chunking | None":
-        """None without ``chunk_tokens`` (one point per document, as before); bad settings raise here."""
-        from vecplug.chunking import check_chunking
-        from vecplug.errors import InvalidSettingError
-
-        if chunk_tokens is None:
-            if overlap_tokens != 0 or late is not False:
-                raise InvalidSettingError("overlap_tokens and late need chunk_tokens (chunking is off without it)")
-            return None
-        chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
-        if not isinstance(late, bool):
-            raise InvalidSettingError(f"late must be True or False, got {late!r}")
-        return cls(chunk_tokens, overlap_tokens, late)
 
 
 @dataclasses.dataclass
@@ -127,7 +104,7 @@ def refuse_chunk_fields(payload: Mapping, where: str) -> None:
         )
 
 
-def check_inputs(documents, ids, payloads, *, allow_async: bool = False, chunking: Chunking | None = None) -> None:
+def check_inputs(documents, ids, payloads, *, allow_async: bool = False, chunking: ChunkSettings | None = None) -> None:
     """Check what can be checked before anything is embedded or written.
 
     Lists (any sized, re-iterable collection) are checked whole: lengths and
@@ -307,7 +284,7 @@ def iter_point_batches(model, vector_name: str, text_field: str | None, batches:
 
 
 def chunk_points_of_batch(model, vector_name: str, text_field: str | None, batch: list[Record], target: Target,
-                          chunking: Chunking) -> ChunkBatch:
+                          chunking: ChunkSettings) -> ChunkBatch:
     """One batch, chunked: plugins on the whole documents, then one point per chunk of each text they kept.
 
     A chunk's payload is its document's (after plugins) plus ``source_id``
@@ -328,8 +305,7 @@ def chunk_points_of_batch(model, vector_name: str, text_field: str | None, batch
         refuse_chunk_fields(payload, f"the payload of record {index} after vecplug_before_ingest")
         sources.pop(source_id, None)
         sources[source_id] = (payload, record.text)
-    chunked = model.embed_chunks([text for _, text in sources.values()], chunking.chunk_tokens,
-                                 chunking.overlap_tokens, chunking.late)
+    chunked = chunking.embed(model, [text for _, text in sources.values()])
     points = []
     for (source_id, (payload, _)), chunks in zip(sources.items(), chunked):
         for chunk_index, ((start, end), text, vector) in enumerate(zip(chunks.spans, chunks.texts, chunks.vectors)):
@@ -343,7 +319,7 @@ def chunk_points_of_batch(model, vector_name: str, text_field: str | None, batch
 
 
 def iter_chunk_batches(model, vector_name: str, text_field: str | None, batches: Iterable[list[Record]],
-                       target: Target, chunking: Chunking) -> Iterator[ChunkBatch]:
+                       target: Target, chunking: ChunkSettings) -> Iterator[ChunkBatch]:
     """``chunk_points_of_batch`` for each batch that keeps any record."""
     for batch in batches:
         chunked = chunk_points_of_batch(model, vector_name, text_field, batch, target, chunking)

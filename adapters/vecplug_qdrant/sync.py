@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .base import EmbedderBase, best_of_groups, chunk_write_operations
 from .collection import exists, model_from_collection, not_found
-from .ingest import Chunking, sources_filter
+from .ingest import ChunkSettings, sources_filter
 
 
 def _collection_info(client, name: str):
@@ -72,7 +72,7 @@ class QdrantEmbedder(EmbedderBase):
         and a whitespace-only text leaves none at all. Returns the chunk ids;
         ``options`` go to ``batch_update_points`` (``wait``, ``ordering``).
         """
-        chunking = Chunking.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
         self.check_collection(name)
         if chunking is not None:
             chunked = self._all_chunks(name, documents, ids, payloads, chunking)
@@ -98,7 +98,7 @@ class QdrantEmbedder(EmbedderBase):
         batch's ``upload_points``, a ``client.delete`` removes every point of
         that batch's documents (by ``source_id``), so no stale chunk is left.
         """
-        chunking = Chunking.of(chunk_tokens, overlap_tokens, late)
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)
         self.check_collection(name)
         count = 0
         if chunking is not None:
