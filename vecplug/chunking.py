@@ -15,6 +15,10 @@ weights (``contracts.ChunkPath``):
   more than 25% more chunks than a plain split would give it.
 - Spans are half-open character offsets into the original text, with the
   whitespace around a chunk left out; a chunk of whitespace only is no chunk.
+  Two exceptions, both only for chunks a token or a character long: a
+  token whose word is spelled with more tokens alone (``Ġword``) keeps its
+  space, and a character spelled with more tokens than ``chunk_tokens``
+  (an emoji, at ``chunk_tokens=2``) stays whole and over the limit.
 - Late chunking (``late=True``) embeds the whole document once (prompt
   included) and pools each chunk from token states that saw all of it:
   see ``late_vectors``.
@@ -79,6 +83,35 @@ def check_chunking(chunk_tokens, overlap_tokens=0) -> tuple[int, int]:
             f"overlap_tokens must be at least 0 and less than chunk_tokens ({chunk_tokens}), got {overlap_tokens}"
         )
     return chunk_tokens, overlap_tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkSettings:
+    """An adapter's chunking settings, checked once when made: what ``embed_chunks`` takes."""
+
+    chunk_tokens: int
+    overlap_tokens: int = 0
+    late: bool = False
+
+    @classmethod
+    def of(cls, chunk_tokens, overlap_tokens=0, late=False) -> "ChunkSettings | None":
+        """None without ``chunk_tokens`` (one vector per text, as before); bad settings raise here."""
+        if chunk_tokens is None:
+            if overlap_tokens != 0 or late is not False:
+                raise InvalidSettingError("overlap_tokens and late need chunk_tokens (chunking is off without it)")
+            return None
+        chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
+        check_late(late)
+        return cls(chunk_tokens, overlap_tokens, late)
+
+    def embed(self, model, texts: list[str]) -> "list[Chunks]":
+        return model.embed_chunks(texts, self.chunk_tokens, self.overlap_tokens, self.late)
+
+
+def check_late(late) -> bool:
+    if not isinstance(late, bool):
+        raise InvalidSettingError(f"late must be True or False, got {late!r}")
+    return late
 
 
 # -- plans: where the chunks of one text are -----------------------------------------------------
@@ -188,10 +221,24 @@ def plan_spans(text: str, offsets: list[tuple[int, int]], chunk_tokens: int, ove
         # the limit cannot be cut smaller; it stays a chunk of its own.
         shrinkable = [(first, stop) for (first, stop, _), count in zip(kept, counts)
                       if count > chunk_tokens and 1 <= stop - first - 1 < limits.get(first, chunk_tokens)]
-        if not shrinkable:
-            return [span for _, _, span in kept]
-        for first, stop in shrinkable:
-            limits[first] = stop - first - 1
+        if shrinkable:
+            for first, stop in shrinkable:
+                limits[first] = stop - first - 1
+            continue
+        return [keep_leading_space(layout, first, span, count, chunk_tokens, count_tokens)
+                for (first, _, span), count in zip(kept, counts)]
+
+
+def keep_leading_space(layout: TextLayout, first: int, span: tuple[int, int], count: int, chunk_tokens: int,
+                       count_tokens) -> tuple[int, int]:
+    """A one-token chunk whose word is spelled with more tokens without its space (``Ġword``) keeps the space."""
+    start, end = span
+    token_start = layout.offsets[first][0]
+    if count <= chunk_tokens or token_start == start:
+        return span
+    if count_tokens([layout.text[token_start:end]])[0] <= chunk_tokens:
+        return token_start, end
+    return span
 
 
 def plan_chunks(model, texts: list[str], chunk_tokens: int = 512, overlap_tokens: int = 0) -> list[list]:
@@ -230,8 +277,7 @@ def embed_chunks(model, texts, chunk_tokens: int = 512, overlap_tokens: int = 0,
 
     refuse_single_text(texts)
     chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
-    if not isinstance(late, bool):
-        raise InvalidSettingError(f"late must be True or False, got {late!r}")
+    check_late(late)
     texts = check_texts(texts)
     spans = plan_chunks(model, texts, chunk_tokens, overlap_tokens)
     if late:
