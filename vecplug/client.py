@@ -116,14 +116,12 @@ class RemoteModel(EmbeddingModel):
         any request; texts go in requests of at most ``batch_size`` texts and
         about ``CHUNK_REQUEST_BYTES``, two in flight, retried like ``embed``.
         """
-        from .chunking import Chunks, check_chunking
-        from .errors import InvalidSettingError
+        from .chunking import Chunks, check_chunking, check_late
         from .model import check_texts, refuse_single_text
 
         refuse_single_text(texts)
         chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
-        if not isinstance(late, bool):
-            raise InvalidSettingError(f"late must be True or False, got {late!r}")
+        check_late(late)
         texts = check_texts(texts)
         settings = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens, "late": late}
         requests = list(chunks_by_bytes(texts, self.batch_size, CHUNK_REQUEST_BYTES))
