@@ -269,6 +269,9 @@ def test_plugin_model_without_fast_path_and_the_loading_state():
         expected = HashModel(FAKE_SPEC).embed(texts, "query")
         np.testing.assert_allclose([item["embedding"] for item in body["data"]], expected, atol=1e-6)
         assert body["usage"]["prompt_tokens"] == 0  # no tokenizer to count with
+        for path in ("/embed_chunks", "/embed_all"):  # they need the model's tokens (contracts.ChunkPath)
+            status, _, body = call(url, path, {"inputs": ["a text"]})
+            assert status == 501 and "ChunkPath" in body["error"], (path, body)
 
 
 class _started_while_loading:
