@@ -734,10 +734,9 @@ BEGIN
                       HINT = 'Use mode => ''async'' and run vecplug pg worker, or install vecplug as a superuser where '
                              'plpython3u is available.';
         END IF;
-        IF chunked AND to_regprocedure('vecplug._embed_chunks_for_vectorizer(integer, text[])') IS NULL THEN
-            RAISE EXCEPTION 'vecplug: sync mode of chunked vectorizers needs vecplug''s query functions (plpython3u), '
-                'which are not installed here' USING ERRCODE = '0A000',
-                HINT = 'Use mode => ''async'' and run vecplug pg worker.';
+        IF chunked THEN  -- chunks need the server's POST /embed_chunks from plpython3u: not written yet
+            RAISE EXCEPTION 'vecplug: chunked vectorizers embed in async mode only (for now)' USING ERRCODE = '0A000',
+                HINT = 'Use mode => ''async'' (the default) and run vecplug pg worker.';
         END IF;
         IF fingerprint IS NULL THEN
             RAISE EXCEPTION 'vecplug: sync mode needs the server''s model recorded at install' USING ERRCODE = '55000',

@@ -344,8 +344,7 @@ $$;
 
 -- AFTER INSERT / UPDATE of a chunked vectorizer's table (per statement; per row on a partitioned
 -- table, where the trigger's WHEN chose the rows): queue the rows to (re)chunk and wake the
--- workers. In sync mode the rows are chunked and written now (vecplug._write_chunks_now, with
--- the query functions), and only those the server could not embed are queued.
+-- workers (chunked vectorizers are async only).
 CREATE OR REPLACE FUNCTION vecplug._queue_chunks() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -360,7 +359,6 @@ DECLARE
     v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
     problem text := vecplug._vectorizer_problem(v);
     rows_query text;
-    changed jsonb;
     queued bigint;
 BEGIN
     IF problem IS NOT NULL THEN
@@ -368,20 +366,8 @@ BEGIN
         RETURN NULL;
     END IF;
     rows_query := vecplug._chunk_rows_query(v, CASE TG_LEVEL WHEN 'ROW' THEN 'ROW' ELSE TG_OP END);
-    IF v.mode = 'sync' THEN
-        EXECUTE format('SELECT jsonb_agg(jsonb_build_object(''pk'', r.pk, ''body'', r.body, ''format_values'', '
-                       'r.format_values)) FROM (%s) AS r', rows_query) INTO changed USING v.id, v.source::oid, NEW;
-        IF changed IS NULL THEN
-            RETURN NULL;
-        END IF;
-        -- the rows the server could not embed now come back, to be queued
-        EXECUTE 'SELECT vecplug._write_chunks_now($1, $2)' INTO changed USING v, changed;
-        INSERT INTO vecplug.queue (vectorizer_id, source, pk)
-        SELECT v.id, v.source, ARRAY(SELECT jsonb_array_elements_text(r->'pk')) FROM jsonb_array_elements(changed) AS r;
-    ELSE
-        EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, r.pk FROM (%s) AS r',
-                       rows_query) USING v.id, v.source::oid, NEW;
-    END IF;
+    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, r.pk FROM (%s) AS r',
+                   rows_query) USING v.id, v.source::oid, NEW;
     GET DIAGNOSTICS queued = ROW_COUNT;
     IF queued > 0 THEN
         PERFORM pg_notify('vecplug_queue', v.id::text);

@@ -252,6 +252,7 @@ def test_format_without_chunking(pg_cluster, db, model):
     ("chunk_tokens => 64, format => '{title} } {chunk}'", "lone brace"),
     ("chunk_tokens => 64, late_chunking => true, format => '{title} {chunk}'", "late_chunking takes no format"),
     ("chunk_tokens => 0", "at least 1"),
+    ("chunk_tokens => 64, mode => 'sync'", "async mode only"),
     ("chunk_tokens => 64, chunk_overlap => 64", "less than chunk_tokens"),
     ("chunk_overlap => 8", "need chunk_tokens"),
     ("destination => 'x'", "for chunked vectorizers"),
@@ -316,3 +317,38 @@ def test_reembed_refuses_a_chunked_vectorizer_with_what_to_do(pg_cluster, db):
         conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', chunk_tokens => 16)")
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="chunked vectorizer"):
             conn.execute("SELECT vecplug.begin_reembed('docs', 'embedding', 'm', 'f', 64)")
+
+
+def test_a_partitioned_source(pg_cluster, db, model):
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE parts (id int, region text, body text, PRIMARY KEY (id, region)) "
+                     "PARTITION BY LIST (region)")
+        conn.execute("CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu')")
+        conn.execute("SELECT vecplug.create_vectorizer('parts', 'body', chunk_tokens => 16)")
+        conn.execute("CREATE TABLE parts_us PARTITION OF parts FOR VALUES IN ('us')")  # attached later
+        conn.execute("INSERT INTO parts VALUES (1, 'eu', 'through the parent')")
+        conn.execute("INSERT INTO parts_us VALUES (2, 'us', 'straight into a partition')")
+        conn.execute("UPDATE parts SET region = region WHERE id = 1")  # nothing that matters changed
+        assert len(queue_rows(conn)) == 2
+    drain(pg_cluster, db, model)
+    with pg_cluster.connect(db) as conn:
+        assert conn.execute("SELECT id, chunk FROM parts_chunks ORDER BY id").fetchall() == [
+            (1, "through the parent"), (2, "straight into a partition")]
+        conn.execute("DELETE FROM parts_us")
+        assert conn.execute("SELECT count(*) FROM parts_chunks").fetchone()[0] == 1
+
+
+def test_sync_mode_fills_the_format_in_sql_as_the_worker_does(pg_cluster, db, model):
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, title text, n numeric, body text)")
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', mode => 'sync', "
+                     "format => E'{title} ({n}) {{x}}: {text}')")
+        conn.execute("INSERT INTO docs VALUES (1, 'Paris', 1.50, 'is a city'), (2, NULL, NULL, 'no title')")
+        conn.execute("UPDATE docs SET n = 2 WHERE id = 1")  # a column the template names: embedded again
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        got = {key: np.asarray(vector.to_numpy()) for key, vector in conn.execute("SELECT id, embedding FROM docs")}
+    with one_torch_thread():
+        want = model.embed_documents(["Paris (2) {x}: is a city", " () {x}: no title"])
+    np.testing.assert_allclose(np.stack([got[1], got[2]]), want, atol=1e-5)
