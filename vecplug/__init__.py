@@ -4,12 +4,13 @@
     model = vecplug.load_model()             # $VECPLUG_MODEL or nomic-ai/modernbert-embed-base
     model.embed_documents(["text", ...])     # float32 (n, dim), L2-normalised, document prompt
     model.embed_queries(["question"])        # query prompt
+    model.embed_chunks([long_text], chunk_tokens=512, late=True)  # passages: .spans, .texts, .vectors
     vecplug.embed(["text"], kind="query")    # through the vecplug_embed hook
 
 Importing this package is cheap: torch and friends load with the first model.
 
 For plugin authors: ``EmbeddingModel`` and ``ModelLoader`` (base classes),
-``Embedder``, ``TokenPath`` and ``Loader`` (what vecplug relies on, as
+``Embedder``, ``TokenPath``, ``ChunkPath`` and ``Loader`` (what vecplug relies on, as
 Protocols), ``check_texts``/``check_text``/``check_kind`` (the input checks
 every path shares), ``progress`` (a bar only a person sees) and
 ``RemoteModel`` (a ``vecplug serve`` model, imported on first use).
@@ -24,7 +25,8 @@ from .errors import (
     UnknownModelError,
     VecplugError,
 )
-from .contracts import Embedder, Loader, TokenPath
+from .chunking import Chunks
+from .contracts import ChunkPath, Embedder, Loader, TokenPath
 from .hookspecs import hookimpl
 from .model import EmbeddingModel, ModelLoader, ModelSpec, check_kind, check_text, check_texts
 from .plugins import load_plugins, pm
@@ -51,6 +53,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "DEFAULT_MODEL",
+    "ChunkPath",
+    "Chunks",
     "Embedder",
     "EmbeddingModel",
     "InvalidSettingError",

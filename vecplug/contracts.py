@@ -13,6 +13,8 @@ built-in ModernBERT, ``RemoteModel``, the MiniLM plugin) against them.
   itself. ``vecplug serve`` then tokenizes requests as they arrive and plans
   forward passes by tokens (one planner, the server's); models without it
   are served text batch by text batch.
+- ``ChunkPath``: what a model offers when it can chunk texts by its own
+  tokens and pool token states (late chunking).
 - ``Loader``: what ``register(spec, loader)`` is given: it loads the model,
   says where its files are on this machine (``vecplug doctor``), and what
   "auto" device and dtype mean here (the model cache's key).
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
+    from .chunking import Chunks
     from .model import ModelSpec
 
 
@@ -63,6 +66,9 @@ class Embedder(Protocol):
 
     def iter_embed_chunks(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]: ...
 
+    def embed_chunks(self, texts: Iterable[str], chunk_tokens: int = 512, overlap_tokens: int = 0,
+                     late: bool = False) -> "list[Chunks]": ...
+
     def with_dimensions(self, dimensions: "int | None") -> "Embedder": ...
 
     def describe(self) -> dict:
@@ -97,6 +103,32 @@ class TokenPath(Protocol):
     def tokenize(self, texts: list[str]) -> list[list[int]]: ...
 
     def embed_token_ids(self, token_ids: list[list[int]]) -> "np.ndarray": ...
+
+
+@runtime_checkable
+class ChunkPath(Protocol):
+    """A model that can say where its tokens fall in a text, and give each token's final state.
+
+    ``EmbeddingModel.embed_chunks`` needs ``token_offsets`` to plan chunks by
+    tokens (plain chunking) and the other two for late chunking; the rules
+    themselves live once, in ``vecplug.chunking``.
+
+    ``token_offsets`` gets bare texts and gives each one's tokens as
+    ``(start, end)`` character offsets, without special tokens and never
+    cut to ``max_tokens``. ``encode_with_offsets`` gives ``(ids, offsets,
+    special_mask)`` per text with the special tokens, never cut either.
+    ``token_states`` runs exactly the sequences it is given as one pass (the
+    caller plans it by ``token_budget``) and returns every token's final
+    hidden state, float32, sequences one after another in input order.
+    """
+
+    token_budget: int
+
+    def token_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]: ...
+
+    def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]: ...
+
+    def token_states(self, token_ids: list[list[int]]) -> "np.ndarray": ...
 
 
 @runtime_checkable

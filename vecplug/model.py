@@ -18,6 +18,8 @@ from .errors import InvalidSettingError
 if TYPE_CHECKING:  # numpy is light, but keep `vecplug --help` free of it
     import numpy as np
 
+    from .chunking import Chunks
+
 KINDS = ("document", "query")
 
 
@@ -243,6 +245,20 @@ class EmbeddingModel:
 
     def embed_queries(self, texts: Iterable[str]) -> "np.ndarray":
         return self.embed(texts, "query")
+
+    def embed_chunks(self, texts: Iterable[str], chunk_tokens: int = 512, overlap_tokens: int = 0,
+                     late: bool = False) -> "list[Chunks]":
+        """Each text as passages of at most ``chunk_tokens`` of its own tokens, with a vector per passage.
+
+        One ``vecplug.Chunks`` per text (``.spans``, ``.texts``, ``.vectors``),
+        embedded as documents. ``late=True`` embeds each whole text once and
+        pools every chunk from token states that saw all of it (late
+        chunking); the rules are in ``vecplug.chunking``. Needs a model that
+        knows its tokens (``contracts.ChunkPath``).
+        """
+        from .chunking import embed_chunks
+
+        return embed_chunks(self, texts, chunk_tokens, overlap_tokens, late)
 
     def iter_embed(self, texts: Iterable[str], kind: str = "document") -> Iterator["np.ndarray"]:
         """Embed a stream of any length, yielding one vector per text, in order."""

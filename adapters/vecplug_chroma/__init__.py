@@ -5,6 +5,8 @@
     collection = chromadb.PersistentClient("db").create_collection("docs", embedding_function=function)
     vecplug_chroma.add(collection, ["text", ...])             # runs vecplug_before_ingest first
     collection.query(query_texts=["question"])                # query prompt applied
+    vecplug_chroma.upsert(collection, long_texts, ids=ids, chunk_tokens=512)   # records "id#0", "id#1", ...
+    vecplug_chroma.best_chunks(collection, "question", n_results=5)            # best passage per document
 
 Importing this package registers the function with Chroma, so a process
 that reopens a collection with ``get_collection(name)`` and no function gets
@@ -22,9 +24,11 @@ import importlib.util
 import sys
 
 from .checks import check_collection, update_embedding_function
+from .chunks import best_chunks
 from .ingest import add, upsert
 
-__all__ = ["ModernBertEmbeddingFunction", "add", "check_collection", "update_embedding_function", "upsert"]
+__all__ = ["ModernBertEmbeddingFunction", "add", "best_chunks", "check_collection", "update_embedding_function",
+           "upsert"]
 
 
 def __getattr__(name: str):

@@ -9,6 +9,9 @@
     client.upload_points("docs", embedder.points(texts))
     embedder.query("docs", "a question", limit=5)
 
+    embedder.upsert("docs", long_texts, ids=ids, chunk_tokens=512)          # one point per passage
+    embedder.query("docs", "a question", limit=5, group_by="source_id")     # best passage per document
+
     embedder = QdrantEmbedder.from_collection(client, "docs")   # later: the collection's own model
 
 qdrant-client 1.20 embeds ``models.Document`` only through fastembed, with
@@ -25,6 +28,7 @@ _EXPORTS = {
     "CollectionExistsError": "collection",
     "UnrecordedCollectionError": "collection",
     "document_id": "ingest",
+    "chunk_id": "ingest",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,9 +14,9 @@ import asyncio
 
 from collections.abc import AsyncIterable, Collection
 
-from .base import EmbedderBase
+from .base import EmbedderBase, best_of_groups, chunk_write_operations
 from .collection import exists, model_from_collection, not_found
-from .ingest import abatched, aiter_records, check_inputs
+from .ingest import ChunkSettings, abatched, aiter_records, check_inputs
 
 
 async def _as_list(value):
@@ -73,20 +73,30 @@ class AsyncQdrantEmbedder(EmbedderBase):
         self._check(name, info)
         return info
 
-    async def upsert(self, name: str, documents, ids=None, payloads=None, **options) -> list:
+    async def upsert(self, name: str, documents, ids=None, payloads=None, *, chunk_tokens: int | None = None,
+                     overlap_tokens: int = 0, late: bool = False, **options) -> list:
         """All or nothing, like ``QdrantEmbedder.upsert``; return the ids written.
 
         Iterables (sync or async) are read into lists here, on the loop's thread, first.
+        ``chunk_tokens``: one point per chunk, each document's old points deleted
+        first, in one ``batch_update_points`` (see ``QdrantEmbedder.upsert``).
         """
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
         await self.check_collection(name)
-        check_inputs(documents, ids, payloads, allow_async=True)
+        check_inputs(documents, ids, payloads, allow_async=True, chunking=chunking)
         documents, ids, payloads = [await _as_list(value) for value in (documents, ids, payloads)]
+        if chunking is not None:
+            chunked = await asyncio.to_thread(self._all_chunks, name, documents, ids, payloads, chunking)
+            if chunked.source_ids:
+                await self.client.batch_update_points(name, chunk_write_operations(chunked), **options)
+            return [point.id for point in chunked.points]
         points = await asyncio.to_thread(self._all_points, name, documents, ids, payloads)
         if points:
             await self.client.upsert(name, points=points, **options)
         return [point.id for point in points]
 
-    async def upload(self, name: str, documents, ids=None, payloads=None, **options) -> int:
+    async def upload(self, name: str, documents, ids=None, payloads=None, *, chunk_tokens: int | None = None,
+                     overlap_tokens: int = 0, late: bool = False, **options) -> int:
         """Stream input of any length, one awaited ``client.upsert`` per batch; return the number of points.
 
         ``documents``, ``ids`` and ``payloads``: lists, iterables or async
@@ -95,12 +105,21 @@ class AsyncQdrantEmbedder(EmbedderBase):
         thread. Not ``upload_points``, which blocks the loop while it reads
         the points. A batch is written once it is embedded, so an input
         error leaves the earlier batches written (see ``points``).
-        ``options`` go to ``client.upsert``.
+        ``options`` go to ``client.upsert``; with ``chunk_tokens``, to
+        ``client.batch_update_points``, one per batch, which deletes the
+        batch's documents' old points before writing their chunks.
         """
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)
         await self.check_collection(name)
-        check_inputs(documents, ids, payloads, allow_async=True)
+        check_inputs(documents, ids, payloads, allow_async=True, chunking=chunking)
         count = 0
         async for records in abatched(aiter_records(documents, ids, payloads), self.batch_size):
+            if chunking is not None:
+                chunked = await asyncio.to_thread(self._chunk_points_of_batch, records, name, chunking)
+                if chunked.source_ids:
+                    await self.client.batch_update_points(name, chunk_write_operations(chunked), **options)
+                count += len(chunked.points)
+                continue
             batch = await asyncio.to_thread(self._points_of_batch, records, name)
             if batch:
                 await self.client.upsert(name, points=batch, **options)
@@ -108,9 +127,12 @@ class AsyncQdrantEmbedder(EmbedderBase):
         return count
 
     async def query(self, name: str, text: str, limit: int = 10, query_filter=None, with_payload=True,
-                    **options) -> list:
+                    group_by: str | None = None, **options) -> list:
         """See ``QdrantEmbedder.query`` (the collection is checked on the first query, not every one)."""
         if name not in self._checked:
             await self.check_collection(name)
-        arguments = await asyncio.to_thread(self._query_arguments, text, limit, query_filter, with_payload, options)
+        arguments = await asyncio.to_thread(self._query_arguments, text, limit, query_filter, with_payload, options,
+                                            group_by)
+        if group_by is not None:
+            return best_of_groups(await self.client.query_points_groups(name, **arguments))
         return (await self.client.query_points(name, **arguments)).points

@@ -3,19 +3,30 @@
 Input is read, and ``vecplug_before_ingest`` runs, in the caller's thread and
 one batch at a time: a generator over a database cursor or a file works, and
 memory holds a batch, never the stream.
+
+With chunking (``ChunkSettings``), each record the plugins return is a source
+document: it becomes one point per chunk (``chunk_points_of_batch``), and
+the batch also names its source ids, whose old points the writer deletes
+before writing the new ones.
 """
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Iterator, Mapping
 
 from vecplug import Record, Target, before_ingest
+from vecplug.chunking import ChunkSettings
 from vecplug.model import check_text
 
 DATABASE = "qdrant"
 # uuid5 namespace of generated point ids; changing it would change every generated id
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "vecplug:qdrant:document")
+# uuid5 namespace of chunk point ids (see ``chunk_id``); changing it would change every chunk's id
+CHUNK_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "vecplug:qdrant:chunk")
+# The payload keys a chunk point carries about its place in its document (the text goes under text_field).
+CHUNK_FIELDS = ("source_id", "chunk_index", "chunk_start", "chunk_end")
 _MISSING = object()
 
 
@@ -27,6 +38,26 @@ def document_id(text: str) -> str:
     texts share one point (the last payload wins); pass ids to keep them apart.
     """
     return str(uuid.uuid5(ID_NAMESPACE, text))
+
+
+def chunk_id(source_id, chunk_index: int) -> str:
+    """The point id of chunk ``chunk_index`` of document ``source_id``: uuid5 of ``f"{source_id}#{chunk_index}"``.
+
+    Qdrant ids must be integers or UUIDs, so a chunk cannot be ``"doc#3"``
+    as in Chroma; a uuid5 of it is deterministic, so writing a document
+    again overwrites its chunks instead of adding copies. ``source_id`` is
+    the document's id as Qdrant stores it (an int, or a UUID in canonical
+    form): an int and a UUID never spell the same string.
+    """
+    return str(uuid.uuid5(CHUNK_ID_NAMESPACE, f"{source_id}#{chunk_index}"))
+
+
+@dataclasses.dataclass
+class ChunkBatch:
+    """One batch's chunk points, and every source id it wrote (also those whose text gave no chunk)."""
+
+    source_ids: list
+    points: list
 
 
 def check_id(point_id, where: str):
@@ -63,13 +94,24 @@ def check_payload(payload, index: int) -> dict:
     return dict(payload)  # a copy: plugins may change it, the caller's dict stays as it was
 
 
-def check_inputs(documents, ids, payloads, *, allow_async: bool = False) -> None:
+def refuse_chunk_fields(payload: Mapping, where: str) -> None:
+    """A chunked write sets ``CHUNK_FIELDS`` itself; a payload that has them would be overwritten."""
+    taken = [key for key in CHUNK_FIELDS if key in payload]
+    if taken:
+        raise ValueError(
+            f"{where} has {', '.join(map(repr, taken))}: chunk points keep their place in the document "
+            f"under {', '.join(CHUNK_FIELDS)}; rename those payload keys"
+        )
+
+
+def check_inputs(documents, ids, payloads, *, allow_async: bool = False, chunking: ChunkSettings | None = None) -> None:
     """Check what can be checked before anything is embedded or written.
 
     Lists (any sized, re-iterable collection) are checked whole: lengths and
     every item, so a mistake at the end costs nothing. Generators can only be
     checked as they are read (see ``iter_records``). ``allow_async``: async
-    iterables are accepted too (the async embedder reads them).
+    iterables are accepted too (the async embedder reads them). With
+    ``chunking``, payloads must leave the chunk fields to vecplug.
     """
     if documents is None:
         raise TypeError("documents must be a list or iterable of str, got None")
@@ -97,7 +139,9 @@ def check_inputs(documents, ids, payloads, *, allow_async: bool = False) -> None
             check_id(point_id, f"id at index {index}")
     if isinstance(payloads, Collection):
         for index, payload in enumerate(payloads):
-            check_payload(payload, index)
+            checked = check_payload(payload, index)
+            if chunking is not None:
+                refuse_chunk_fields(checked, f"payload at index {index}")
 
 
 def _next_or_fail(stream: Iterator, name: str, index: int):
@@ -237,3 +281,58 @@ def iter_point_batches(model, vector_name: str, text_field: str | None, batches:
         points = points_of_batch(model, vector_name, text_field, batch, target)
         if points:
             yield points
+
+
+def chunk_points_of_batch(model, vector_name: str, text_field: str | None, batch: list[Record], target: Target,
+                          chunking: ChunkSettings) -> ChunkBatch:
+    """One batch, chunked: plugins on the whole documents, then one point per chunk of each text they kept.
+
+    A chunk's payload is its document's (after plugins) plus ``source_id``
+    (the document's id), ``chunk_index`` (from 0), ``chunk_start`` and
+    ``chunk_end`` (half-open character offsets into the text the plugins
+    returned) and, under ``text_field``, the chunk's text. A text of
+    whitespace only has no chunk, but its id is still in ``source_ids``, so
+    its old chunks are deleted.
+    """
+    from qdrant_client import models
+
+    records = before_ingest(batch, target)
+    if not records:
+        return ChunkBatch([], [])
+    sources = {}  # source id -> (payload, text); a repeated id (equal texts without ids): the last one wins
+    for index, record in enumerate(records):
+        source_id, payload = _finish(record, index, None)
+        refuse_chunk_fields(payload, f"the payload of record {index} after vecplug_before_ingest")
+        sources.pop(source_id, None)
+        sources[source_id] = (payload, record.text)
+    chunked = chunking.embed(model, [text for _, text in sources.values()])
+    points = []
+    for (source_id, (payload, _)), chunks in zip(sources.items(), chunked):
+        for chunk_index, ((start, end), text, vector) in enumerate(zip(chunks.spans, chunks.texts, chunks.vectors)):
+            chunk_payload = {**payload, "source_id": source_id, "chunk_index": chunk_index,
+                             "chunk_start": start, "chunk_end": end}
+            if text_field:
+                chunk_payload[text_field] = text
+            points.append(models.PointStruct(id=chunk_id(source_id, chunk_index),
+                                             vector={vector_name: vector.tolist()}, payload=chunk_payload))
+    return ChunkBatch(list(sources), points)
+
+
+def iter_chunk_batches(model, vector_name: str, text_field: str | None, batches: Iterable[list[Record]],
+                       target: Target, chunking: ChunkSettings) -> Iterator[ChunkBatch]:
+    """``chunk_points_of_batch`` for each batch that keeps any record."""
+    for batch in batches:
+        chunked = chunk_points_of_batch(model, vector_name, text_field, batch, target, chunking)
+        if chunked.source_ids:
+            yield chunked
+
+
+def sources_filter(source_ids: list):
+    """A filter matching every point whose payload ``source_id`` is one of ``source_ids`` (ints and UUIDs)."""
+    from qdrant_client import models
+
+    integers = [value for value in source_ids if isinstance(value, int)]
+    strings = [value for value in source_ids if not isinstance(value, int)]
+    conditions = [models.FieldCondition(key="source_id", match=models.MatchAny(any=values))
+                  for values in (integers, strings) if values]
+    return models.Filter(should=conditions)

@@ -1,8 +1,9 @@
 """``QdrantEmbedder``: vecplug's ModernBERT vectors for a ``qdrant_client.QdrantClient``."""
 from __future__ import annotations
 
-from .base import EmbedderBase
+from .base import EmbedderBase, best_of_groups, chunk_write_operations
 from .collection import exists, model_from_collection, not_found
+from .ingest import ChunkSettings, sources_filter
 
 
 def _collection_info(client, name: str):
@@ -51,20 +52,40 @@ class QdrantEmbedder(EmbedderBase):
         self._check(name, info)
         return info
 
-    def upsert(self, name: str, documents, ids=None, payloads=None, **options) -> list:
+    def upsert(self, name: str, documents, ids=None, payloads=None, *, chunk_tokens: int | None = None,
+               overlap_tokens: int = 0, late: bool = False, **options) -> list:
         """Embed and write finite input in one ``client.upsert``; return the ids written.
 
         All or nothing: every document, id and payload is checked, and every
         point built, before the single write. ``options`` go to
         ``client.upsert`` (``wait``, ``ordering`` ...). For streams, ``upload``.
+
+        ``chunk_tokens``: each document becomes one point per chunk
+        (``model.embed_chunks(texts, chunk_tokens, overlap_tokens, late)``),
+        with point id ``ingest.chunk_id(source id, chunk index)`` (a uuid5)
+        and payload ``source_id``, ``chunk_index``, ``chunk_start``,
+        ``chunk_end`` (character offsets into the text, half-open), the
+        chunk's text under ``text_field`` and the document's own payload.
+        The write is one ``client.batch_update_points``: first every point
+        whose ``source_id`` is one of these documents' ids is deleted, then
+        the new chunks are written, so a shorter text leaves no stale chunk
+        and a whitespace-only text leaves none at all. Returns the chunk ids;
+        ``options`` go to ``batch_update_points`` (``wait``, ``ordering``).
         """
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
         self.check_collection(name)
+        if chunking is not None:
+            chunked = self._all_chunks(name, documents, ids, payloads, chunking)
+            if chunked.source_ids:
+                self.client.batch_update_points(name, chunk_write_operations(chunked), **options)
+            return [point.id for point in chunked.points]
         points = self._all_points(name, documents, ids, payloads)
         if points:
             self.client.upsert(name, points=points, **options)
         return [point.id for point in points]
 
-    def upload(self, name: str, documents, ids=None, payloads=None, **options) -> int:
+    def upload(self, name: str, documents, ids=None, payloads=None, *, chunk_tokens: int | None = None,
+               overlap_tokens: int = 0, late: bool = False, **options) -> int:
         """Stream input of any length, one ``client.upload_points`` per batch; return the number of points.
 
         A batch is written once it is embedded, so memory holds one batch
@@ -72,23 +93,44 @@ class QdrantEmbedder(EmbedderBase):
         point it is given before writing, which for one call over the whole
         stream held it all. ``options`` go to ``upload_points`` (batch_size,
         max_retries, wait ...). See ``points`` for what an input error leaves written.
+
+        ``chunk_tokens``: one point per chunk, as in ``upsert``; before each
+        batch's ``upload_points``, a ``client.delete`` removes every point of
+        that batch's documents (by ``source_id``), so no stale chunk is left.
         """
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)
         self.check_collection(name)
         count = 0
+        if chunking is not None:
+            for chunked in self.chunk_batches(documents, ids, payloads, name, chunking):
+                self.client.delete(name, points_selector=sources_filter(chunked.source_ids), wait=True)
+                if chunked.points:
+                    self.client.upload_points(name, chunked.points, **options)
+                count += len(chunked.points)
+            return count
         for batch in self.point_batches(documents, ids, payloads, collection_name=name):
             self.client.upload_points(name, batch, **options)
             count += len(batch)
         return count
 
-    def query(self, name: str, text: str, limit: int = 10, query_filter=None, with_payload=True, **options) -> list:
+    def query(self, name: str, text: str, limit: int = 10, query_filter=None, with_payload=True,
+              group_by: str | None = None, **options) -> list:
         """The ``limit`` nearest points to ``text`` (embedded with the query prompt), best first.
 
         Returns ``client.query_points(...).points`` (ScoredPoint objects);
         ``options`` pass through (score_threshold, offset, search_params ...).
         The collection is checked on this embedder's first query of it (or
         any check before), not on every query: one client call per query.
+
+        ``group_by="source_id"``: the best chunk of each of the ``limit``
+        best documents, best first, through Qdrant's grouping API
+        (``query_points_groups`` with ``group_size=1``; local mode has it
+        too). Any payload key works; on a server, a payload index on it
+        (``client.create_payload_index``) makes grouping fast.
         """
         if name not in self._checked:
             self.check_collection(name)
-        arguments = self._query_arguments(text, limit, query_filter, with_payload, options)
+        arguments = self._query_arguments(text, limit, query_filter, with_payload, options, group_by)
+        if group_by is not None:
+            return best_of_groups(self.client.query_points_groups(name, **arguments))
         return self.client.query_points(name, **arguments).points

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import vecplug
-from vecplug.contracts import Embedder, Loader, TokenPath
+from vecplug.contracts import ChunkPath, Embedder, Loader, TokenPath
 
 
 def protocol_members(protocol) -> list[str]:
@@ -56,6 +56,7 @@ def test_the_built_in_modernbert_conforms(tiny_model_dir):
     model = vecplug.load_model(tiny_model_dir)
     assert isinstance(model, Embedder) and isinstance(model, TokenPath)
     assert conforms(model, Embedder) == [] and conforms(model, TokenPath) == []
+    assert isinstance(model, ChunkPath) and conforms(model, ChunkPath) == []
     loader = resolve(tiny_model_dir).loader
     assert isinstance(loader, Loader) and conforms(loader, Loader) == []
     view = model.with_dimensions(16)
@@ -80,6 +81,18 @@ def test_the_minilm_plugin_conforms():
     model = vecplug.load_model("minilm", device="cpu")
     assert isinstance(model, Embedder) and isinstance(model, TokenPath)
     assert conforms(model, Embedder) == [] and conforms(model, TokenPath) == []
+    assert isinstance(model, ChunkPath) and conforms(model, ChunkPath) == []
+
+
+def test_a_model_that_cannot_chunk_says_so(register_plugin):
+    """A plugin model without token offsets still embeds; embed_chunks names what it lacks."""
+    from fake_plugin import FakePlugin
+
+    register_plugin(FakePlugin())
+    model = vecplug.load_model("fake/hash-embedder")
+    assert not isinstance(model, ChunkPath)
+    with pytest.raises(vecplug.InvalidSettingError, match="cannot chunk.*token_offsets"):
+        model.embed_chunks(["a text"], chunk_tokens=8)
 
 
 def test_the_conformance_check_can_fail():

@@ -109,3 +109,25 @@ def test_semantic_neighbour_in_qdrant(tmp_path):
         assert hits[0].id == 1 and hits[0].payload["document"] == OPEN_PARAGRAPH
     finally:
         client.close()
+
+
+def test_it_chunks_with_its_own_wordpiece_tokens(minilm):
+    """vecplug's chunk rules hold for a second tokenizer (WordPiece, no byte-level spaces), plain and late."""
+    from tokenizers import Tokenizer
+
+    from vecplug_minilm.model import model_directory
+
+    tokenizer = Tokenizer.from_file(str(model_directory() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    text = "\n\n".join(corpus.texts()[:12])
+    [plain] = minilm.embed_chunks([text], chunk_tokens=60)
+    [late] = minilm.embed_chunks([text], chunk_tokens=60, late=True)
+    assert plain.spans == late.spans and len(plain) >= 4
+    assert max(len(tokenizer.encode(piece, add_special_tokens=False).ids) for piece in plain.texts) <= 60
+    np.testing.assert_allclose(plain.vectors, minilm.embed_documents(plain.texts), atol=1e-5)
+    # late: pooled from passes over the whole text (windows of 256 tokens where it is longer)
+    assert np.allclose(np.linalg.norm(late.vectors, axis=1), 1, atol=1e-5)
+    assert not np.allclose(late.vectors, plain.vectors, atol=1e-3)
+    question = minilm.embed_queries([QUESTION])[0]
+    assert "open" in late.texts[int((late.vectors @ question).argmax())].lower()

@@ -64,3 +64,12 @@ def test_bench_pg_sync_compares_two_versions_of_the_sql(tmp_path, pg_cluster):
     lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
     assert [line.get("sql") for line in lines[:2]] == ["HEAD", "this checkout"]
     assert lines[2]["bulk_ratio_reference_over_current"] > 0
+
+
+def test_bench_chunks_times_whole_plain_and_late(tmp_path):
+    process = run_script("bench_chunks.py", "--shape", "tiny", "--docs", "3", "--tokens", "600", "--repeat", "1",
+                         tmp_path=tmp_path)
+    result = json.loads(process.stdout.splitlines()[-1])
+    assert set(result["rows"]) == {"whole", "plain", "late"} and result["chunks"] > result["docs"]
+    assert result["rows"]["whole"]["vs_whole"] == 1.0
+    assert all(0 < row["mfu"] < 1 and row["tokens_per_s"] > 0 for row in result["rows"].values())

@@ -1,6 +1,7 @@
 """``ModernBertEmbedder``: the EmbeddingModel the built-in plugin loads."""
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,36 @@ class ModernBertEmbedder(EmbeddingModel):
         for rows in plan_batches([len(ids) for ids in token_ids], self.token_budget):
             out[rows] = self.embed_token_ids([token_ids[row] for row in rows])
         return out
+
+    # -- chunking (contracts.ChunkPath): where tokens are, and their states for late chunking
+    def token_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Each bare text's own tokens as character offsets: no special tokens, never cut."""
+        encodings = self._whole_text_tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [encoding.offsets for encoding in encodings]
+
+    def encode_with_offsets(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
+        """``(ids, offsets, special_tokens_mask)`` per text, special tokens included, never cut."""
+        encodings = self._whole_text_tokenizer.encode_batch(texts)
+        return [(encoding.ids, encoding.offsets, encoding.special_tokens_mask) for encoding in encodings]
+
+    @functools.cached_property
+    def _whole_text_tokenizer(self):
+        """The model's tokenizer without the cut to ``max_tokens``: chunking needs every token's place."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+        tokenizer.no_truncation()
+        return tokenizer
+
+    def token_states(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Every token's final hidden state for exactly these sequences, one pass, rows in input order."""
+        if not token_ids:
+            return np.empty((0, self._full_spec.dimensions), dtype=np.float32)
+        states, _ = self.encoder.hidden_states(token_ids)
+        with self._lock:
+            self._counters["texts"] += len(token_ids)
+            self._counters["tokens"] += sum(len(ids) for ids in token_ids)
+        return states.cpu().numpy()
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self.embed_tokenized(self.tokenize(texts))

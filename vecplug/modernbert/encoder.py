@@ -264,6 +264,17 @@ class UnpaddedModernBert:
     @torch.inference_mode()
     def forward(self, token_ids: list[list[int]], pooling: str = "mean") -> torch.Tensor:
         """Pooled, L2-normalised float32 embeddings, one row per sequence."""
+        hidden, batch = self.hidden_states(token_ids)
+        if pooling == "cls":
+            pooled = hidden[batch.cu_seqlens[:-1].long()]
+        else:
+            sums = hidden.new_zeros(len(batch.lengths), hidden.shape[1]).index_add_(0, batch.sequence_of_token, hidden)
+            pooled = sums / batch.lengths_tensor[:, None]
+        return F.normalize(pooled, dim=-1)
+
+    @torch.inference_mode()
+    def hidden_states(self, token_ids: list[list[int]]) -> tuple[torch.Tensor, PackedBatch]:
+        """Every token's final state (after the final norm), float32, sequences one after another."""
         batch = PackedBatch([len(ids) for ids in token_ids], self.device)
         flat = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=batch.total)
         flat = torch.from_numpy(flat).to(self.device)
@@ -279,13 +290,7 @@ class UnpaddedModernBert:
                 raise
             self._fall_back_to_eager(error)
             hidden = self._run_layers(hidden, batch, rotary)
-        hidden = self._norm(hidden, "final_norm").float()
-        if pooling == "cls":
-            pooled = hidden[batch.cu_seqlens[:-1].long()]
-        else:
-            sums = hidden.new_zeros(len(batch.lengths), hidden.shape[1]).index_add_(0, batch.sequence_of_token, hidden)
-            pooled = sums / batch.lengths_tensor[:, None]
-        return F.normalize(pooled, dim=-1)
+        return self._norm(hidden, "final_norm").float(), batch
 
     def _fall_back_to_eager(self, error: Exception) -> None:
         """A machine without a working compiler still embeds, just slower."""

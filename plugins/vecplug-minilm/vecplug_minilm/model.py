@@ -5,6 +5,7 @@ Transformer, mean Pooling, Normalize), so vectors match its ``encode``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from pathlib import Path
@@ -161,6 +162,39 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
 
     def embed_batch(self, texts: list[str]):
         return self.embed_token_ids(self.tokenize(texts))
+
+    # -- chunking (vecplug.contracts.ChunkPath): vecplug's rules, this model's tokens and states
+    def token_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Each text's own tokens as character offsets: no [CLS]/[SEP], never cut."""
+        return [encoding.offsets for encoding in self._whole_text_tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_with_offsets(self, texts: list[str]):
+        encodings = self._whole_text_tokenizer.encode_batch(texts)
+        return [(encoding.ids, encoding.offsets, encoding.special_tokens_mask) for encoding in encodings]
+
+    @functools.cached_property
+    def _whole_text_tokenizer(self):
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+        tokenizer.no_truncation()
+        return tokenizer
+
+    def token_states(self, token_ids: list[list[int]]):
+        """Every token's last hidden state, float32, sequences one after another (padded in slices, as embedding)."""
+        import numpy as np
+        import torch
+
+        rows = []
+        for start in range(0, len(token_ids), self.batch_size):
+            batch = token_ids[start:start + self.batch_size]
+            longest = max(len(ids) for ids in batch)
+            ids = torch.tensor([list(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
+            with torch.inference_mode():
+                hidden = self.network(input_ids=ids, attention_mask=mask).last_hidden_state.float().cpu().numpy()
+            rows.extend(hidden[row, :len(ids)] for row, ids in enumerate(batch))
+        return np.concatenate(rows) if rows else np.empty((0, DIMENSIONS), dtype=np.float32)
 
     def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
         prompt = self.spec.prompt_for(kind)
