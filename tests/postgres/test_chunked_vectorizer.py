@@ -352,3 +352,18 @@ def test_sync_mode_fills_the_format_in_sql_as_the_worker_does(pg_cluster, db, mo
     with one_torch_thread():
         want = model.embed_documents(["Paris (2) {x}: is a city", " () {x}: no title"])
     np.testing.assert_allclose(np.stack([got[1], got[2]]), want, atol=1e-5)
+
+
+def test_late_chunking(pg_cluster, db, model):
+    texts = {1: LONG[:6000], 2: MULTIBYTE}
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])", [list(texts), list(texts.values())])
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', chunk_tokens => 64, late_chunking => true)")
+    assert drain(pg_cluster, db, model).embedded == 2
+    with one_torch_thread():
+        expected = dict(zip(texts, model.embed_chunks(list(texts.values()), chunk_tokens=64, late=True)))
+    with pg_cluster.connect(db) as conn:
+        found = chunks_of(conn)
+        for key, text in texts.items():
+            assert_chunks_as(found[key], text, expected[key])
