@@ -26,6 +26,19 @@ from . import formats, statements
 from .batch import MAX_ERROR_CHARS, DatabaseLost, Outage, Row, RowsNotWritten, _key_parameters, _one_line, is_outage
 
 
+class CannotChunk(ModelMismatchError):
+    """The worker's model cannot cut texts by its tokens: the vectorizer is refused (its rows stay queued)."""
+
+
+def can_chunk(model) -> bool:
+    """A model that knows where its tokens are (``ChunkPath``), or one that chunks elsewhere (a server's
+    ``RemoteModel`` with its own ``embed_chunks``)."""
+    from vecplug.contracts import ChunkPath
+    from vecplug.model import EmbeddingModel
+
+    return isinstance(model, ChunkPath) or type(model).embed_chunks is not EmbeddingModel.embed_chunks
+
+
 class ChunkWriter:
     """One batch of a chunked vectorizer, on a ``BatchRunner``'s connection and transaction."""
 
@@ -35,6 +48,10 @@ class ChunkWriter:
         self._chunks: dict[tuple, tuple[list, object]] = {}  # (key, text) -> (spans, vectors): halving re-embeds nothing
 
     def run(self, vectorizer, view, rows: list[Row], result) -> None:
+        if not can_chunk(view):  # else every row would fail alone and end in vecplug.failed
+            raise CannotChunk(f"vectorizer {vectorizer.name} chunks its texts, and this worker's model "
+                              f"{view.name!r} cannot: run the worker with a model that can (vecplug's ModernBERT, "
+                              "or a vecplug serve that answers POST /embed_chunks)")
         readable = self.runner._read(vectorizer, rows, result)
         done_ids = []
         for row in readable:

@@ -215,8 +215,9 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO vecplug.activity (vectorizer_id, error)
-    VALUES (vectorizer_id, 'worker refused: ' || coalesce(format('role %s may not serve it: %s', session_user, refusal),
-                                                          message));
+    VALUES (vectorizer_id, 'worker refused: ' || CASE WHEN refusal IS NOT NULL  -- (format() makes no NULL of one)
+                                                      THEN format('role %s may not serve it: %s', session_user, refusal)
+                                                      ELSE message END);
 END
 $$;
 GRANT EXECUTE ON FUNCTION vecplug.record_refusal(integer, text) TO PUBLIC;

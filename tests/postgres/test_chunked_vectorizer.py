@@ -367,3 +367,18 @@ def test_late_chunking(pg_cluster, db, model):
         found = chunks_of(conn)
         for key, text in texts.items():
             assert_chunks_as(found[key], text, expected[key])
+
+
+def test_a_worker_whose_model_cannot_chunk_leaves_the_rows_queued(pg_cluster, db, model, monkeypatch):
+    from vecplug_pgvector import chunks
+
+    monkeypatch.setattr(chunks, "can_chunk", lambda model: False)  # as a model without token offsets
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', chunk_tokens => 16)")
+        conn.execute("INSERT INTO docs VALUES (1, 'one')")
+    report = drain(pg_cluster, db, model)
+    assert report.refused and report.failed == 0, str(report)
+    with pg_cluster.connect(db) as conn:
+        row = status(conn)["public.docs_chunks.embedding"]
+        assert (row["pending"], row["failed"]) == (1, 0) and "cannot" in row["last_error"]
