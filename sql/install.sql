@@ -52,6 +52,11 @@ SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0003_roles') AS 
 \ir core/migrations/0003_roles.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('0003_roles', 'migration');
 \endif
+SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0004_chunks') AS vecplug_apply \gset
+\if :vecplug_apply
+\ir core/migrations/0004_chunks.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('0004_chunks', 'migration');
+\endif
 
 -- Repeatable core files (plain SQL).
 \ir core/10_functions.sql

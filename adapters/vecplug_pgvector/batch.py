@@ -32,7 +32,7 @@ import time
 import vecplug
 from vecplug.errors import ModelMismatchError, ServerError, ServerUnavailableError
 
-from . import statements
+from . import formats, statements
 from . import vectorizers as vz
 
 MAX_ERROR_CHARS = 2000
@@ -61,13 +61,21 @@ class BatchResult:
 
 @dataclasses.dataclass
 class Row:
-    """A table row to embed: its key (text values), its queue rows, its text and that text's md5."""
+    """A table row to embed: its key (text values), its queue rows, its text and that text's md5.
+
+    ``values``: the row's values of the columns its vectorizer's format names (``format_columns`` order).
+    """
 
     key: tuple[str, ...]
     queue_ids: list[int]
     attempts: int
     text: str | None
     md5: str | None
+    values: tuple = ()
+
+    def format_values(self, vectorizer) -> dict:
+        """{name in the template: value} for ``formats.fill``."""
+        return dict(zip(formats.template_names(vectorizer.format), self.values))
 
 
 def is_outage(error: BaseException) -> bool:
@@ -123,6 +131,11 @@ class BatchRunner:
         result.locked = sum(len(row.queue_ids) for row in rows)
         if not rows:
             return
+        if current.chunked:
+            from .chunks import ChunkWriter
+
+            ChunkWriter(self).run(current, view, rows, result)
+            return
         readable = self._read(current, rows, result)
         done_ids = []
         for row in readable:
@@ -177,12 +190,14 @@ class BatchRunner:
                                                   "back as itself, so the row cannot be told gone; was it queued "
                                                   "by another vecplug version?", result)
                 continue
-            row.text, row.md5 = found.get(index, (None, None))
+            row.text, row.md5, values = found.get(index, (None, None, None))
+            row.values = tuple(values or ())
             readable.append(row)
         return readable
 
-    def _read_texts(self, vectorizer, rows: list[Row]) -> dict[int, tuple[str | None, str | None]]:
-        return {position: (text, md5) for position, text, md5 in
+    def _read_texts(self, vectorizer, rows: list[Row]) -> dict[int, tuple[str | None, str | None, list]]:
+        """{position in ``rows``: (text, md5, format values)} of the rows that exist."""
+        return {position: (text, md5, values) for position, text, md5, values in
                 self.conn.execute(statements.read_texts(vectorizer), _key_parameters(vectorizer, rows)).fetchall()}
 
     def _not_round_trips(self, vectorizer, rows: list[Row]) -> list[int]:
@@ -240,7 +255,10 @@ class BatchRunner:
         by_key = {row.key: row for row in rows}
         missing = [record for record in kept if (record.id, record.text) not in self._vectors]
         if missing:
-            for record, vector in zip(missing, view.embed_documents([record.text for record in missing])):
+            documents = [record.text if not vectorizer.format else
+                         formats.fill(vectorizer.format, record.text, by_key[record.id].format_values(vectorizer))
+                         for record in missing]
+            for record, vector in zip(missing, view.embed_documents(documents)):
                 self._vectors[(record.id, record.text)] = vector
         if not kept:
             return 0, len(rows)
@@ -254,7 +272,7 @@ class BatchRunner:
             # changed or deleted meanwhile (a new queue row has it, or nothing is left to embed), unless the
             # row is still there with the text embedded: then the table's own code skipped the UPDATE
             still = self._read_texts(vectorizer, unwritten)
-            refused = [row for index, row in enumerate(unwritten) if still.get(index, (None, None))[1] == row.md5]
+            refused = [row for index, row in enumerate(unwritten) if still.get(index, (None, None, None))[1] == row.md5]
             if refused:
                 raise RowsNotWritten(
                     f"the UPDATE of {len(refused)} rows (keys {[list(row.key) for row in refused[:3]]}) changed "

@@ -151,7 +151,8 @@ def _walk(conn, runner: BatchRunner, vectorizer, view, report: ReembedReport, ba
 
 
 def _embed_batch(conn, runner, vectorizer, view, report, query, parameters) -> list[Row]:
-    rows = [Row(tuple(key), [], 0, text, md5) for key, text, md5 in conn.execute(query, parameters).fetchall()]
+    rows = [Row(tuple(key), [], 0, text, md5, tuple(values or ()))
+            for key, text, md5, values in conn.execute(query, parameters).fetchall()]
     if rows:
         result = BatchResult()
         runner.embed_rows(vectorizer, view, rows, vectorizer.next_column, result, lambda *failure: None)

@@ -43,8 +43,10 @@ _VECTORIZERS = """
            v.next_model, v.next_model_fingerprint, v.next_dimensions,
            (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
             WHERE e.extname = 'vector'),
-           {refusal}
-    FROM vecplug.vectorizer_columns v
+           {refusal},
+           d.schema_name, d.table_name, d.key_columns, v.chunk_tokens, v.chunk_overlap, v.late_chunking, v.format,
+           vecplug._format_columns(v)
+    FROM vecplug.vectorizer_columns v LEFT JOIN LATERAL vecplug._destination(v) d ON true
     WHERE (NOT v.table_exists OR pg_catalog.has_any_column_privilege(v.source, 'SELECT, UPDATE'))
 """
 # Every vectorizer whose table this role may read and write (or whose table is gone), each with why this
@@ -107,15 +109,40 @@ HAS_VALID_INDEX = """
 def read_texts(vectorizer: Vectorizer) -> sql.Composed:
     """The current text (and its md5) of rows by key; a key that names no row gives no line.
 
-    Parameters: positions (int[]), then one text[] per key column. Rows: position, text, md5.
+    Parameters: positions (int[]), then one text[] per key column. Rows: position, text, md5 (of what
+    ``text_guard`` covers), the values of the format's columns (text[], ``format_columns`` order).
+    A chunked vectorizer reads a NULL text as '' (no chunks: its old ones go).
     """
     from psycopg import sql
 
     keys, source = _unnest_keys(vectorizer)
-    text = sql.Identifier(vectorizer.text_column)
-    return sql.SQL("SELECT x.i, t.{text}::text, md5(t.{text}::text) FROM {source} JOIN {table} t ON {match}").format(
-        text=text, source=source, table=_table(vectorizer),
-        match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])))
+    text = sql.SQL("t.{}::text").format(sql.Identifier(vectorizer.text_column))
+    if vectorizer.chunked:
+        text = sql.SQL("coalesce({}, '')").format(text)
+    return sql.SQL("SELECT x.i, {text}, {guard}, {values} FROM {source} JOIN {table} t ON {match}").format(
+        text=text, guard=text_guard(vectorizer, "t"), values=_format_values(vectorizer, "t"), source=source,
+        table=_table(vectorizer), match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])))
+
+
+def text_guard(vectorizer: Vectorizer, alias: str) -> sql.Composed:
+    """The md5 a write checks, so a text changed since it was read is not overwritten: of the text, or,
+    with a format or chunking, of the text and the format's columns (a change of any queued the row again)."""
+    from psycopg import sql
+
+    text = sql.SQL("{}.{}::text").format(sql.Identifier(alias), sql.Identifier(vectorizer.text_column))
+    if not (vectorizer.format or vectorizer.chunked):
+        return sql.SQL("md5({})").format(text)
+    return sql.SQL("md5(ARRAY[{}]::text)").format(sql.SQL(", ").join(
+        [text] + [sql.SQL("{}.{}::text").format(sql.Identifier(alias), sql.Identifier(column))
+                  for column in vectorizer.format_columns]))
+
+
+def _format_values(vectorizer: Vectorizer, alias: str) -> sql.Composed:
+    from psycopg import sql
+
+    return sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(
+        sql.SQL("{}.{}::text").format(sql.Identifier(alias), sql.Identifier(column))
+        for column in vectorizer.format_columns))
 
 
 def keys_not_round_tripping(vectorizer: Vectorizer) -> sql.Composed:
@@ -150,10 +177,10 @@ def write_vectors(vectorizer: Vectorizer, column: str) -> sql.Composed:
     return sql.SQL("""
         UPDATE {table} AS t SET {column} = {value}
         FROM unnest({arrays}) AS x ({keys}, h, e)
-        WHERE {match} AND md5(t.{text}::text) = x.h
+        WHERE {match} AND {guard} = x.h
         RETURNING {returned}
     """).format(table=_table(vectorizer), column=sql.Identifier(column), value=value, arrays=arrays,
-                keys=sql.SQL(", ").join(keys), text=sql.Identifier(vectorizer.text_column),
+                keys=sql.SQL(", ").join(keys), guard=text_guard(vectorizer, "t"),
                 match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])),
                 returned=sql.SQL(", ").join(sql.SQL("x.{}").format(key) for key in keys))
 
@@ -162,7 +189,8 @@ def rows_without_shadow_vector(vectorizer: Vectorizer, after: bool) -> sql.Compo
     """A page of rows with text and no vector in the re-embedding's shadow column, in key order.
 
     Parameters: with ``after``, the last key of the previous page (one value
-    per key column, as text); then the page size. Rows: key (text[]), text, md5.
+    per key column, as text); then the page size. Rows: key (text[]), text, md5 (``text_guard``), the
+    format's values (text[]).
     """
     from psycopg import sql
 
@@ -172,10 +200,11 @@ def rows_without_shadow_vector(vectorizer: Vectorizer, after: bool) -> sql.Compo
     if after:
         condition = sql.SQL("{} AND ({}) > ({})").format(condition, sql.SQL(", ").join(keys), sql.SQL(", ").join(
             sql.SQL("(%s)::{}").format(sql.SQL(type_name)) for type_name in vectorizer.key_types))
-    return sql.SQL("SELECT ARRAY[{texts}], t.{text}::text, md5(t.{text}::text) FROM {table} t WHERE {condition} "
+    return sql.SQL("SELECT ARRAY[{texts}], t.{text}::text, {guard}, {values} FROM {table} t WHERE {condition} "
                    "ORDER BY {keys} LIMIT %s").format(
         texts=sql.SQL(", ").join(sql.SQL("{}::text").format(key) for key in keys),
-        text=sql.Identifier(vectorizer.text_column), table=_table(vectorizer),
+        text=sql.Identifier(vectorizer.text_column), guard=text_guard(vectorizer, "t"),
+        values=_format_values(vectorizer, "t"), table=_table(vectorizer),
         condition=condition, keys=sql.SQL(", ").join(keys))
 
 
@@ -231,3 +260,70 @@ def _unnest_keys(vectorizer: Vectorizer):
     keys = [sql.Identifier(f"k{index}") for index in range(len(vectorizer.key_columns))]
     return keys, sql.SQL("unnest(%s::int[], {arrays}) AS x (i, {keys})").format(
         arrays=sql.SQL(", ").join([sql.SQL("%s::text[]")] * len(keys)), keys=sql.SQL(", ").join(keys))
+
+
+# -- the user's tables, chunked vectorizers: built per vectorizer, run as the worker --------------------------------
+def rows_still_current(vectorizer: Vectorizer) -> sql.Composed:
+    """Positions of rows whose text (and format columns) are still what was read: their md5 (``text_guard``).
+
+    A row changed since was queued again by the change, a row deleted took its chunks with it (the
+    foreign key): neither gets chunks now. Parameters: positions (int[]), one text[] per key column,
+    the md5s (text[]). Rows: position.
+    """
+    from psycopg import sql
+
+    keys = [sql.Identifier(f"k{index}") for index in range(len(vectorizer.key_columns))]
+    return sql.SQL("SELECT x.i FROM unnest(%s::int[], {arrays}, %s::text[]) AS x (i, {keys}, h) "
+                   "JOIN {table} t ON {match} WHERE {guard} = x.h").format(
+        arrays=sql.SQL(", ").join([sql.SQL("%s::text[]")] * len(keys)), keys=sql.SQL(", ").join(keys),
+        table=_table(vectorizer), match=_key_match(vectorizer, "t", lambda i: sql.SQL("x.{}").format(keys[i])),
+        guard=text_guard(vectorizer, "t"))
+
+
+def delete_chunks(vectorizer: Vectorizer) -> sql.Composed:
+    """Delete every chunk of the rows by key (in the batch's transaction, before their new chunks go in).
+
+    Parameters: one text[] per key column.
+    """
+    from psycopg import sql
+
+    keys = [sql.Identifier(f"k{index}") for index in range(len(vectorizer.key_columns))]
+    match = sql.SQL(" AND ").join(
+        sql.SQL("d.{} = (x.{})::{}").format(sql.Identifier(column), key, sql.SQL(type_name))
+        for column, key, type_name in zip(vectorizer.destination_keys, keys, vectorizer.key_types))
+    return sql.SQL("DELETE FROM {destination} d USING unnest({arrays}) AS x ({keys}) WHERE {match}").format(
+        destination=_destination(vectorizer), arrays=sql.SQL(", ").join([sql.SQL("%s::text[]")] * len(keys)),
+        keys=sql.SQL(", ").join(keys), match=match)
+
+
+def insert_chunks(vectorizer: Vectorizer) -> sql.Composed:
+    """Insert chunks, one per element of the arrays.
+
+    Parameters: one text[] per key column (binary), then chunk_index, chunk_start, chunk_end (int[]),
+    the chunk texts (text[], binary) and the vectors (vector[], binary).
+    """
+    from psycopg import sql
+
+    keys = [sql.Identifier(f"k{index}") for index in range(len(vectorizer.key_columns))]
+    value = sql.SQL("x.e")
+    if vectorizer.storage == "halfvec":
+        value = sql.SQL("x.e::{}.halfvec").format(sql.Identifier(vectorizer.vector_schema))
+    return sql.SQL("""
+        INSERT INTO {destination} ({key_columns}, chunk_index, chunk_start, chunk_end, chunk, {column})
+        SELECT {key_values}, x.ci, x.cs, x.ce, x.ct, {value}
+        FROM unnest({key_arrays}, %s::int[], %s::int[], %s::int[], %b::text[], %b::{schema}.vector[])
+             AS x ({keys}, ci, cs, ce, ct, e)
+    """).format(
+        destination=_destination(vectorizer),
+        key_columns=sql.SQL(", ").join(sql.Identifier(column) for column in vectorizer.destination_keys),
+        key_values=sql.SQL(", ").join(sql.SQL("(x.{})::{}").format(key, sql.SQL(type_name))
+                                      for key, type_name in zip(keys, vectorizer.key_types)),
+        column=sql.Identifier(vectorizer.embedding_column), value=value,
+        key_arrays=sql.SQL(", ").join([sql.SQL("%b::text[]")] * len(keys)),
+        schema=sql.Identifier(vectorizer.vector_schema), keys=sql.SQL(", ").join(keys))
+
+
+def _destination(vectorizer: Vectorizer) -> sql.Identifier:
+    from psycopg import sql
+
+    return sql.Identifier(vectorizer.destination_schema, vectorizer.destination_table)

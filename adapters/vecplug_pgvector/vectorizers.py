@@ -50,10 +50,25 @@ class Vectorizer:
     next_dimensions: int | None
     vector_schema: str | None
     refusal: str | None = None      # why the connected role may not serve it (vecplug.worker_refusal), or None
+    # A chunked vectorizer (chunk_tokens set) writes each text's chunks into a destination table, whose
+    # vector column is ``embedding_column``; its key columns share the source key's names when made.
+    destination_schema: str | None = None
+    destination_table: str | None = None
+    destination_keys: tuple[str, ...] = ()
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0
+    late_chunking: bool = False
+    format: str | None = None       # the template of the text embedded (formats.py), or None: the text itself
+    format_columns: tuple[str, ...] = ()  # current names of the columns it names, in formats.template_names order
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunk_tokens is not None
 
     @property
     def exists(self) -> bool:
-        return self.table is not None and self.text_column is not None and self.embedding_column is not None
+        return (self.table is not None and self.text_column is not None and self.embedding_column is not None
+                and (not self.chunked or self.destination_table is not None))
 
     @property
     def target(self) -> vecplug.Target:
@@ -85,7 +100,8 @@ def use_key_settings(conn) -> None:
 
 def _from_row(row) -> Vectorizer:
     values = list(row)
-    values[7], values[8] = tuple(values[7] or ()), tuple(values[8] or ())
+    for tuple_field in (7, 8, 22, 27):  # key_columns, key_types, destination_keys, format_columns
+        values[tuple_field] = tuple(values[tuple_field] or ())
     return Vectorizer(*values)
 
 

@@ -74,22 +74,24 @@ $$;
 
 -- The rows of an INSERT or UPDATE statement that need a vector: text, no
 -- vector (a statement that sets one itself is taken at its word), and for an
--- UPDATE a text that changed (or a key that did). A query over the trigger's
--- transition tables vecplug_new / vecplug_old, selecting `pk` and `body`.
+-- UPDATE a text (or a column its format names) that changed, or a key that did.
+-- A query over the trigger's transition tables vecplug_new / vecplug_old, selecting `pk` and `body`.
 CREATE OR REPLACE FUNCTION vecplug._changed_rows_query(v vecplug.vectorizer_columns, operation text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('SELECT %s AS pk, n.%I::text AS body FROM vecplug_new n WHERE n.%I IS NOT NULL AND n.%I IS NULL',
                   vecplug._key_array(v.key_columns, 'n'), v.text_column, v.text_column, v.embedding_column)
         || CASE WHEN operation = 'UPDATE' THEN
-               format(' AND NOT EXISTS (SELECT FROM vecplug_old o WHERE %s AND o.%I IS NOT DISTINCT FROM n.%I)',
-                      vecplug._key_join(v.key_columns, 'o', 'n'), v.text_column, v.text_column)
+               format(' AND NOT EXISTS (SELECT FROM vecplug_old o WHERE %s AND %s IS NOT DISTINCT FROM %s)',
+                      vecplug._key_join(v.key_columns, 'o', 'n'), vecplug._watched_row(v, 'o'),
+                      vecplug._watched_row(v, 'n'))
            ELSE '' END
 $$;
 
 -- A row's text: the column, or for a generated column in a BEFORE trigger
--- (where PostgreSQL has not computed it yet) its expression over the row.
+-- (where PostgreSQL has not computed it yet) its expression over the row;
+-- with a format template, the template filled with it and the row's columns.
 -- Runs as the writer, who would run that expression anyway.
 CREATE OR REPLACE FUNCTION vecplug._row_text(v vecplug.vectorizer_columns, fired_on oid, table_row anyelement,
                                              compute_generated boolean) RETURNS text
@@ -110,6 +112,28 @@ BEGIN
     ELSE
         EXECUTE format('SELECT ($1).%I::text', v.text_column) INTO found USING table_row;
     END IF;
+    IF v.format IS NOT NULL AND found IS NOT NULL THEN
+        found := vecplug._fill_format(v.format, found, vecplug._format_values(v, table_row));
+    END IF;
+    RETURN found;
+END
+$$;
+
+-- The values a row gives its vectorizer's format template: {"<name in the template>": "<column as text>"}.
+CREATE OR REPLACE FUNCTION vecplug._format_values(v vecplug.vectorizer_columns, table_row anyelement) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names text[] := vecplug._format_names(v.format);
+    columns name[] := vecplug._format_columns(v);
+    found jsonb := '{}';
+    value text;
+BEGIN
+    FOR i IN 1 .. cardinality(names) LOOP
+        EXECUTE format('SELECT ($1).%I::text', columns[i]) INTO value USING table_row;
+        found := found || jsonb_build_object(names[i], value);
+    END LOOP;
     RETURN found;
 END
 $$;
@@ -295,6 +319,96 @@ BEGIN
 END
 $$;
 
+-- The rows of an INSERT or UPDATE statement a chunked vectorizer must (re)chunk: for an INSERT
+-- those with text; for an UPDATE those whose text, format columns or key changed (a text set to
+-- NULL too: its old chunks must go); for 'ROW', the row $3 (a row trigger's WHEN chose it). A
+-- query over the transition tables selecting `pk`, `body` (the bare text) and `format_values`
+-- (jsonb, what vecplug._fill_format takes).
+CREATE OR REPLACE FUNCTION vecplug._chunk_rows_query(v vecplug.vectorizer_columns, operation text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('SELECT %s AS pk, n.%I::text AS body, %s AS format_values FROM %s WHERE ',
+                  vecplug._key_array(v.key_columns, 'n'), v.text_column,
+                  coalesce((SELECT 'jsonb_build_object(' || string_agg(format('%L, n.%I::text', name, col), ', ') || ')'
+                            FROM unnest(vecplug._format_names(v.format), vecplug._format_columns(v)) AS f (name, col)),
+                           '''{}''::jsonb'),
+                  CASE WHEN operation = 'ROW' THEN '(SELECT ($3).*) AS n' ELSE 'vecplug_new n' END)
+        || CASE WHEN operation = 'ROW' THEN 'true'
+                WHEN operation = 'UPDATE' THEN
+               format('NOT EXISTS (SELECT FROM vecplug_old o WHERE %s AND %s IS NOT DISTINCT FROM %s)',
+                      vecplug._key_join(v.key_columns, 'o', 'n'), vecplug._watched_row(v, 'o'),
+                      vecplug._watched_row(v, 'n'))
+           ELSE format('n.%I IS NOT NULL', v.text_column) END
+$$;
+
+-- AFTER INSERT / UPDATE of a chunked vectorizer's table (per statement; per row on a partitioned
+-- table, where the trigger's WHEN chose the rows): queue the rows to (re)chunk and wake the
+-- workers (chunked vectorizers are async only).
+CREATE OR REPLACE FUNCTION vecplug._queue_chunks() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 3
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
+    problem text := vecplug._vectorizer_problem(v);
+    rows_query text;
+    queued bigint;
+BEGIN
+    IF problem IS NOT NULL THEN
+        PERFORM vecplug._stand_aside(v, problem);
+        RETURN NULL;
+    END IF;
+    rows_query := vecplug._chunk_rows_query(v, CASE TG_LEVEL WHEN 'ROW' THEN 'ROW' ELSE TG_OP END);
+    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, r.pk FROM (%s) AS r',
+                   rows_query) USING v.id, v.source::oid, NEW;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    IF queued > 0 THEN
+        PERFORM pg_notify('vecplug_queue', v.id::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Queue every row with text that has no chunk yet (a chunked vectorizer's enqueue_existing). Runs
+-- as the caller, the table's owner (create_vectorizer checks that).
+CREATE OR REPLACE FUNCTION vecplug._enqueue_rows_without_chunks(vectorizer_id integer) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 3
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+AS $$
+DECLARE
+    v vecplug.vectorizer_columns;
+    d record;
+    queued bigint;
+BEGIN
+    SELECT * INTO STRICT v FROM vecplug.vectorizer_columns c WHERE c.id = vectorizer_id;
+    d := vecplug._destination(v);
+    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM %s t '
+                   'WHERE t.%I IS NOT NULL AND NOT EXISTS (SELECT FROM %I.%I d WHERE %s)',
+                   vecplug._key_array(v.key_columns, 't'), v.source, v.text_column, d.schema_name, d.table_name,
+                   (SELECT string_agg(format('d.%I = t.%I', dk, sk), ' AND ')
+                    FROM unnest(d.key_columns, v.key_columns) AS k (dk, sk)))
+        USING v.id, v.source::oid;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    IF queued > 0 THEN
+        PERFORM pg_notify('vecplug_queue', v.id::text);
+    END IF;
+    RETURN queued;
+END
+$$;
+
 -- Firing a trigger needs no privilege; creating one needs EXECUTE on its
 -- function, which only vecplug's owner has (through create_vectorizer).
 -- A table owner attaching one by other means would still fail in
@@ -303,3 +417,4 @@ REVOKE ALL ON FUNCTION vecplug._queue_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._clear_vector() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_deleted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_all() FROM PUBLIC;
+REVOKE ALL ON FUNCTION vecplug._queue_chunks() FROM PUBLIC;

@@ -28,6 +28,13 @@ DECLARE
     shadow_attnum smallint;
     max_index_dimensions integer;
 BEGIN
+    IF v.destination IS NOT NULL THEN
+        RAISE EXCEPTION 'vecplug: % is a chunked vectorizer, which vecplug pg reembed does not move to another model',
+            v.name USING ERRCODE = '0A000',
+            HINT = 'Make a new chunked vectorizer of the same text into another table (destination => ''...'', '
+                   'model => ''...''), let a worker of the new model fill it, move your queries there, then drop '
+                   'the old one (drop_column => true drops its table).';
+    END IF;
     IF model IS NULL OR model_fingerprint IS NULL OR dimensions IS NULL OR dimensions < 1 THEN
         RAISE EXCEPTION 'vecplug: begin_reembed needs the new model''s name, fingerprint and dimensions'
             USING ERRCODE = '22023';

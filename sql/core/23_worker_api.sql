@@ -26,6 +26,7 @@ DECLARE
     role_name name := coalesce(worker, session_user);
     w pg_roles;
     relation record;
+    hidden regclass;
     attribute text;
     missing text[];
 BEGIN
@@ -40,7 +41,8 @@ BEGIN
     -- the table and every partition below it: a write through the table fires the partitions' own code
     FOR relation IN SELECT c.oid::regclass AS relid, c.relowner::regrole AS owner, o.*
                     FROM pg_class c JOIN pg_roles o ON o.oid = c.relowner
-                    WHERE c.oid = v.source OR c.oid IN (SELECT p.relid FROM pg_partition_tree(v.source) p) LOOP
+                    WHERE c.oid = v.source OR c.oid IN (SELECT p.relid FROM pg_partition_tree(v.source) p)
+                       OR c.oid = v.destination LOOP  -- a chunked vectorizer's writes fire its destination's code
         SELECT a.label INTO attribute FROM (VALUES
                 ('a superuser', w.rolsuper, relation.rolsuper),
                 ('allowed to bypass row-level security (BYPASSRLS)', w.rolbypassrls, relation.rolbypassrls),
@@ -62,20 +64,31 @@ BEGIN
                           relation.owner, relation.owner, relation.owner);
         END IF;
     END LOOP;
-    IF (SELECT c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(w.oid, c.relowner, 'USAGE'))
-               AND NOT (w.rolbypassrls OR w.rolsuper) FROM pg_class c WHERE c.oid = v.source) THEN
+    SELECT c.oid::regclass INTO hidden FROM pg_class c
+    WHERE c.oid IN (v.source, v.destination) AND c.relrowsecurity
+      AND (c.relforcerowsecurity OR NOT pg_has_role(w.oid, c.relowner, 'USAGE')) AND NOT (w.rolbypassrls OR w.rolsuper)
+    LIMIT 1;
+    IF hidden IS NOT NULL THEN  -- (a hidden chunk would be left stale, or collide with a new one)
         RETURN format('row-level security on %s may hide rows from role %I, and a hidden row must not pass for a '
                       'deleted one: connect the worker as the table''s owner (and do not FORCE ROW LEVEL SECURITY)',
-                      v.source, role_name);
+                      hidden, role_name);
     END IF;
     SELECT array_agg(format('%s (%I)', privilege, column_name)) INTO missing
-    FROM (SELECT 'SELECT' AS privilege, unnest(v.key_columns || v.text_column) AS column_name
-          UNION ALL SELECT 'UPDATE', v.embedding_column
+    FROM (SELECT 'SELECT' AS privilege, unnest(v.key_columns || vecplug._watched_columns(v)) AS column_name
+          UNION ALL SELECT 'UPDATE', v.embedding_column WHERE v.destination IS NULL
           UNION ALL SELECT 'UPDATE', v.next_column WHERE v.next_column IS NOT NULL) needed
     WHERE NOT has_column_privilege(w.oid, v.source, column_name, privilege);
     IF missing IS NOT NULL THEN
         RETURN format('role %I may not read or write what it needs of %s: GRANT %s ON %s TO %I', role_name,
                       v.source, array_to_string(missing, ', '), v.source, role_name);
+    END IF;
+    IF v.destination IS NOT NULL THEN  -- the chunks: old ones deleted, new ones inserted
+        SELECT array_agg(privilege) INTO missing FROM unnest(ARRAY['SELECT', 'INSERT', 'DELETE']) AS privilege
+        WHERE NOT has_table_privilege(w.oid, v.destination, privilege);
+        IF missing IS NOT NULL THEN
+            RETURN format('role %I may not write the chunks of %s: GRANT %s ON %s TO %I', role_name, v.source,
+                          array_to_string(missing, ', '), v.destination, role_name);
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -202,8 +215,9 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO vecplug.activity (vectorizer_id, error)
-    VALUES (vectorizer_id, 'worker refused: ' || coalesce(format('role %s may not serve it: %s', session_user, refusal),
-                                                          message));
+    VALUES (vectorizer_id, 'worker refused: ' || CASE WHEN refusal IS NOT NULL  -- (format() makes no NULL of one)
+                                                      THEN format('role %s may not serve it: %s', session_user, refusal)
+                                                      ELSE message END);
 END
 $$;
 GRANT EXECUTE ON FUNCTION vecplug.record_refusal(integer, text) TO PUBLIC;
@@ -273,7 +287,8 @@ BEGIN
         RETURN false;
     END IF;
     UPDATE vecplug.vectorizers SET model = pin_model.model, model_fingerprint = pin_model.model_fingerprint
-    WHERE id = v.id AND vecplug.vectorizers.model_fingerprint IS NULL RETURNING source::oid INTO pinned;
+    WHERE id = v.id AND vecplug.vectorizers.model_fingerprint IS NULL
+    RETURNING coalesce(destination, source)::oid INTO pinned;  -- where the vectors are
     IF pinned IS NULL THEN
         RETURN false;
     END IF;

@@ -145,6 +145,8 @@ def test_readme_postgres_examples_run(readme_env, readme_server, small_model_dir
         assert psql.returncode == 0, f"SQL block {index}: {psql.stderr[-3000:]}"
         if "how long can a document be?" in step:
             assert "(3 rows)" in psql.stdout, psql.stdout  # the top-10 query over the three rows
+        if "how do I descale it?" in step:
+            assert "(2 rows)" in psql.stdout, psql.stdout  # the best passage of each of the two manuals
         if "EXPLAIN" in step:  # what the README says EXPLAIN shows (with the table scan ruled out on 3 rows)
             assert "Index Scan using docs_embedding_idx" in psql.stdout, psql.stdout
         outputs.append(psql.stdout)
