@@ -52,6 +52,7 @@ def requeue(cluster, vectorizer: int) -> None:
     """Every row back to no vector and queued once, as after a bulk INSERT."""
     with cluster.connect("bench_worker") as conn:
         conn.execute("DELETE FROM vecplug.queue")
+        conn.execute("DELETE FROM vecplug.queued_statements")
         conn.execute("UPDATE docs SET embedding = NULL")
         conn.execute("SELECT vecplug._enqueue_rows_without_vector(%s)", [vectorizer])
         conn.execute("VACUUM ANALYZE docs")
