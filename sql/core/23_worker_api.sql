@@ -110,8 +110,10 @@ $$;
 REVOKE ALL ON FUNCTION vecplug._authorize_worker(integer) FROM PUBLIC;
 
 -- Spread the vectorizer's queued statements (migration 0005) into vecplug.queue, one row per key, in
--- order, keeping when they were queued; those another worker is spreading are skipped. In the claiming
--- transaction: a batch rolled back puts them back as they were.
+-- order, keeping when they were queued; those another worker is spreading are skipped. A key that
+-- several of them queued (inserted, then updated) gets one row: none was claimed yet, and the worker
+-- reads the text current when it claims. In the claiming transaction: a batch rolled back puts them
+-- back as they were.
 CREATE OR REPLACE FUNCTION vecplug._spread_queued_statements(v vecplug.vectorizer_columns) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -122,8 +124,10 @@ AS $$
             FOR UPDATE SKIP LOCKED)
         RETURNING s.*)
     INSERT INTO vecplug.queue (vectorizer_id, source, pk, queued_at)
-    SELECT t.vectorizer_id, t.source, k.pk, t.queued_at
-    FROM taken t CROSS JOIN LATERAL vecplug._statement_keys(t.keys) k ORDER BY t.id, k.line
+    SELECT first.vectorizer_id, first.source, first.pk, first.queued_at
+    FROM (SELECT DISTINCT ON (k.pk) t.vectorizer_id, t.source, k.pk, t.queued_at, t.id, k.line
+          FROM taken t CROSS JOIN LATERAL vecplug._statement_keys(t.keys) k ORDER BY k.pk, t.id, k.line) first
+    ORDER BY first.id, first.line
 $$;
 REVOKE ALL ON FUNCTION vecplug._spread_queued_statements(vecplug.vectorizer_columns) FROM PUBLIC;
 
