@@ -152,7 +152,8 @@ def main() -> None:
         if cluster is not None:
             cluster.stop()
     print(f"COPY of {options.rows} rows, median of {options.rounds} rounds (ms); as a non-superuser table owner")
-    print(f"{'SQL':<16} {'plain':>8} {'+vectorizer':>12} {'ratio':>6} {'partitioned':>12} {'+vectorizer':>12} {'ratio':>6}")
+    print(f"{'SQL':<16} {'plain':>8} {'+vectorizer':>12} {'ratio':>6} "
+          f"{'partitioned':>12} {'+vectorizer':>12} {'ratio':>6}")
     for label in dsns:
         median = {table: statistics.median(seconds[(label, table)]) * 1000 for table in TABLES}
         plain = median["with_vectorizer"] / median["plain"]

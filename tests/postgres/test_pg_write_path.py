@@ -102,7 +102,8 @@ def test_batches_are_sized_by_tokens_under_the_row_cap_and_lose_nothing(dsn, loc
         conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
         conn.execute("SELECT vecplug.create_vectorizer('docs', 'body')")
         texts = {**short, **long}
-        conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])", [list(texts), list(texts.values())])
+        conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])",
+                     [list(texts), list(texts.values())])
     with one_torch_thread():
         report = vecplug_pgvector.Worker(dsn, local_model, batch_size=25, batch_tokens=400,
                                          show_progress=False).run(once=True)

@@ -64,3 +64,12 @@ def test_bench_pg_sync_compares_two_versions_of_the_sql(tmp_path, pg_cluster):
     lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
     assert [line.get("sql") for line in lines[:2]] == ["HEAD", "this checkout"]
     assert lines[2]["bulk_ratio_reference_over_current"] > 0
+
+
+def test_bench_pg_copy_times_the_write_path_and_loses_nothing(tmp_path, pg_cluster):
+    """This checkout's SQL only, a few rows: every row queued (the script checks), the ratio printed."""
+    process = run_script("bench_pg_copy.py", "--rows", "300", "--rounds", "1", "--against-rev", "none",
+                         tmp_path=tmp_path)
+    result = json.loads(process.stdout.splitlines()[-1])
+    assert result["sql"] == "this checkout" and result["rows"] == 300
+    assert result["ratio"] > 0 and result["partitioned_ratio"] > 0
