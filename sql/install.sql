@@ -57,6 +57,11 @@ SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0004_chunks') AS
 \ir core/migrations/0004_chunks.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('0004_chunks', 'migration');
 \endif
+SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0005_write_path') AS vecplug_apply \gset
+\if :vecplug_apply
+\ir core/migrations/0005_write_path.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('0005_write_path', 'migration');
+\endif
 
 -- Repeatable core files (plain SQL).
 \ir core/10_functions.sql

@@ -88,10 +88,16 @@ def assert_embedded_as(found: dict, expected: dict, min_cosine: float = 0.9999) 
 
 
 def queue_rows(conn, vectorizer_id: int | None = None) -> list[tuple]:
-    query = "SELECT vectorizer_id, pk, attempts FROM vecplug.queue"
-    if vectorizer_id is not None:
-        query += f" WHERE vectorizer_id = {int(vectorizer_id)}"
-    return conn.execute(query + " ORDER BY id").fetchall()
+    """(vectorizer id, key, attempts) of every queued row: vecplug.queue's rows, then the keys of the writing
+    statements no worker has spread into it yet (vecplug.queued_statements, one row per statement)."""
+    where = "" if vectorizer_id is None else f" WHERE vectorizer_id = {int(vectorizer_id)}"
+    return conn.execute(f"""
+        SELECT vectorizer_id, pk, attempts FROM (
+            SELECT vectorizer_id, pk, attempts, 0 AS part, id, 0::bigint AS line FROM vecplug.queue{where}
+            UNION ALL
+            SELECT s.vectorizer_id, k.pk, 0, 1, s.id, k.line
+            FROM vecplug.queued_statements s, vecplug._statement_keys(s.keys) k{where}) queued
+        ORDER BY part, id, line""").fetchall()
 
 
 def status(conn) -> dict:

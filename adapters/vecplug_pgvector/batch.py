@@ -4,6 +4,13 @@
     ->  vecplug_before_ingest  ->  embed (document prompt)  ->  write where the text is unchanged
     ->  vecplug.finish_batch: delete exactly the queue rows claimed  ->  COMMIT
 
+Batches are sized by tokens (``batch_tokens``): a batch claims about as many
+rows as its token budget holds (from the tokens per row seen so far, at most
+``batch_size``), reads them, and embeds the rows that fit the budget, in
+queue order (always at least one); the rest of the claim stays queued,
+untouched, for the next batch. Fixed row counts made passes of short texts
+too small for the engine and batches of long ones too long.
+
 Several workers share a queue: SKIP LOCKED gives each its own rows. A row
 whose text changes while it is embedded is not overwritten (the write
 checks the md5 of the text it read) and the change queued a new row. A row
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 
 import vecplug
@@ -36,6 +44,9 @@ from . import formats, statements
 from . import vectorizers as vz
 
 MAX_ERROR_CHARS = 2000
+BUDGET_PASSES = 8            # default batch_tokens: this many of the model's forward passes (token_budget)
+DEFAULT_PASS_TOKENS = 2048   # a model that does not say its token_budget (a RemoteModel)
+CHARS_PER_TOKEN = 4          # a model that cannot count tokens: estimated from characters
 OUTAGE_STATUSES = (401, 403, 429, 502, 503, 504)
 
 
@@ -55,6 +66,7 @@ class BatchResult:
     errors: int = 0          # rows that failed on their own this time (attempt counted)
     failed: int = 0          # of those, rows moved to vecplug.failed
     truncated: int = 0
+    deferred: int = 0        # claimed rows past the token budget: left queued for the next batch
     seconds: float = 0.0
     last_error: str | None = None
 
@@ -78,6 +90,17 @@ class Row:
         return dict(zip(formats.template_names(vectorizer.format), self.values))
 
 
+def default_batch_tokens(model) -> int:
+    """Tokens per worker batch when none is given: ``BUDGET_PASSES`` of the model's forward passes, so the
+    engine runs full passes and the per-batch round trips are spread over many rows."""
+    budget = None
+    try:
+        budget = model.describe().get("token_budget")
+    except Exception:  # noqa: BLE001 - a model that cannot describe itself (a server away): the default
+        pass
+    return BUDGET_PASSES * int(budget or DEFAULT_PASS_TOKENS)
+
+
 def is_outage(error: BaseException) -> bool:
     """Errors that say nothing about the rows: retry the same rows later, count no attempt."""
     if isinstance(error, ServerUnavailableError):
@@ -91,10 +114,13 @@ class BatchRunner:
     """Runs batches on one autocommit connection: each batch is one explicit transaction, its retries savepoints."""
 
     def __init__(self, conn, model, *, batch_size: int = 64, max_attempts: int = 5, retry_delay: float = 10.0,
-                 max_retry_delay: float = 3600.0):
+                 max_retry_delay: float = 3600.0, batch_tokens: int | None = None):
+        """``batch_size``: rows per batch, at most; ``batch_tokens``: tokens per batch (None: rows only)."""
         self.conn = conn
         self.model = model
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self._tokens_per_row: dict[int, float] = {}  # per vectorizer, from its batches so far
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
@@ -142,17 +168,40 @@ class BatchRunner:
             if row.text is None:  # the row is gone (its key reads back as itself) or has no text
                 done_ids += row.queue_ids
                 result.skipped += 1
-        present = [row for row in readable if row.text is not None]
+        present = self._within_budget(current.id, view, [row for row in readable if row.text is not None], result)
         kept = self.embed_rows(current, view, present, current.embedding_column, result, self._record_failure)
         done = [row for row in present if row.key not in kept]
         done_ids += [queue_id for row in done for queue_id in row.queue_ids]
         self._finish(current, done_ids, done, result)
 
+    def claim_size(self, vectorizer_id: int) -> int:
+        """Queue rows to claim: what the token budget holds at the tokens per row seen so far (a quarter
+        more, as rows vary), at most ``batch_size``; ``batch_size`` before anything was seen."""
+        seen = self._tokens_per_row.get(vectorizer_id)
+        if self.batch_tokens is None or seen is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, math.ceil(1.25 * self.batch_tokens / seen)))
+
+    def _within_budget(self, vectorizer_id: int, view, rows: list[Row], result: BatchResult) -> list[Row]:
+        """The first rows, in queue order, whose texts fit ``batch_tokens`` (at least one); the others stay
+        queued untouched (not done, no attempt): the next batch takes them."""
+        if self.batch_tokens is None or not rows:
+            return rows
+        texts = [row.text for row in rows]
+        counts = view.token_counts(texts, "document") or [max(1, len(text) // CHARS_PER_TOKEN) for text in texts]
+        self._tokens_per_row[vectorizer_id] = sum(counts) / len(counts)
+        kept, tokens = 0, 0
+        while kept < len(rows) and (kept == 0 or tokens + counts[kept] <= self.batch_tokens):
+            tokens += counts[kept]
+            kept += 1
+        result.deferred += len(rows) - kept
+        return rows[:kept]
+
     def _claim(self, vectorizer) -> list[Row]:
         """The due queue rows of a batch, locked (and the vectorizer, SHARE), as one Row per table row."""
         by_key: dict[tuple, Row] = {}
         for queue_id, key, attempts in self.conn.execute(statements.CLAIM_BATCH,
-                                                         [vectorizer.id, self.batch_size]).fetchall():
+                                                         [vectorizer.id, self.claim_size(vectorizer.id)]).fetchall():
             row = by_key.setdefault(tuple(key), Row(tuple(key), [], attempts, None, None))
             row.queue_ids.append(queue_id)
             row.attempts = max(row.attempts, attempts)

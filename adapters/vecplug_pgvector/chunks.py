@@ -58,7 +58,9 @@ class ChunkWriter:
             if row.text is None:  # the row is gone (its key reads back as itself): its chunks went with it
                 done_ids += row.queue_ids
                 result.skipped += 1
-        present = [row for row in readable if row.text is not None]
+        # sized by tokens like any batch: a claim of long documents embeds the first that fit, the rest wait
+        present = self.runner._within_budget(vectorizer.id, view, [row for row in readable if row.text is not None],
+                                             result)
         truncated_before = view.truncated_count
         failed = self._process(vectorizer, view, present, result) if present else set()
         result.truncated += view.truncated_count - truncated_before

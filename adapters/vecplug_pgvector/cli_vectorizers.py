@@ -29,8 +29,10 @@ def _local_model_options(purpose: str = ""):
 @server_options(url_help=SERVER_HELP + " Default: the server vecplug pg install recorded.",
                 key_otherwise=RECORDED_KEY)
 @_local_model_options()
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
-              help="Rows per batch (one transaction each).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=1024, show_default=True,
+              help="Rows per batch (one transaction each), at most: a cap; batches are sized by --batch-tokens.")
+@click.option("--batch-tokens", type=click.IntRange(1), default=None,
+              help="Tokens of text per batch (default: 8 forward passes of the model, its token budget).")
 @click.option("--vectorizer", "vectorizers", multiple=True,
               help="Serve only this vectorizer (id or name, e.g. public.docs.embedding); repeatable. Default: all.")
 @click.option("--once", is_flag=True, help="Drain what is queued now, then exit: 0, or 1 when rows are left because of errors.")
@@ -44,8 +46,8 @@ def _local_model_options(purpose: str = ""):
               help="Serve Prometheus metrics on this port (0: any free one; the URL is logged).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics (0.0.0.0: all).")
 @click.option("--quiet", is_flag=True, help="No progress bar on a terminal.")
-def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, vectorizers, once, max_attempts,
-           retry_delay, poll_interval, metrics_port, metrics_host, quiet):
+def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, batch_tokens, vectorizers, once,
+           max_attempts, retry_delay, poll_interval, metrics_port, metrics_host, quiet):
     """Embed the rows that vectorizers queue (LISTEN for new ones); stop with SIGTERM or Ctrl-C.
 
     Connect as the role that owns the tables, or as a role with no rights of
@@ -69,7 +71,8 @@ def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, vect
     handler = configure_logging(sys.stderr, structured=not person, level=30 if person else 20)
     try:
         runner = Worker(dsn, model, server_url=server_url, api_key=api_key, device=device, dtype=dtype,
-                        batch_size=batch_size, vectorizers=list(vectorizers), max_attempts=max_attempts,
+                        batch_size=batch_size, batch_tokens=batch_tokens, vectorizers=list(vectorizers),
+                        max_attempts=max_attempts,
                         retry_delay=retry_delay, poll_interval=poll_interval, metrics_port=metrics_port,
                         metrics_host=metrics_host, show_progress=not quiet)
         _stop_on_signals(runner)

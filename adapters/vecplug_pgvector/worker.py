@@ -26,11 +26,12 @@ from vecplug.errors import ModelMismatchError
 
 from . import statements
 from . import vectorizers as vz
-from .batch import BatchRunner, DatabaseLost, Outage
+from .batch import BatchRunner, DatabaseLost, Outage, default_batch_tokens
 from .connection import connect
 from .worker_telemetry import WorkerMetrics
 
 MAX_BACKOFF_S = 30.0
+MAX_BATCH_ROWS = 1024  # the default cap on rows per batch; batches are sized by tokens (batch_tokens)
 QUEUE_GAUGE_EVERY_S = 10.0
 FOLD_ACTIVITY_EVERY_S = 60.0
 SERVER_RETRY_S = 5.0  # RemoteModel's own retries per request; the worker's backoff takes over after
@@ -95,19 +96,22 @@ class Worker:
     install``. ``vectorizers``: ids or names to serve (default all).
     A row that fails on its own ``max_attempts`` times moves to
     ``vecplug.failed``; between attempts it waits ``retry_delay`` seconds,
-    doubling.
+    doubling. A batch (one transaction) holds about ``batch_tokens`` tokens
+    of text (default: 8 of the model's forward passes, its ``token_budget``)
+    and at most ``batch_size`` rows.
     """
 
     def __init__(self, dsn: str, model=None, *, server_url: str | None = None, api_key: str | None = None,
-                 device: str | None = None, dtype: str | None = None, batch_size: int = 64,
-                 vectorizers: list[str] | None = None, max_attempts: int = 5, retry_delay: float = 10.0,
+                 device: str | None = None, dtype: str | None = None, batch_size: int = MAX_BATCH_ROWS,
+                 batch_tokens: int | None = None, vectorizers: list[str] | None = None, max_attempts: int = 5, retry_delay: float = 10.0,
                  poll_interval: float = 5.0, metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                  show_progress: bool = True):
         if not isinstance(dsn, str):
             raise TypeError("dsn must be a libpq connection string: the worker opens (and reopens) its own connections")
         if model is not None and server_url is not None:
             raise ValueError("give model or server_url, not both")
-        for name, value, least in (("batch_size", batch_size, 1), ("max_attempts", max_attempts, 1)):
+        for name, value, least in (("batch_size", batch_size, 1), ("max_attempts", max_attempts, 1),
+                                   ("batch_tokens", 1 if batch_tokens is None else batch_tokens, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, not {value!r}")
         if retry_delay < 0 or poll_interval <= 0:
@@ -118,6 +122,7 @@ class Worker:
         self._model = model if isinstance(model, vecplug.EmbeddingModel) else None
         self._model_name = model if isinstance(model, str) else None
         self.batch_size, self.max_attempts, self.retry_delay = batch_size, max_attempts, retry_delay
+        self.batch_tokens = batch_tokens
         self.poll_interval = poll_interval
         self.wanted = list(vectorizers or [])
         self.metrics_port, self.metrics_host = metrics_port, metrics_host
@@ -247,6 +252,7 @@ class Worker:
                                                                "fingerprint": spec.fingerprint}})
         if self.runner is None:
             self.runner = BatchRunner(self.conn, self._model, batch_size=self.batch_size,
+                                      batch_tokens=self.batch_tokens or default_batch_tokens(self._model),
                                       max_attempts=self.max_attempts, retry_delay=self.retry_delay)
 
     def _installed_server(self) -> tuple[str, str | None]:

@@ -869,3 +869,20 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION vecplug._vectorizer_for_update(regclass, name, text) FROM PUBLIC;
+
+-- The keys of a row of vecplug.queued_statements (migration 0005): one text[] per line of its
+-- two-dimensional `keys`, in order, as vecplug.queue.pk holds them.
+CREATE OR REPLACE FUNCTION vecplug._statement_keys(keys text[]) RETURNS TABLE (line bigint, pk text[])
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- (the array is read once: naming `keys` per element would read all of it again each time)
+    WITH shape AS (SELECT array_length(keys, 2) AS width),
+         elements AS (SELECT * FROM unnest(keys) WITH ORDINALITY AS u (element, position))
+    SELECT e.position, ARRAY[e.element] FROM elements e, shape WHERE shape.width = 1
+    UNION ALL
+    SELECT (e.position - 1) / shape.width + 1, array_agg(e.element ORDER BY e.position)
+    FROM elements e, shape WHERE shape.width > 1 GROUP BY 1
+    ORDER BY 1
+$$;
+GRANT EXECUTE ON FUNCTION vecplug._statement_keys(text[]) TO PUBLIC;

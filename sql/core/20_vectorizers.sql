@@ -202,7 +202,9 @@ DECLARE
     pending bigint;
 BEGIN
     PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
-    SELECT count(DISTINCT pk) INTO pending FROM vecplug.queue WHERE vectorizer_id = v.id;
+    SELECT count(DISTINCT pk) INTO pending FROM (SELECT pk FROM vecplug.queue WHERE vectorizer_id = v.id
+        UNION ALL SELECT k.pk FROM vecplug.queued_statements s, vecplug._statement_keys(s.keys) k
+        WHERE s.vectorizer_id = v.id) queued;
     DELETE FROM vecplug.queue WHERE vectorizer_id = v.id;
     DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
     DELETE FROM vecplug.activity WHERE vectorizer_id = v.id;
@@ -304,7 +306,11 @@ FROM vecplug.vectorizer_columns v
 CROSS JOIN LATERAL (SELECT vecplug._vectorizer_problem(v) AS problem) p
 LEFT JOIN LATERAL (SELECT count(DISTINCT pk) AS pending, now() - min(queued_at) AS oldest_pending_age,
                           count(DISTINCT pk) FILTER (WHERE attempts > 0) AS retrying
-                   FROM vecplug.queue WHERE vectorizer_id = v.id AND source = v.source) q ON true
+                   FROM (SELECT pk, queued_at, attempts FROM vecplug.queue
+                         WHERE vectorizer_id = v.id AND source = v.source
+                         UNION ALL  -- statements a worker has not spread into vecplug.queue yet
+                         SELECT k.pk, s.queued_at, 0 FROM vecplug.queued_statements s, vecplug._statement_keys(s.keys) k
+                         WHERE s.vectorizer_id = v.id AND s.source = v.source) queued) q ON true
 LEFT JOIN LATERAL (SELECT count(*) AS failed FROM vecplug.failed WHERE vectorizer_id = v.id AND source = v.source) f ON true
 LEFT JOIN LATERAL (SELECT sum(embedded) AS embedded, sum(truncated) AS truncated
                    FROM vecplug.activity WHERE vectorizer_id = v.id) a ON true

@@ -17,10 +17,14 @@
 -- bytea_output, lc_monetary or search_path; the worker reads keys back
 -- under the same settings (vecplug_pgvector.vectorizers.KEY_SETTINGS).
 --
--- Plain tables get statement-level triggers with transition tables (one
--- queue INSERT per statement). Partitioned tables get row-level ones, which
--- PostgreSQL clones to every partition, also those attached later, so a
--- write that names a partition is queued too.
+-- Plain tables get statement-level triggers with transition tables: a
+-- statement queues its rows as ONE row of vecplug.queued_statements (every
+-- key in one two-dimensional text[]), which a worker spreads into
+-- vecplug.queue when it claims a batch (migration 0005: a queue row per
+-- written row cost a COPY four times the COPY alone). Partitioned tables get
+-- row-level ones, which PostgreSQL clones to every partition, also those
+-- attached later, so a write that names a partition is queued too; they
+-- queue into vecplug.queue directly.
 
 -- The vectorizer a trigger belongs to, checked against the table it fires
 -- on (the vectorizer's table, or one of its partitions).
@@ -202,9 +206,10 @@ BEGIN
     IF TG_LEVEL = 'ROW' THEN
         EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM (SELECT ($3).*) AS n',
                        vecplug._key_array(v.key_columns, 'n')) USING v.id, v.source::oid, NEW;
-    ELSE
-        EXECUTE 'INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, changed.pk FROM ('
-                || vecplug._changed_rows_query(v, TG_OP) || ') AS changed' USING v.id, v.source::oid;
+    ELSE  -- one row for the whole statement (a worker spreads it into vecplug.queue)
+        EXECUTE 'INSERT INTO vecplug.queued_statements (vectorizer_id, source, keys) SELECT $1, $2, array_agg(changed.pk) '
+                || 'FROM (' || vecplug._changed_rows_query(v, TG_OP) || ') AS changed HAVING count(*) > 0'
+            USING v.id, v.source::oid;
     END IF;
     GET DIAGNOSTICS queued = ROW_COUNT;
     IF queued > 0 THEN
@@ -271,6 +276,24 @@ BEGIN
                        'AND f.pk = %s', deleted, vecplug._key_array(v.key_columns, 'o'))
             USING v.id, v.source::oid, OLD;
     END IF;
+    -- Statements not spread yet that queued a deleted row: written again without it, by a role that may
+    -- queue rows of this table (one that may only delete leaves them: the worker finds those rows gone).
+    -- Only the statements holding a deleted key are rewritten; those a worker holds are skipped.
+    IF TG_LEVEL = 'STATEMENT' AND has_any_column_privilege(v.source, 'INSERT, UPDATE')
+       AND EXISTS (SELECT FROM vecplug.queued_statements s WHERE s.vectorizer_id = v.id AND s.source = v.source) THEN
+        EXECUTE format('WITH deleted AS (SELECT %1$s AS pk FROM vecplug_old o), '
+                       'hit AS (SELECT s.id FROM vecplug.queued_statements s WHERE s.vectorizer_id = $1 AND s.source = $2 '
+                       '        AND s.keys && (SELECT array_agg(e) FROM deleted, unnest(deleted.pk) AS e) '
+                       '        FOR UPDATE OF s SKIP LOCKED), '
+                       'taken AS (DELETE FROM vecplug.queued_statements s USING hit WHERE s.id = hit.id RETURNING s.*) '
+                       'INSERT INTO vecplug.queued_statements (vectorizer_id, source, keys, queued_at) '
+                       'SELECT t.vectorizer_id, t.source, array_agg(k.pk ORDER BY k.line), t.queued_at '
+                       'FROM taken t CROSS JOIN LATERAL vecplug._statement_keys(t.keys) k '
+                       'WHERE NOT EXISTS (SELECT FROM deleted d WHERE d.pk = k.pk) '
+                       'GROUP BY t.id, t.vectorizer_id, t.source, t.queued_at ORDER BY t.id',
+                       vecplug._key_array(v.key_columns, 'o'))
+            USING v.id, v.source::oid;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -284,6 +307,7 @@ DECLARE
     v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
 BEGIN
     DELETE FROM vecplug.queue WHERE vectorizer_id = v.id AND source = v.source;
+    DELETE FROM vecplug.queued_statements WHERE vectorizer_id = v.id AND source = v.source;
     DELETE FROM vecplug.failed WHERE vectorizer_id = v.id AND source = v.source;
     RETURN NULL;
 END
@@ -366,8 +390,14 @@ BEGIN
         RETURN NULL;
     END IF;
     rows_query := vecplug._chunk_rows_query(v, CASE TG_LEVEL WHEN 'ROW' THEN 'ROW' ELSE TG_OP END);
-    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, r.pk FROM (%s) AS r',
-                   rows_query) USING v.id, v.source::oid, NEW;
+    IF TG_LEVEL = 'ROW' THEN
+        EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, r.pk FROM (%s) AS r',
+                       rows_query) USING v.id, v.source::oid, NEW;
+    ELSE  -- one row for the whole statement, as for single vectors (a worker spreads it into vecplug.queue)
+        EXECUTE format('INSERT INTO vecplug.queued_statements (vectorizer_id, source, keys) '
+                       'SELECT $1, $2, array_agg(r.pk) FROM (%s) AS r HAVING count(*) > 0', rows_query)
+            USING v.id, v.source::oid;
+    END IF;
     GET DIAGNOSTICS queued = ROW_COUNT;
     IF queued > 0 THEN
         PERFORM pg_notify('vecplug_queue', v.id::text);

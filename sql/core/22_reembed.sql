@@ -130,6 +130,7 @@ BEGIN
     -- Every row with text now has the new model's vector of its current text (or is queued by the
     -- caller): what was queued for the old model is done.
     DELETE FROM vecplug.queue WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.queued_statements WHERE vectorizer_id = v.id;
     DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
     PERFORM vecplug._vectorizer_triggers(v.id);
 END

@@ -122,7 +122,30 @@ END
 $$;
 REVOKE ALL ON FUNCTION vecplug._authorize_worker(integer) FROM PUBLIC;
 
--- Lock up to batch_size due queue rows of the vectorizer (SKIP LOCKED: each worker its own rows).
+-- Spread the vectorizer's queued statements (migration 0005) into vecplug.queue, one row per key, in
+-- order, keeping when they were queued; those another worker is spreading are skipped. A key that
+-- several of them queued (inserted, then updated) gets one row: none was claimed yet, and the worker
+-- reads the text current when it claims. In the claiming transaction: a batch rolled back puts them
+-- back as they were.
+CREATE OR REPLACE FUNCTION vecplug._spread_queued_statements(v vecplug.vectorizer_columns) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH taken AS (
+        DELETE FROM vecplug.queued_statements s WHERE s.id IN (
+            SELECT t.id FROM vecplug.queued_statements t WHERE t.vectorizer_id = v.id AND t.source = v.source
+            FOR UPDATE SKIP LOCKED)
+        RETURNING s.*)
+    INSERT INTO vecplug.queue (vectorizer_id, source, pk, queued_at)
+    SELECT first.vectorizer_id, first.source, first.pk, first.queued_at
+    FROM (SELECT DISTINCT ON (k.pk) t.vectorizer_id, t.source, k.pk, t.queued_at, t.id, k.line
+          FROM taken t CROSS JOIN LATERAL vecplug._statement_keys(t.keys) k ORDER BY k.pk, t.id, k.line) first
+    ORDER BY first.id, first.line
+$$;
+REVOKE ALL ON FUNCTION vecplug._spread_queued_statements(vecplug.vectorizer_columns) FROM PUBLIC;
+
+-- Lock up to batch_size due queue rows of the vectorizer (SKIP LOCKED: each worker its own rows),
+-- after spreading its queued statements.
 CREATE OR REPLACE FUNCTION vecplug.claim_batch(vectorizer_id integer, batch_size integer)
 RETURNS TABLE (queue_id bigint, pk text[], attempts integer)
 LANGUAGE plpgsql SECURITY DEFINER
@@ -133,6 +156,9 @@ DECLARE
 BEGIN
     IF v.id IS NULL THEN
         RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM vecplug.queued_statements s WHERE s.vectorizer_id = v.id) THEN
+        PERFORM vecplug._spread_queued_statements(v);
     END IF;
     RETURN QUERY SELECT q.id, q.pk, q.attempts FROM vecplug.queue q
         WHERE q.vectorizer_id = v.id AND q.source = v.source AND (q.retry_after IS NULL OR q.retry_after <= now())
@@ -243,6 +269,8 @@ BEGIN
     SELECT DISTINCT ON (vectorizer_id) vectorizer_id, error, at FROM old WHERE error IS NOT NULL
     ORDER BY vectorizer_id, at DESC;
     DELETE FROM vecplug.queue q USING vecplug.vectorizers v WHERE v.id = q.vectorizer_id AND q.source <> v.source;
+    DELETE FROM vecplug.queued_statements s USING vecplug.vectorizers v
+    WHERE v.id = s.vectorizer_id AND s.source <> v.source;
 END
 $$;
 GRANT EXECUTE ON FUNCTION vecplug.fold_activity() TO PUBLIC;

@@ -240,20 +240,24 @@ def test_a_hostile_role_cannot_touch_another_tables_work(hostile, pg_cluster, fr
             ("SELECT vecplug.drop_vectorizer(%s)", [victim]),
             ("SELECT vecplug.retry_failed('public.docs')", []),
             ("INSERT INTO vecplug.queue (vectorizer_id, source, pk) VALUES (%s, %s, ARRAY['1'])", [victim, docs_oid]),
+            ("INSERT INTO vecplug.queued_statements (vectorizer_id, source, keys) VALUES (%s, %s, ARRAY[['1']])",
+             [victim, docs_oid]),
             ("SELECT * FROM vecplug.settings", []),
             ("UPDATE vecplug.vectorizers SET model = 'x'", []),
         ]:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement, arguments)
         assert conn.execute("DELETE FROM vecplug.queue").rowcount == 0
+        assert conn.execute("DELETE FROM vecplug.queued_statements").rowcount == 0
         assert conn.execute("SELECT count(*) FROM vecplug.queue").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM vecplug.queued_statements").fetchone()[0] == 0
         conn.execute("SELECT vecplug.record_refusal(%s, 'all is fine, ignore the queue')", [victim])
         conn.execute("CREATE TABLE m.mine (id int PRIMARY KEY, body text)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function"):
             conn.execute(f"CREATE TRIGGER steal AFTER INSERT ON m.mine REFERENCING NEW TABLE AS vecplug_new "
                          f"FOR EACH STATEMENT EXECUTE FUNCTION vecplug._queue_changed('{victim}')")
     with psycopg.connect(admin, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM vecplug.queue WHERE vectorizer_id = %s", [victim]).fetchone()[0] == 1
+        assert conn.execute("SELECT pending FROM vecplug.status WHERE id = %s", [victim]).fetchone()[0] == 1
         last_error = conn.execute("SELECT last_error FROM vecplug.status WHERE id = %s", [victim]).fetchone()[0]
     assert last_error is None or "all is fine" not in last_error, last_error
 

@@ -63,6 +63,7 @@ def test_the_triggers_queue_what_needs_a_vector_and_nothing_else(pg_cluster, db)
         assert [note.payload for note in notes] == [str(vectorizer_id)]
         assert keys(conn) == [[str(i)] for i in range(1, 6)]
         conn.execute("DELETE FROM vecplug.queue")
+        conn.execute("DELETE FROM vecplug.queued_statements")
         conn.execute("UPDATE docs SET embedding = array_fill(0.5, ARRAY[64])::vector")  # as a worker would
 
         conn.execute("UPDATE docs SET lang = 'fr'")  # not the text: nothing

@@ -73,3 +73,12 @@ def test_bench_chunks_times_whole_plain_and_late(tmp_path):
     assert set(result["rows"]) == {"whole", "plain", "late"} and result["chunks"] > result["docs"]
     assert result["rows"]["whole"]["vs_whole"] == 1.0
     assert all(0 < row["mfu"] < 1 and row["tokens_per_s"] > 0 for row in result["rows"].values())
+
+
+def test_bench_pg_copy_times_the_write_path_and_loses_nothing(tmp_path, pg_cluster):
+    """This checkout's SQL only, a few rows: every row queued (the script checks), the ratio printed."""
+    process = run_script("bench_pg_copy.py", "--rows", "300", "--rounds", "1", "--against-rev", "none",
+                         tmp_path=tmp_path)
+    result = json.loads(process.stdout.splitlines()[-1])
+    assert result["sql"] == "this checkout" and result["rows"] == 300
+    assert result["ratio"] > 0 and result["partitioned_ratio"] > 0
