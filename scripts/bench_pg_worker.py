@@ -3,6 +3,8 @@
 
     .venv/bin/python scripts/bench_pg_worker.py           # 5,000 rows, base-shaped model: defaults, batch 64, 256
     .venv/bin/python scripts/bench_pg_worker.py --rows 500 --shape tiny --repeat 1   # a quick look
+    .venv/bin/python scripts/bench_pg_worker.py --rows 400 --long --chunk-tokens 128 --batch-size default
+        # long documents: a plain vectorizer beside a chunked one on the same texts
 
 A throwaway PostgreSQL cluster (tests/pg_rig.py) holds a table of real
 paragraphs from Python's docs with an async vectorizer. Passes take turns
@@ -27,42 +29,53 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # pg_rig: the test cluster, as root or not
 
 
-def texts_for(rows: int) -> list[str]:
-    from vecplug.testing import stdlib_paragraphs
+def texts_for(rows: int, long: bool = False) -> list[str]:
+    """Real paragraphs (about 60 tokens), or with ``long`` ~512-token documents of consecutive ones."""
+    from vecplug.testing import long_documents, stdlib_paragraphs
 
-    paragraphs = list(dict.fromkeys(stdlib_paragraphs()))
-    return [paragraphs[index % len(paragraphs)] for index in range(rows)]
+    pool = long_documents() if long else list(dict.fromkeys(stdlib_paragraphs()))
+    return [pool[index % len(pool)] for index in range(rows)]
 
 
-def prepare(cluster, texts: list[str], dimensions: int) -> tuple[str, int]:
+def prepare(cluster, texts: list[str], dimensions: int, chunk_tokens: int | None) -> tuple[str, dict]:
+    """The database, and its vectorizers by table: ``docs`` (one vector a row), ``docs_chunked`` (chunks)."""
     import vecplug_pgvector
 
     name = cluster.create_database("bench_worker")
     dsn = cluster.dsn(name)
     vecplug_pgvector.install(dsn)
+    vectorizers = {}
     with cluster.connect(name) as conn:
-        conn.execute("CREATE TABLE docs (id integer PRIMARY KEY, body text NOT NULL)")
-        vectorizer = conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', dimensions => %s)",
-                                  [dimensions]).fetchone()[0]
-        conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])", [list(range(len(texts))), texts])
-    return dsn, vectorizer
+        for table in ["docs"] + (["docs_chunked"] if chunk_tokens else []):
+            conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, body text NOT NULL)")
+            extra = ", chunk_tokens => %s" if table == "docs_chunked" else ""
+            vectorizers[table] = conn.execute(
+                f"SELECT vecplug.create_vectorizer('{table}', 'body', dimensions => %s{extra})",
+                [dimensions] + ([chunk_tokens] if extra else [])).fetchone()[0]
+            conn.execute(f"INSERT INTO {table} SELECT * FROM unnest(%s::int[], %s::text[])",
+                         [list(range(len(texts))), texts])
+    return dsn, vectorizers
 
 
-def requeue(cluster, vectorizer: int) -> None:
-    """Every row back to no vector and queued once, as after a bulk INSERT."""
+def requeue(cluster, table: str, vectorizer: int) -> None:
+    """Every row of ``table`` back to no vector (no chunks) and queued once, as after a bulk INSERT; nothing else queued."""
     with cluster.connect("bench_worker") as conn:
         conn.execute("DELETE FROM vecplug.queue")
         conn.execute("DELETE FROM vecplug.queued_statements")
-        conn.execute("UPDATE docs SET embedding = NULL")
-        conn.execute("SELECT vecplug._enqueue_rows_without_vector(%s)", [vectorizer])
-        conn.execute("VACUUM ANALYZE docs")
+        if table == "docs_chunked":
+            conn.execute("DELETE FROM docs_chunked_chunks")
+            conn.execute("SELECT vecplug._enqueue_rows_without_chunks(%s)", [vectorizer])
+        else:
+            conn.execute(f"UPDATE {table} SET embedding = NULL")
+            conn.execute("SELECT vecplug._enqueue_rows_without_vector(%s)", [vectorizer])
+        conn.execute(f"VACUUM ANALYZE {table}")
 
 
-def worker_pass(cluster, dsn: str, vectorizer: int, model, batch_size: int | None, rows: int) -> float:
+def worker_pass(cluster, dsn: str, table: str, vectorizer: int, model, batch_size: int | None, rows: int) -> float:
     """One drain of the full queue; ``batch_size`` None: the worker's defaults (batches sized by tokens)."""
     import vecplug_pgvector
 
-    requeue(cluster, vectorizer)
+    requeue(cluster, table, vectorizer)
     sizing = {} if batch_size is None else {"batch_size": batch_size}
     started = time.perf_counter()
     report = vecplug_pgvector.Worker(dsn, model, show_progress=False, **sizing).run(once=True)
@@ -89,6 +102,9 @@ def main() -> None:
                         help="worker batch sizes, comma-separated ('default': the worker's defaults, token-sized)")
     parser.add_argument("--repeat", type=int, default=2, help="passes of each, taking turns; the fastest counts")
     parser.add_argument("--dtype", default=None)
+    parser.add_argument("--long", action="store_true", help="~512-token documents instead of paragraphs")
+    parser.add_argument("--chunk-tokens", type=int, default=None,
+                        help="also a chunked vectorizer (these chunk_tokens) on the same texts, worker defaults")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the throwaway cluster is stopped in `finally`
@@ -103,7 +119,7 @@ def main() -> None:
 
     model = vecplug.load_model(str(bench_model_dir(args.shape)), dtype=args.dtype)
     report = model.describe()
-    texts = texts_for(args.rows)
+    texts = texts_for(args.rows, args.long)
     lengths = model.token_counts(texts, "document") or []
     flops = model.forward_flops(lengths) if lengths else None
     peak = measure_matmul_peak(getattr(torch, report["dtype"]), report["device"])
@@ -111,19 +127,27 @@ def main() -> None:
     batch_sizes = [None if size == "default" else int(size) for size in args.batch_size.split(",")]
     cluster = start_cluster()
     try:
-        dsn, vectorizer = prepare(cluster, texts, model.dimensions)
+        dsn, vectorizers = prepare(cluster, texts, model.dimensions, args.chunk_tokens)
         best: dict[str, float] = {}
         direct_vectors = None
+
+        def timed(path: str, run) -> None:
+            started = time.perf_counter()
+            run()
+            best[path] = min(best.get(path, float("inf")), time.perf_counter() - started)
+            print(f"turn {turn + 1}: {path} {best[path]:.1f} s", file=sys.stderr, flush=True)
+
         for turn in range(args.repeat):
             started = time.perf_counter()
             direct_vectors = model.embed_documents(texts)
             best["direct"] = min(best.get("direct", float("inf")), time.perf_counter() - started)
             for size in batch_sizes:
                 path = "worker, defaults" if size is None else f"worker, batch {size}"
-                seconds = worker_pass(cluster, dsn, vectorizer, model, size, len(texts))
-                best[path] = min(best.get(path, float("inf")), seconds)
-                print(f"turn {turn + 1}: direct {best['direct']:.1f} s, {path} {seconds:.1f} s",
-                      file=sys.stderr, flush=True)
+                timed(path, lambda: worker_pass(cluster, dsn, "docs", vectorizers["docs"], model, size, len(texts)))
+            if args.chunk_tokens:
+                timed("direct, chunks", lambda: model.embed_chunks(texts, args.chunk_tokens))
+                timed("worker, chunks", lambda: worker_pass(cluster, dsn, "docs_chunked", vectorizers["docs_chunked"],
+                                                             model, None, len(texts)))
         worker_vectors = stored_vectors(cluster)
     finally:
         cluster.stop()
@@ -134,7 +158,7 @@ def main() -> None:
           f"min cosine worker vs direct (last worker pass) {cosine:.6f}")
     print(f"{'path':<20} {'seconds':>8} {'rows/s':>8} {'tokens/s':>9} {'MFU':>6} {'vs direct':>9}")
     rows = []
-    for path, seconds in best.items():
+    for path, seconds in best.items():  # MFU of the chunk paths counts the whole texts' FLOPs: compare rows/s there
         mfu = flops / seconds / peak if flops else None
         ratio = best["direct"] / seconds
         rows.append({"path": path, "seconds": round(seconds, 2), "rows_per_s": round(args.rows / seconds, 1),
