@@ -95,6 +95,9 @@ SET LOCAL search_path = vecplug, :vecplug_vector_schema, pg_catalog;
 \ir query/10_embed.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('query/10_embed.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir query/15_sync_chunks.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('query/15_sync_chunks.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 \ir query/20_sync.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('query/20_sync.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();

@@ -252,7 +252,7 @@ def test_format_without_chunking(pg_cluster, db, model):
     ("chunk_tokens => 64, format => '{title} } {chunk}'", "lone brace"),
     ("chunk_tokens => 64, late_chunking => true, format => '{title} {chunk}'", "late_chunking takes no format"),
     ("chunk_tokens => 0", "at least 1"),
-    ("chunk_tokens => 64, mode => 'sync'", "async mode only"),
+    ("chunk_tokens => 64, mode => 'sink'", "mode must be"),
     ("chunk_tokens => 64, chunk_overlap => 64", "less than chunk_tokens"),
     ("chunk_overlap => 8", "need chunk_tokens"),
     ("destination => 'x'", "for chunked vectorizers"),
