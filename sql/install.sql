@@ -62,6 +62,11 @@ SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0005_write_path'
 \ir core/migrations/0005_write_path.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('0005_write_path', 'migration');
 \endif
+SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0006_chunk_reembed') AS vecplug_apply \gset
+\if :vecplug_apply
+\ir core/migrations/0006_chunk_reembed.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('0006_chunk_reembed', 'migration');
+\endif
 
 -- Repeatable core files (plain SQL).
 \ir core/10_functions.sql

@@ -17,7 +17,7 @@
 -- Each vectorizer with the current names of its table and columns (they are
 -- stored by number, so renames are followed; a dropped one is NULL). For a
 -- chunked vectorizer (destination set) embedding_column is the destination's
--- vector column; vecplug._chunk_columns gives the rest of what it needs.
+-- vector column, and next_column that of its re-embedding's shadow table (next_destination).
 CREATE OR REPLACE VIEW vecplug.vectorizer_columns AS
 SELECT n.nspname AS schema_name,
        c.relname AS table_name,
@@ -49,7 +49,8 @@ LEFT JOIN pg_class dc ON dc.oid = v.destination
 LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace
 LEFT JOIN pg_attribute e ON e.attrelid = coalesce(v.destination, v.source) AND e.attnum = v.embedding_attnum
                          AND NOT e.attisdropped
-LEFT JOIN pg_attribute x ON x.attrelid = v.source AND x.attnum = v.next_attnum AND NOT x.attisdropped;
+LEFT JOIN pg_attribute x ON x.attrelid = coalesce(v.next_destination, v.source) AND x.attnum = v.next_attnum
+                         AND NOT x.attisdropped;
 -- Readable by all: the trigger functions run as the writing role and read
 -- it. It holds names, modes and models, nothing secret (the API key is in
 -- vecplug.settings).

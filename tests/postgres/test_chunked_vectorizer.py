@@ -311,14 +311,6 @@ def test_a_poisoned_row_is_set_aside_retry_failed_queues_it_again(pg_cluster, db
         assert status(conn)["public.docs_chunks.embedding"]["failed"] == 0
 
 
-def test_reembed_refuses_a_chunked_vectorizer_with_what_to_do(pg_cluster, db):
-    with pg_cluster.connect(db) as conn:
-        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', chunk_tokens => 16)")
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match="chunked vectorizer"):
-            conn.execute("SELECT vecplug.begin_reembed('docs', 'embedding', 'm', 'f', 64)")
-
-
 def test_a_partitioned_source(pg_cluster, db, model):
     with pg_cluster.connect(db) as conn:
         conn.execute("CREATE TABLE parts (id int, region text, body text, PRIMARY KEY (id, region)) "

@@ -245,3 +245,79 @@ def test_the_destination_is_written_with_the_writers_rights_never_vecplugs(roles
         ran_as = conn.execute("SELECT DISTINCT who::text, was_super FROM m.ran_as ORDER BY 1").fetchall()
         assert ran_as == sorted([(mallory, False), (writer, False)])
         assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [mallory]).fetchone()[0]
+
+
+# -- re-embedding a chunked vectorizer: a shadow destination table, swapped in at the end --------------------------
+@pytest.fixture(scope="module")
+def model_b(tmp_path_factory):
+    from vecplug.testing import write_model
+
+    directory = write_model(tmp_path_factory.mktemp("models") / "tiny-b", shape="tiny", seed=3)
+    with one_torch_thread():
+        yield vecplug.load_model(str(directory), dtype="float32", dimensions=32)
+
+
+def drain(pg_cluster, db, model):
+    with one_torch_thread():
+        return vecplug_pgvector.Worker(pg_cluster.dsn(db), model=model, show_progress=False).run(once=True)
+
+
+def test_reembed_rechunks_every_row_into_a_shadow_table_and_swaps_it_in(pg_cluster, db, model, model_b):
+    texts = {1: LONG[:3000], 2: MULTIBYTE, 3: "short", 4: NEWLINES}
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])", [list(texts), list(texts.values())])
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', chunk_tokens => 48)")
+    assert drain(pg_cluster, db, model).embedded == 4
+    with pg_cluster.connect(db) as conn:  # begun from SQL: queries and writers go on meanwhile
+        shadow = conn.execute("SELECT vecplug.begin_reembed('docs', 'embedding', %s, %s, 32)",
+                              [model_b.spec.name, model_b.spec.fingerprint]).fetchone()[0]
+        assert shadow == "docs_chunks_vecplug_next"
+        assert status(conn)["public.docs_chunks.embedding"]["state"] == "re-embedding"
+        conn.execute("UPDATE docs SET body = 'changed during the re-embedding' WHERE id = 3")
+        conn.execute("DELETE FROM docs WHERE id = 2")
+        assert drain(pg_cluster, db, model).embedded == 1  # the old model's worker keeps the old table current
+        old = chunks_of(conn)
+        assert old[3][0][3] == "changed during the re-embedding" and len(old[1][0][4]) == 64
+    texts[3] = "changed during the re-embedding"
+    del texts[2]
+    with one_torch_thread():
+        report = vecplug_pgvector.reembed(pg_cluster.dsn(db), "docs", model_b, dimensions=32, show_progress=False)
+    assert report.queued == 0 and report.embedded == 3, str(report)  # resumed what SQL began
+    expected = dict(zip(texts, expected_chunks(model_b, list(texts.values()), chunk_tokens=48)))
+    with pg_cluster.connect(db) as conn:
+        found = chunks_of(conn)
+        for key, text in texts.items():
+            assert_chunks_as(found.get(key, []), text, expected[key])
+        assert set(found) == {1, 3}
+        row = status(conn)["public.docs_chunks.embedding"]
+        assert (row["model"], row["dimensions"], row["state"], row["pending"]) == (model_b.spec.name, 32, "ok", 0)
+        assert conn.execute("SELECT to_regclass('docs_chunks_vecplug_next')").fetchone()[0] is None
+        assert conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                            "'docs_chunks'::regclass AND attname = 'embedding'").fetchone()[0] == "vector(32)"
+        assert "vecplug_text_md5" not in [name for (name,) in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'docs_chunks'::regclass AND NOT attisdropped")]
+        assert conn.execute("SELECT count(*) FROM docs_chunks WHERE chunk_index < 0").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'docs_chunks' "
+                            "AND indexdef LIKE '%hnsw%'").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM docs_chunks_view").fetchone()[0] == sum(map(len, found.values()))
+        conn.execute("INSERT INTO docs VALUES (5, 'after the swap')")  # the triggers serve the new table
+        conn.execute("DELETE FROM docs WHERE id = 1")
+        assert [key for _, key, _ in queue_rows(conn)] == [["5"]]
+    assert drain(pg_cluster, db, model_b).embedded == 1
+    with pg_cluster.connect(db) as conn:
+        assert set(chunks_of(conn)) == {3, 5}
+
+
+def test_cancel_reembed_of_a_chunked_vectorizer_drops_the_shadow_table(pg_cluster, db, model_b):
+    with pg_cluster.connect(db) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', chunk_tokens => 16)")
+        conn.execute("SELECT vecplug.begin_reembed('docs', 'embedding', 'b', 'f', 32)")
+        assert conn.execute("SELECT to_regclass('docs_chunks_vecplug_next')").fetchone()[0] is not None
+        conn.execute("SELECT vecplug.cancel_reembed('docs', 'embedding')")
+        assert conn.execute("SELECT to_regclass('docs_chunks_vecplug_next')").fetchone()[0] is None
+        assert status(conn)["public.docs_chunks.embedding"]["state"] == "ok"
+        conn.execute("SELECT vecplug.begin_reembed('docs', 'embedding', 'b', 'f', 32)")
+        conn.execute("SELECT vecplug.drop_vectorizer('docs')")  # the shadow table goes with it
+        assert conn.execute("SELECT to_regclass('docs_chunks_vecplug_next')").fetchone()[0] is None
