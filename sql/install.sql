@@ -62,6 +62,11 @@ SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0005_write_path'
 \ir core/migrations/0005_write_path.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('0005_write_path', 'migration');
 \endif
+SELECT NOT EXISTS (SELECT FROM vecplug.migrations WHERE name = '0006_chunk_reembed') AS vecplug_apply \gset
+\if :vecplug_apply
+\ir core/migrations/0006_chunk_reembed.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('0006_chunk_reembed', 'migration');
+\endif
 
 -- Repeatable core files (plain SQL).
 \ir core/10_functions.sql
@@ -94,6 +99,9 @@ SELECT quote_ident(n.nspname) AS vecplug_vector_schema
 SET LOCAL search_path = vecplug, :vecplug_vector_schema, pg_catalog;
 \ir query/10_embed.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('query/10_embed.sql', 'repeatable')
+    ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
+\ir query/15_sync_chunks.sql
+INSERT INTO vecplug.migrations (name, kind) VALUES ('query/15_sync_chunks.sql', 'repeatable')
     ON CONFLICT (name) DO UPDATE SET checksum = NULL, applied_at = now();
 \ir query/20_sync.sql
 INSERT INTO vecplug.migrations (name, kind) VALUES ('query/20_sync.sql', 'repeatable')

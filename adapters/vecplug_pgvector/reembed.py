@@ -41,6 +41,7 @@ class ReembedReport:
     embedded: int = 0
     queued: int = 0          # rows the new model could not embed: queued for the worker at the swap
     truncated: int = 0
+    failed: int = 0          # chunked: rows that failed alone in a walk (queued at the swap unless a later walk did them)
     seconds: float = 0.0
 
     def __str__(self) -> str:
@@ -91,6 +92,10 @@ def reembed(dsn: str, vectorizer: str, model=None, *, server_url: str | None = N
         view = vz.model_for(current, embedder, next_column=True)
         report = ReembedReport(current.name, name, view.spec.fingerprint, view.spec.dimensions)
         runner = BatchRunner(conn, embedder, batch_size=batch_size)
+        if current.chunked:
+            _reembed_chunks(conn, runner, table, current, view, report, show_progress)
+            report.seconds = time.perf_counter() - started
+            return report
         total = conn.execute(statements.count_without_shadow_vector(current)).fetchone()[0]
         with progress(total=total, desc="re-embedding", unit="row", quiet=not show_progress) as bar:
             for _ in range(3):  # the walk, then catch-up walks for texts changed meanwhile
@@ -168,3 +173,35 @@ def _build_index(conn, vectorizer: vz.Vectorizer) -> None:
     if not conn.execute(statements.HAS_VALID_INDEX, [_regclass_text(conn, vectorizer),
                                                       vectorizer.next_column]).fetchone()[0]:
         conn.execute(statements.create_shadow_index(vectorizer))
+
+
+def _reembed_chunks(conn, runner: BatchRunner, table: str, vectorizer, view, report: ReembedReport,
+                    show_progress: bool) -> None:
+    """A chunked vectorizer: walks into the shadow table (reembed_chunks), then the swap, as for a shadow column."""
+    import psycopg
+
+    from vecplug.progress import progress
+
+    from . import reembed_chunks as chunked
+
+    shadow = chunked.shadow_of(conn, vectorizer)
+    with conn.transaction():
+        vz.use_key_settings(conn)
+        total = conn.execute(chunked.count_to_chunk(vectorizer, shadow)).fetchone()[0]
+    with progress(total=total, desc="re-chunking", unit="row", quiet=not show_progress) as bar:
+        for _ in range(3):  # the walk, then catch-up walks for texts changed meanwhile
+            if not chunked.walk(conn, runner, vectorizer, shadow, view, report, bar):
+                break
+    for attempt in range(SWAP_TRIES):
+        try:
+            with conn.transaction():
+                conn.execute(statements.LOCK_VECTORIZER_FOR_SWAP, [table, vectorizer.embedding_column])
+                conn.execute(statements.lock_against_writers(vectorizer))
+                chunked.walk(conn, runner, vectorizer, shadow, view, report, None, transaction=False)
+                conn.execute(chunked.drop_stale(vectorizer, shadow))
+                report.queued = conn.execute(statements.FINISH_REEMBED,
+                                             [table, vectorizer.embedding_column]).fetchone()[0]
+            break
+        except psycopg.errors.DeadlockDetected:
+            if attempt == SWAP_TRIES - 1:
+                raise

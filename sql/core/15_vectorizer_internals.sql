@@ -17,7 +17,7 @@
 -- Each vectorizer with the current names of its table and columns (they are
 -- stored by number, so renames are followed; a dropped one is NULL). For a
 -- chunked vectorizer (destination set) embedding_column is the destination's
--- vector column; vecplug._chunk_columns gives the rest of what it needs.
+-- vector column, and next_column that of its re-embedding's shadow table (next_destination).
 CREATE OR REPLACE VIEW vecplug.vectorizer_columns AS
 SELECT n.nspname AS schema_name,
        c.relname AS table_name,
@@ -49,7 +49,8 @@ LEFT JOIN pg_class dc ON dc.oid = v.destination
 LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace
 LEFT JOIN pg_attribute e ON e.attrelid = coalesce(v.destination, v.source) AND e.attnum = v.embedding_attnum
                          AND NOT e.attisdropped
-LEFT JOIN pg_attribute x ON x.attrelid = v.source AND x.attnum = v.next_attnum AND NOT x.attisdropped;
+LEFT JOIN pg_attribute x ON x.attrelid = coalesce(v.next_destination, v.source) AND x.attnum = v.next_attnum
+                         AND NOT x.attisdropped;
 -- Readable by all: the trigger functions run as the writing role and read
 -- it. It holds names, modes and models, nothing secret (the API key is in
 -- vecplug.settings).
@@ -317,10 +318,11 @@ REVOKE ALL ON FUNCTION vecplug._drop_vectorizer_triggers(integer, regclass) FROM
 
 -- The triggers of a chunked vectorizer (its source table gets no vector column, so nothing is
 -- cleared or set on the row itself):
---   vecplug_<id>_insert    AFTER INSERT: the new rows with text (async: queued; sync: embedded now,
---                          their chunks written into the destination, the rest queued)
+--   vecplug_<id>_insert    AFTER INSERT: the new rows with text (async: queued; sync: chunked now
+--                          and their chunks written into the destination, as the writer; queued
+--                          when the server cannot: query/15_sync_chunks.sql)
 --   vecplug_<id>_update    AFTER UPDATE: the rows whose text, format columns or key changed (a text
---                          set to NULL too: its chunks go)
+--                          set to NULL too: its chunks go), as for INSERT
 --   vecplug_<id>_delete    AFTER DELETE: forgets their queued and failed work (the foreign key
 --                          deletes their chunks)
 --   vecplug_<id>_truncate  AFTER TRUNCATE: forgets all queued and failed work
@@ -332,26 +334,27 @@ AS $$
 DECLARE
     partitioned boolean := (SELECT relkind = 'p' FROM pg_class WHERE oid = v.source);
     changed text;
+    writer text := CASE v.mode WHEN 'sync' THEN 'vecplug._sync_chunks' ELSE 'vecplug._queue_chunks' END;
 BEGIN
     IF partitioned THEN
         changed := format('%s IS DISTINCT FROM %s', vecplug._watched_row(v, 'OLD'), vecplug._watched_row(v, 'NEW'))
                    || (SELECT string_agg(format(' OR OLD.%1$I IS DISTINCT FROM NEW.%1$I', k), '')
                        FROM unnest(v.key_columns) AS k);
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW WHEN (NEW.%I IS NOT NULL) '
-                       'EXECUTE FUNCTION vecplug._queue_chunks(%L)',
-                       format('vecplug_%s_insert', v.id), v.source, v.text_column, v.id);
+                       'EXECUTE FUNCTION %s(%L)',
+                       format('vecplug_%s_insert', v.id), v.source, v.text_column, writer, v.id);
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) '
-                       'EXECUTE FUNCTION vecplug._queue_chunks(%L)',
-                       format('vecplug_%s_update', v.id), v.source, changed, v.id);
+                       'EXECUTE FUNCTION %s(%L)',
+                       format('vecplug_%s_update', v.id), v.source, changed, writer, v.id);
         EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION vecplug._forget_deleted(%L)',
                        format('vecplug_%s_delete', v.id), v.source, v.id);
     ELSE
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS vecplug_new '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._queue_chunks(%L)',
-                       format('vecplug_%s_insert', v.id), v.source, v.id);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)',
+                       format('vecplug_%s_insert', v.id), v.source, writer, v.id);
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS vecplug_old NEW TABLE AS vecplug_new '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._queue_chunks(%L)',
-                       format('vecplug_%s_update', v.id), v.source, v.id);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)',
+                       format('vecplug_%s_update', v.id), v.source, writer, v.id);
         EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS vecplug_old '
                        'FOR EACH STATEMENT EXECUTE FUNCTION vecplug._forget_deleted(%L)',
                        format('vecplug_%s_delete', v.id), v.source, v.id);
@@ -728,15 +731,11 @@ BEGIN
             HINT = 'Use storage => ''halfvec'' (up to 4,000), fewer Matryoshka dimensions, or index => ''none''.';
     END IF;
     IF mode = 'sync' THEN
-        IF to_regprocedure('vecplug._embed_row()') IS NULL THEN
+        IF to_regprocedure('vecplug._embed_row()') IS NULL OR to_regprocedure('vecplug._sync_chunks()') IS NULL THEN
             RAISE EXCEPTION 'vecplug: sync mode needs vecplug''s query functions (plpython3u), which are not installed here'
                 USING ERRCODE = '0A000',
                       HINT = 'Use mode => ''async'' and run vecplug pg worker, or install vecplug as a superuser where '
                              'plpython3u is available.';
-        END IF;
-        IF chunked THEN  -- chunks need the server's POST /embed_chunks from plpython3u: not written yet
-            RAISE EXCEPTION 'vecplug: chunked vectorizers embed in async mode only (for now)' USING ERRCODE = '0A000',
-                HINT = 'Use mode => ''async'' (the default) and run vecplug pg worker.';
         END IF;
         IF fingerprint IS NULL THEN
             RAISE EXCEPTION 'vecplug: sync mode needs the server''s model recorded at install' USING ERRCODE = '55000',

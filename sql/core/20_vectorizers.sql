@@ -209,7 +209,9 @@ BEGIN
     DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
     DELETE FROM vecplug.activity WHERE vectorizer_id = v.id;
     DELETE FROM vecplug.vectorizers WHERE id = v.id;
-    IF v.next_column IS NOT NULL THEN
+    IF v.next_destination IS NOT NULL AND EXISTS (SELECT FROM pg_class WHERE oid = v.next_destination) THEN
+        EXECUTE format('DROP TABLE %s', v.next_destination);  -- a chunked re-embedding's shadow table
+    ELSIF v.next_column IS NOT NULL THEN
         EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.next_column);
     END IF;
     IF coalesce(drop_column, false) AND v.destination IS NOT NULL THEN

@@ -366,9 +366,9 @@ AS $$
            ELSE format('n.%I IS NOT NULL', v.text_column) END
 $$;
 
--- AFTER INSERT / UPDATE of a chunked vectorizer's table (per statement; per row on a partitioned
--- table, where the trigger's WHEN chose the rows): queue the rows to (re)chunk and wake the
--- workers (chunked vectorizers are async only).
+-- AFTER INSERT / UPDATE of an async chunked vectorizer's table (per statement; per row on a
+-- partitioned table, where the trigger's WHEN chose the rows): queue the rows to (re)chunk and
+-- wake the workers. (A sync one's trigger, vecplug._sync_chunks, is in query/15_sync_chunks.sql.)
 CREATE OR REPLACE FUNCTION vecplug._queue_chunks() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

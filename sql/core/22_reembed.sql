@@ -11,6 +11,93 @@
 -- While it runs, a changed text clears both columns, the worker keeps
 -- filling the current one with the current model, and the shadow column is
 -- caught up before the swap.
+--
+-- A chunked vectorizer re-embeds into a shadow destination table instead,
+-- <destination>_vecplug_next (made by begin_reembed, given to the source's
+-- owner), shaped like the destination plus a column vecplug_text_md5: each
+-- row filled there has its chunks and one marker row (chunk_index -1, no
+-- vector) holding the md5 of the text (and format columns) it was cut from,
+-- so a text changed since is found again by comparing md5s: the writers'
+-- triggers do not change, and need no rights on the shadow table. Queries
+-- and workers keep using the old destination; finish_reembed swaps the
+-- shadow table in (the markers and the md5 column go, its HNSW index is
+-- built, the view is made again over it) and the old table goes.
+
+-- begin_reembed of a chunked vectorizer: the shadow table <destination>_vecplug_next, shaped like the
+-- destination (its key, chunk columns, the foreign key to the source), with the new model's vector
+-- column and vecplug_text_md5; given to the source's owner. Runs as vecplug's owner (begin_reembed).
+CREATE OR REPLACE FUNCTION vecplug._begin_chunk_reembed(v vecplug.vectorizer_columns, model text,
+                                                        model_fingerprint text, dimensions integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record := vecplug._destination(v);
+    shadow_name text := left(d.table_name, 50) || '_vecplug_next';
+    shadow regclass;
+    vector_attnum smallint;
+BEGIN
+    IF to_regclass(format('%I.%I', d.schema_name, shadow_name)) IS NOT NULL THEN
+        RAISE EXCEPTION 'vecplug: table %.% exists already', quote_ident(d.schema_name), quote_ident(shadow_name)
+            USING ERRCODE = '42P07', HINT = 'Rename or drop it; vecplug uses that name for the re-embedding.';
+    END IF;
+    SELECT m.chunks INTO shadow FROM vecplug._make_chunk_table(v.source, format('%I.%I', d.schema_name, shadow_name)) m;
+    EXECUTE format('ALTER TABLE %s ADD COLUMN vecplug_text_md5 text', shadow);
+    vector_attnum := vecplug._ensure_vector_column(shadow, v.embedding_column, v.storage, dimensions);
+    UPDATE vecplug.vectorizers SET next_destination = shadow, next_attnum = vector_attnum,
+        next_model = _begin_chunk_reembed.model, next_model_fingerprint = _begin_chunk_reembed.model_fingerprint,
+        next_dimensions = _begin_chunk_reembed.dimensions
+    WHERE id = v.id;
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._begin_chunk_reembed(vecplug.vectorizer_columns, text, text, integer) FROM PUBLIC;
+
+-- The swap of a chunked vectorizer (_swap_reembed, as vecplug's owner; finish_reembed has locked the
+-- source against writers): the shadow table loses its markers and md5 column, gets the HNSW index,
+-- and takes the destination's name; the old destination and its view go (not CASCADE: an object of
+-- the user's that depends on them makes it fail, naming it); the view is made again.
+CREATE OR REPLACE FUNCTION vecplug._swap_chunk_reembed(v vecplug.vectorizer_columns) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record := vecplug._destination(v);
+    old_index name;
+    new_index regclass;
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v.destination);
+    EXECUTE format('DELETE FROM %s WHERE chunk_index = -1', v.next_destination);
+    EXECUTE format('ALTER TABLE %s DROP COLUMN vecplug_text_md5', v.next_destination);
+    IF v.index = 'hnsw' THEN
+        PERFORM vecplug._ensure_vector_index(v.next_destination, v.next_attnum, v.storage);
+    END IF;
+    SELECT ic.relname INTO old_index FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = ic.relam
+    WHERE i.indrelid = v.destination AND i.indkey[0] = v.embedding_attnum AND am.amname IN ('hnsw', 'ivfflat') LIMIT 1;
+    SELECT i.indexrelid::regclass INTO new_index FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = ic.relam
+    WHERE i.indrelid = v.next_destination AND i.indkey[0] = v.next_attnum AND am.amname IN ('hnsw', 'ivfflat') LIMIT 1;
+    PERFORM vecplug._drop_chunk_table(v);  -- the old destination and its view
+    EXECUTE format('ALTER TABLE %s RENAME TO %I', v.next_destination, d.table_name);
+    IF old_index IS NOT NULL AND new_index IS NOT NULL THEN
+        EXECUTE format('ALTER INDEX %s RENAME TO %I', new_index, old_index);
+    END IF;
+    UPDATE vecplug.vectorizers SET destination = next_destination, embedding_attnum = next_attnum, model = next_model,
+        model_fingerprint = next_model_fingerprint, dimensions = next_dimensions, next_destination = NULL,
+        next_attnum = NULL, next_model = NULL, next_model_fingerprint = NULL, next_dimensions = NULL
+    WHERE id = v.id;
+    INSERT INTO vecplug.embedding_columns (table_oid, column_name, model)
+    VALUES (v.next_destination, v.embedding_column, jsonb_build_object('name', v.next_model,
+            'fingerprint', v.next_model_fingerprint, 'dimensions', v.next_dimensions))
+    ON CONFLICT (table_oid, column_name) DO UPDATE SET model = EXCLUDED.model, recorded_at = now();
+    DELETE FROM vecplug.queue WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.queued_statements WHERE vectorizer_id = v.id;
+    DELETE FROM vecplug.failed WHERE vectorizer_id = v.id;
+    PERFORM vecplug._vectorizer_triggers(v.id);
+    PERFORM vecplug._make_chunk_view(v.id);
+END
+$$;
+REVOKE ALL ON FUNCTION vecplug._swap_chunk_reembed(vecplug.vectorizer_columns) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION vecplug.begin_reembed(
     source regclass,
@@ -28,13 +115,6 @@ DECLARE
     shadow_attnum smallint;
     max_index_dimensions integer;
 BEGIN
-    IF v.destination IS NOT NULL THEN
-        RAISE EXCEPTION 'vecplug: % is a chunked vectorizer, which vecplug pg reembed does not move to another model',
-            v.name USING ERRCODE = '0A000',
-            HINT = 'Make a new chunked vectorizer of the same text into another table (destination => ''...'', '
-                   'model => ''...''), let a worker of the new model fill it, move your queries there, then drop '
-                   'the old one (drop_column => true drops its table).';
-    END IF;
     IF model IS NULL OR model_fingerprint IS NULL OR dimensions IS NULL OR dimensions < 1 THEN
         RAISE EXCEPTION 'vecplug: begin_reembed needs the new model''s name, fingerprint and dimensions'
             USING ERRCODE = '22023';
@@ -52,6 +132,11 @@ BEGIN
             v.next_dimensions USING ERRCODE = '55000',
             HINT = format('Finish that one, or cancel it: SELECT vecplug.cancel_reembed(%L, %L);', v.source,
                           v.embedding_column);
+    END IF;
+    IF v.destination IS NOT NULL THEN
+        PERFORM vecplug._begin_chunk_reembed(v, model, model_fingerprint, dimensions);
+        RETURN (SELECT relname FROM pg_class WHERE oid = (SELECT next_destination FROM vecplug.vectorizers
+                                                          WHERE id = v.id));
     END IF;
     shadow := left(v.embedding_column, 49) || '_vecplug_next';
     IF EXISTS (SELECT FROM pg_attribute WHERE attrelid = v.source AND attname = shadow AND NOT attisdropped) THEN
@@ -104,6 +189,10 @@ DECLARE
     new_index regclass;
 BEGIN
     PERFORM vecplug._require_reembedding(v);
+    IF v.destination IS NOT NULL THEN
+        PERFORM vecplug._swap_chunk_reembed(v);
+        RETURN;
+    END IF;
     IF v.index = 'hnsw' THEN
         PERFORM vecplug._ensure_vector_index(v.source, v.next_attnum, v.storage);
     END IF;
@@ -156,14 +245,24 @@ DECLARE
 BEGIN
     PERFORM vecplug._require_reembedding(v);
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v.source);  -- writers wait; readers go on
-    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', v.source, v.text_column,
-                   v.next_column) INTO missing;
+    IF v.destination IS NOT NULL THEN  -- rows with text and no marker in the shadow table
+        EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I IS NOT NULL AND NOT EXISTS (SELECT FROM %s s WHERE %s '
+                       'AND s.chunk_index = -1)', v.source, v.text_column, v.next_destination,
+                       (SELECT string_agg(format('s.%I = t.%I', k, k), ' AND ') FROM unnest(v.key_columns) AS k))
+            INTO missing;
+    ELSE
+        EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NOT NULL AND %I IS NULL', v.source, v.text_column,
+                       v.next_column) INTO missing;
+    END IF;
     IF missing > 0 AND NOT coalesce(queue_missing, false) THEN
         RAISE EXCEPTION 'vecplug: % rows of % have no vector in % yet', missing, v.source, quote_ident(v.next_column)
             USING ERRCODE = '55000', HINT = 'Embed them first (vecplug pg reembed does), or pass queue_missing => true.';
     END IF;
     PERFORM vecplug._swap_reembed(v.source, v.embedding_column);
-    IF missing > 0 THEN
+    IF missing > 0 AND v.destination IS NOT NULL THEN
+        PERFORM vecplug._enqueue_rows_without_chunks(v.id);
+        RAISE NOTICE 'vecplug: % rows of % got no chunks from the new model; they are queued', missing, v.name;
+    ELSIF missing > 0 THEN
         PERFORM vecplug._enqueue_rows_without_vector(v.id);
         RAISE NOTICE 'vecplug: % rows of % got no vector from the new model; they are queued', missing, v.name;
     END IF;
@@ -183,9 +282,13 @@ BEGIN
         RETURN;
     END IF;
     PERFORM vecplug._drop_vectorizer_triggers(v.id, v.source);
-    EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.next_column);
+    IF v.next_destination IS NOT NULL THEN
+        EXECUTE format('DROP TABLE %s', v.next_destination);
+    ELSE
+        EXECUTE format('ALTER TABLE %s DROP COLUMN %I', v.source, v.next_column);
+    END IF;
     UPDATE vecplug.vectorizers SET next_attnum = NULL, next_model = NULL, next_model_fingerprint = NULL,
-        next_dimensions = NULL WHERE id = v.id;
+        next_dimensions = NULL, next_destination = NULL WHERE id = v.id;
     PERFORM vecplug._vectorizer_triggers(v.id);
 END
 $$;

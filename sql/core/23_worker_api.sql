@@ -76,7 +76,7 @@ BEGIN
     SELECT array_agg(format('%s (%I)', privilege, column_name)) INTO missing
     FROM (SELECT 'SELECT' AS privilege, unnest(v.key_columns || vecplug._watched_columns(v)) AS column_name
           UNION ALL SELECT 'UPDATE', v.embedding_column WHERE v.destination IS NULL
-          UNION ALL SELECT 'UPDATE', v.next_column WHERE v.next_column IS NOT NULL) needed
+          UNION ALL SELECT 'UPDATE', v.next_column WHERE v.next_column IS NOT NULL AND v.destination IS NULL) needed
     WHERE NOT has_column_privilege(w.oid, v.source, column_name, privilege);
     IF missing IS NOT NULL THEN
         RETURN format('role %I may not read or write what it needs of %s: GRANT %s ON %s TO %I', role_name,

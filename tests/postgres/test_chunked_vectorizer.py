@@ -252,7 +252,7 @@ def test_format_without_chunking(pg_cluster, db, model):
     ("chunk_tokens => 64, format => '{title} } {chunk}'", "lone brace"),
     ("chunk_tokens => 64, late_chunking => true, format => '{title} {chunk}'", "late_chunking takes no format"),
     ("chunk_tokens => 0", "at least 1"),
-    ("chunk_tokens => 64, mode => 'sync'", "async mode only"),
+    ("chunk_tokens => 64, mode => 'sink'", "mode must be"),
     ("chunk_tokens => 64, chunk_overlap => 64", "less than chunk_tokens"),
     ("chunk_overlap => 8", "need chunk_tokens"),
     ("destination => 'x'", "for chunked vectorizers"),
@@ -309,14 +309,6 @@ def test_a_poisoned_row_is_set_aside_retry_failed_queues_it_again(pg_cluster, db
     with pg_cluster.connect(db) as conn:
         assert set(chunks_of(conn)) == set(range(1, 11))
         assert status(conn)["public.docs_chunks.embedding"]["failed"] == 0
-
-
-def test_reembed_refuses_a_chunked_vectorizer_with_what_to_do(pg_cluster, db):
-    with pg_cluster.connect(db) as conn:
-        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', chunk_tokens => 16)")
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match="chunked vectorizer"):
-            conn.execute("SELECT vecplug.begin_reembed('docs', 'embedding', 'm', 'f', 64)")
 
 
 def test_a_partitioned_source(pg_cluster, db, model):
