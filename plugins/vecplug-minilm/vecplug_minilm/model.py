@@ -148,17 +148,23 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         import torch
 
         out = np.empty((len(token_ids), DIMENSIONS), dtype=np.float32)
+        for start, batch, hidden, mask in self._padded_passes(token_ids):
+            weights = mask.unsqueeze(-1).float()
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            out[start:start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        return out
+
+    def _padded_passes(self, token_ids: list[list[int]]):
+        """``(start, batch, last hidden states, attention mask)`` per slice of ``batch_size`` texts, padded."""
+        import torch
+
         for start in range(0, len(token_ids), self.batch_size):
             batch = token_ids[start:start + self.batch_size]
             longest = max(len(ids) for ids in batch)
             ids = torch.tensor([list(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
             mask = torch.tensor([[1] * len(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
             with torch.inference_mode():
-                hidden = self.network(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-                weights = mask.unsqueeze(-1).float()
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-                out[start:start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
-        return out
+                yield start, batch, self.network(input_ids=ids, attention_mask=mask).last_hidden_state.float(), mask
 
     def embed_batch(self, texts: list[str]):
         return self.embed_token_ids(self.tokenize(texts))
@@ -183,16 +189,10 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
     def token_states(self, token_ids: list[list[int]]):
         """Every token's last hidden state, float32, sequences one after another (padded in slices, as embedding)."""
         import numpy as np
-        import torch
 
         rows = []
-        for start in range(0, len(token_ids), self.batch_size):
-            batch = token_ids[start:start + self.batch_size]
-            longest = max(len(ids) for ids in batch)
-            ids = torch.tensor([list(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
-            mask = torch.tensor([[1] * len(ids) + [0] * (longest - len(ids)) for ids in batch], device=self.device)
-            with torch.inference_mode():
-                hidden = self.network(input_ids=ids, attention_mask=mask).last_hidden_state.float().cpu().numpy()
+        for _, batch, hidden, _ in self._padded_passes(token_ids):
+            hidden = hidden.cpu().numpy()
             rows.extend(hidden[row, :len(ids)] for row, ids in enumerate(batch))
         return np.concatenate(rows) if rows else np.empty((0, DIMENSIONS), dtype=np.float32)
 
