@@ -110,6 +110,35 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
+def write_in_halves(conn, rows: list[Row], write, on_written, on_failure) -> set[tuple]:
+    """``on_written(write(rows))`` in a savepoint; the keys of the rows that fail alone.
+
+    An error about the rows splits them in halves, each tried again in its own
+    savepoint, until the rows that fail alone are found (``on_failure(row,
+    error)`` for each): one bad text never holds back its batch. Errors that
+    say nothing about the rows (a model mismatch, an outage, a lost
+    connection) end the batch instead.
+    """
+    try:
+        with conn.transaction():  # a savepoint
+            outcome = write(rows)
+        on_written(outcome)
+        return set()
+    except (ModelMismatchError, Outage):
+        raise
+    except Exception as error:  # noqa: BLE001 - any other error is about these rows; find which
+        if conn.closed or conn.broken:
+            raise DatabaseLost(f"lost the database connection: {_one_line(error)}") from error
+        if is_outage(error):
+            raise Outage(_one_line(error)) from error
+        if len(rows) > 1:
+            middle = len(rows) // 2
+            return (write_in_halves(conn, rows[:middle], write, on_written, on_failure)
+                    | write_in_halves(conn, rows[middle:], write, on_written, on_failure))
+        on_failure(rows[0], error)
+        return {rows[0].key}
+
+
 class BatchRunner:
     """Runs batches on one autocommit connection: each batch is one explicit transaction, its retries savepoints."""
 
@@ -273,27 +302,22 @@ class BatchRunner:
         return failed
 
     def _process(self, vectorizer, view, rows: list[Row], column, result, on_failure) -> set[tuple]:
-        try:
-            with self.conn.transaction():  # a savepoint
-                written, skipped = self._embed_and_write(vectorizer, view, rows, column)
-            result.embedded += written
-            result.skipped += skipped
-            return set()
-        except (ModelMismatchError, Outage):
-            raise
-        except Exception as error:  # noqa: BLE001 - any other error is about these rows; find which
-            if self.conn.closed or self.conn.broken:
-                raise DatabaseLost(f"lost the database connection: {_one_line(error)}") from error
-            if is_outage(error):
-                raise Outage(_one_line(error)) from error
-            if len(rows) > 1:
-                middle = len(rows) // 2
-                return (self._process(vectorizer, view, rows[:middle], column, result, on_failure)
-                        | self._process(vectorizer, view, rows[middle:], column, result, on_failure))
+        return self.write_counted(vectorizer, rows, lambda part: self._embed_and_write(vectorizer, view, part, column),
+                                  result, on_failure)
+
+    def write_counted(self, vectorizer, rows: list[Row], write, result: BatchResult, on_failure) -> set[tuple]:
+        """``write_in_halves`` with a batch's counts: ``write(rows)`` gives (written, skipped); a row that
+        fails alone counts as an error and goes to ``on_failure(vectorizer, row, error, result)``."""
+        def written(counts):
+            result.embedded += counts[0]
+            result.skipped += counts[1]
+
+        def failed(row, error):
             result.errors += 1
             result.last_error = f"{type(error).__name__}: {_one_line(error)}"[:MAX_ERROR_CHARS]
-            on_failure(vectorizer, rows[0], error, result)
-            return {rows[0].key}
+            on_failure(vectorizer, row, error, result)
+
+        return write_in_halves(self.conn, rows, write, written, failed)
 
     def _embed_and_write(self, vectorizer, view, rows: list[Row], column: str) -> tuple[int, int]:
         """(rows written, rows skipped): a plugin may drop rows; a text may have changed meanwhile."""

@@ -23,7 +23,7 @@ import vecplug
 from vecplug.errors import ModelMismatchError
 
 from . import formats, statements
-from .batch import MAX_ERROR_CHARS, DatabaseLost, Outage, Row, RowsNotWritten, _key_parameters, _one_line, is_outage
+from .batch import Row, RowsNotWritten, _key_parameters
 
 
 class CannotChunk(ModelMismatchError):
@@ -70,27 +70,8 @@ class ChunkWriter:
 
     def _process(self, vectorizer, view, rows: list[Row], result) -> set[tuple]:
         """Chunk, embed and write ``rows`` in a savepoint, halving on errors; returns the keys that failed alone."""
-        try:
-            with self.conn.transaction():  # a savepoint
-                written, skipped = self._embed_and_write(vectorizer, view, rows)
-            result.embedded += written
-            result.skipped += skipped
-            return set()
-        except (ModelMismatchError, Outage):
-            raise
-        except Exception as error:  # noqa: BLE001 - any other error is about these rows; find which
-            if self.conn.closed or self.conn.broken:
-                raise DatabaseLost(f"lost the database connection: {_one_line(error)}") from error
-            if is_outage(error):
-                raise Outage(_one_line(error)) from error
-            if len(rows) > 1:
-                middle = len(rows) // 2
-                return (self._process(vectorizer, view, rows[:middle], result)
-                        | self._process(vectorizer, view, rows[middle:], result))
-            result.errors += 1
-            result.last_error = f"{type(error).__name__}: {_one_line(error)}"[:MAX_ERROR_CHARS]
-            self.runner._record_failure(vectorizer, rows[0], error, result)
-            return {rows[0].key}
+        return self.runner.write_counted(vectorizer, rows, lambda part: self._embed_and_write(vectorizer, view, part),
+                                         result, self.runner._record_failure)
 
     def _embed_and_write(self, vectorizer, view, rows: list[Row]) -> tuple[int, int]:
         """(rows written, rows skipped): a plugin may drop rows; a text may have changed or gone meanwhile."""

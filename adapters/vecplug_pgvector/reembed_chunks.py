@@ -19,9 +19,8 @@ import dataclasses
 
 from . import statements
 from . import vectorizers as vz
-from vecplug.errors import ModelMismatchError
 
-from .batch import DatabaseLost, Outage, Row, is_outage
+from .batch import Row, write_in_halves
 from .chunks import ChunkWriter
 
 MARKER = -1  # the chunk_index of a row's marker in the shadow table
@@ -68,28 +67,23 @@ def _chunk_batch(conn, runner, shadow, view, report, query, parameters) -> list[
 
 
 def _write(conn, writer: ChunkWriter, shadow, view, rows: list[Row], report) -> None:
-    truncated_before = view.truncated_count
-    try:
-        with conn.transaction():  # a savepoint
-            written, _ = writer._embed_and_write(shadow, view, rows)
-            conn.execute(insert_markers(shadow), [*([row.key[index] for row in rows]
-                                                    for index in range(len(shadow.key_columns))),
-                                                  [row.md5 for row in rows]])
+    """Chunks and markers of ``rows`` in savepoints; a row that fails alone stays unmarked (queued at the swap)."""
+    def write(part: list[Row]) -> int:
+        written, _ = writer._embed_and_write(shadow, view, part)
+        conn.execute(insert_markers(shadow), [*([row.key[index] for row in part]
+                                                for index in range(len(shadow.key_columns))),
+                                              [row.md5 for row in part]])
+        return written
+
+    def counted(written: int) -> None:
         report.embedded += written
-        report.truncated += view.truncated_count - truncated_before
-    except (ModelMismatchError, Outage):
-        raise
-    except Exception as error:  # noqa: BLE001 - find the rows that fail alone; they stay unmarked (queued at the swap)
-        if conn.closed or conn.broken:
-            raise DatabaseLost(f"lost the database connection: {error}") from error
-        if is_outage(error):
-            raise Outage(str(error)) from error
-        if len(rows) == 1:
-            report.failed += 1
-            return
-        middle = len(rows) // 2
-        _write(conn, writer, shadow, view, rows[:middle], report)
-        _write(conn, writer, shadow, view, rows[middle:], report)
+
+    def failed(row: Row, error: Exception) -> None:
+        report.failed += 1
+
+    truncated_before = view.truncated_count
+    write_in_halves(conn, rows, write, counted, failed)
+    report.truncated += view.truncated_count - truncated_before
 
 
 def rows_to_chunk(vectorizer: vz.Vectorizer, shadow: vz.Vectorizer, after: bool, limit: bool = True):

@@ -334,7 +334,7 @@ AS $$
 DECLARE
     partitioned boolean := (SELECT relkind = 'p' FROM pg_class WHERE oid = v.source);
     changed text;
-    writer text := CASE v.mode WHEN 'sync' THEN 'vecplug._sync_chunks' ELSE 'vecplug._queue_chunks' END;
+    writer text := CASE v.mode WHEN 'sync' THEN 'vecplug._sync_chunks' ELSE 'vecplug._queue_changed' END;
 BEGIN
     IF partitioned THEN
         changed := format('%s IS DISTINCT FROM %s', vecplug._watched_row(v, 'OLD'), vecplug._watched_row(v, 'NEW'))

@@ -181,9 +181,9 @@ AS $$
                     false)
 $$;
 
--- AFTER INSERT / UPDATE: queue the rows that need a vector, wake the workers. Per statement on a
--- plain table; per row on a partitioned one, where the trigger's WHEN has chosen rows with text,
--- no vector, and a new text or key.
+-- AFTER INSERT / UPDATE: queue the rows that need a vector (or, for an async chunked vectorizer,
+-- new chunks: _chunk_rows_query), wake the workers. Per statement on a plain table; per row on a
+-- partitioned one, where the trigger's WHEN has chosen the rows.
 CREATE OR REPLACE FUNCTION vecplug._queue_changed() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -208,7 +208,9 @@ BEGIN
                        vecplug._key_array(v.key_columns, 'n')) USING v.id, v.source::oid, NEW;
     ELSE  -- one row for the whole statement (a worker spreads it into vecplug.queue)
         EXECUTE 'INSERT INTO vecplug.queued_statements (vectorizer_id, source, keys) SELECT $1, $2, array_agg(changed.pk) '
-                || 'FROM (' || vecplug._changed_rows_query(v, TG_OP) || ') AS changed HAVING count(*) > 0'
+                || 'FROM (' || CASE WHEN v.chunk_tokens IS NULL THEN vecplug._changed_rows_query(v, TG_OP)
+                                    ELSE vecplug._chunk_rows_query(v, TG_OP) END
+                || ') AS changed HAVING count(*) > 0'
             USING v.id, v.source::oid;
     END IF;
     GET DIAGNOSTICS queued = ROW_COUNT;
@@ -366,46 +368,6 @@ AS $$
            ELSE format('n.%I IS NOT NULL', v.text_column) END
 $$;
 
--- AFTER INSERT / UPDATE of an async chunked vectorizer's table (per statement; per row on a
--- partitioned table, where the trigger's WHEN chose the rows): queue the rows to (re)chunk and
--- wake the workers. (A sync one's trigger, vecplug._sync_chunks, is in query/15_sync_chunks.sql.)
-CREATE OR REPLACE FUNCTION vecplug._queue_chunks() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET datestyle = 'ISO, YMD'
-SET intervalstyle = 'postgres'
-SET timezone = 'UTC'
-SET extra_float_digits = 3
-SET bytea_output = 'hex'
-SET lc_monetary = 'C'
-AS $$
-DECLARE
-    v vecplug.vectorizer_columns := vecplug._trigger_vectorizer(TG_ARGV[0], TG_RELID, TG_NAME);
-    problem text := vecplug._vectorizer_problem(v);
-    rows_query text;
-    queued bigint;
-BEGIN
-    IF problem IS NOT NULL THEN
-        PERFORM vecplug._stand_aside(v, problem);
-        RETURN NULL;
-    END IF;
-    rows_query := vecplug._chunk_rows_query(v, CASE TG_LEVEL WHEN 'ROW' THEN 'ROW' ELSE TG_OP END);
-    IF TG_LEVEL = 'ROW' THEN
-        EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, r.pk FROM (%s) AS r',
-                       rows_query) USING v.id, v.source::oid, NEW;
-    ELSE  -- one row for the whole statement, as for single vectors (a worker spreads it into vecplug.queue)
-        EXECUTE format('INSERT INTO vecplug.queued_statements (vectorizer_id, source, keys) '
-                       'SELECT $1, $2, array_agg(r.pk) FROM (%s) AS r HAVING count(*) > 0', rows_query)
-            USING v.id, v.source::oid;
-    END IF;
-    GET DIAGNOSTICS queued = ROW_COUNT;
-    IF queued > 0 THEN
-        PERFORM pg_notify('vecplug_queue', v.id::text);
-    END IF;
-    RETURN NULL;
-END
-$$;
-
 -- Queue every row with text that has no chunk yet (a chunked vectorizer's enqueue_existing). Runs
 -- as the caller, the table's owner (create_vectorizer checks that).
 CREATE OR REPLACE FUNCTION vecplug._enqueue_rows_without_chunks(vectorizer_id integer) RETURNS bigint
@@ -447,4 +409,3 @@ REVOKE ALL ON FUNCTION vecplug._queue_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._clear_vector() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_deleted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION vecplug._forget_all() FROM PUBLIC;
-REVOKE ALL ON FUNCTION vecplug._queue_chunks() FROM PUBLIC;
