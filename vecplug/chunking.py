@@ -247,11 +247,15 @@ def plan_chunks(model, texts: list[str], chunk_tokens: int = 512, overlap_tokens
     (PostgreSQL's ``format`` templates embed a title with each chunk, so they
     need the spans of the bare text first.)
     """
-    from .contracts import ChunkPath
     from .model import check_texts
 
-    texts = check_texts(texts)
-    chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
+    return planned_spans(model, check_texts(texts), *check_chunking(chunk_tokens, overlap_tokens))
+
+
+def planned_spans(model, texts: list[str], chunk_tokens: int, overlap_tokens: int) -> list[list]:
+    """``plan_chunks`` for texts and settings already checked (``embed_chunks`` checks them first)."""
+    from .contracts import ChunkPath
+
     if not isinstance(model, ChunkPath):
         raise InvalidSettingError(
             f"{model.name} cannot chunk: its plugin does not tell where its tokens are in a text "
@@ -271,22 +275,18 @@ def plan_chunks(model, texts: list[str], chunk_tokens: int = 512, overlap_tokens
 
 def embed_chunks(model, texts, chunk_tokens: int = 512, overlap_tokens: int = 0, late: bool = False) -> list[Chunks]:
     """``EmbeddingModel.embed_chunks``: plan every text's chunks, then embed them plainly or late."""
-    import numpy as np
-
     from .model import check_texts, refuse_single_text
 
     refuse_single_text(texts)
     chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
     check_late(late)
     texts = check_texts(texts)
-    spans = plan_chunks(model, texts, chunk_tokens, overlap_tokens)
+    spans = planned_spans(model, texts, chunk_tokens, overlap_tokens)
     if late:
         vectors = late_vectors(model, texts, spans)
     else:
         pieces = [text[start:end] for text, text_spans in zip(texts, spans) for start, end in text_spans]
-        flat = model.embed_documents(pieces)
-        bounds = np.cumsum([0] + [len(text_spans) for text_spans in spans])
-        vectors = [flat[bounds[index]:bounds[index + 1]] for index in range(len(texts))]
+        vectors = per_text(model.embed_documents(pieces), spans)
     return [
         Chunks(list(text_spans), [text[start:end] for start, end in text_spans], text_vectors)
         for text, text_spans, text_vectors in zip(texts, spans, vectors)
@@ -403,5 +403,12 @@ def late_vectors(model, texts: list[str], spans: list[list]) -> list["np.ndarray
         sums = np.zeros((0, model.dimensions))
     means = (sums / np.maximum(counts, 1)[:, None])[:, :model.dimensions]
     vectors = (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return per_text(vectors, spans)
+
+
+def per_text(vectors: "np.ndarray", spans: list[list]) -> list["np.ndarray"]:
+    """The rows of every text's chunks, all texts' chunks being ``vectors`` one after another."""
+    import numpy as np
+
     bounds = np.cumsum([0] + [len(text_spans) for text_spans in spans])
-    return [vectors[bounds[index]:bounds[index + 1]] for index in range(len(texts))]
+    return [vectors[bounds[index]:bounds[index + 1]] for index in range(len(spans))]

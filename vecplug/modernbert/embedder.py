@@ -100,10 +100,13 @@ class ModernBertEmbedder(EmbeddingModel):
             return out
         order = sorted(range(len(token_ids)), key=lambda index: len(token_ids[index]))
         out[order] = self.encoder.forward([token_ids[index] for index in order], self.files.pooling).cpu().numpy()
+        self._count_pass(token_ids)
+        return out
+
+    def _count_pass(self, token_ids: list[list[int]]) -> None:
         with self._lock:
             self._counters["texts"] += len(token_ids)
             self._counters["tokens"] += sum(len(ids) for ids in token_ids)
-        return out
 
     def embed_tokenized(self, token_ids: list[list[int]]) -> np.ndarray:
         """Any number of sequences, in forward passes of ``token_budget`` real tokens (``plan_batches``)."""
@@ -137,9 +140,7 @@ class ModernBertEmbedder(EmbeddingModel):
         if not token_ids:
             return np.empty((0, self._full_spec.dimensions), dtype=np.float32)
         states, _ = self.encoder.hidden_states(token_ids)
-        with self._lock:
-            self._counters["texts"] += len(token_ids)
-            self._counters["tokens"] += sum(len(ids) for ids in token_ids)
+        self._count_pass(token_ids)
         return states.cpu().numpy()
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
