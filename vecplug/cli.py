@@ -12,6 +12,7 @@ import click
 from .cli_options import (DTYPES, device_option, dsn_option, dtype_option, model_option, model_options,
                           server_options)
 from .plugins import load_plugins, pm
+from .token_budget import groups_of
 
 
 @click.group()
@@ -117,7 +118,7 @@ def _embed_chunked(records, total, output_path, loaded, quiet, chunking, id_fiel
         writer = embed_io.ChunkLinesWriter(click.get_text_stream("stdout"))
     try:
         with progress(total=total, desc="chunking", unit="text", quiet=quiet) as bar:
-            for group in embed_io.text_groups(records, CHUNK_GROUP_TEXTS, CHUNK_GROUP_CHARS):
+            for group in groups_of(records, CHUNK_GROUP_TEXTS, CHUNK_GROUP_CHARS):
                 results = loaded.embed_chunks(group, **chunking)
                 writer.write(records.take_sources(len(group), id_field), results)
                 bar.update(len(group))

@@ -29,11 +29,16 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from .errors import ModelMismatchError, ServerError, ServerUnavailableError
 from .model import EmbeddingModel, ModelSpec, check_kind, check_text
 from .settings import API_KEY_ENV, Settings
+from .token_budget import groups_of
 from .wire import FINGERPRINT_HEADER, TRUNCATED_HEADER
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RETRY_STATUSES = (429, 503)
 # One request's texts: enough to fill a CPU batch several times over, well under
@@ -92,7 +97,8 @@ class RemoteModel(EmbeddingModel):
     def iter_embed_chunks(self, texts: Iterable[str], kind: str = "document") -> Iterator:
         """Requests of up to ``batch_size`` texts, two in flight, vectors in input order."""
         check_kind(kind)
-        requests = chunks((check_text(text, index) for index, text in enumerate(texts)), self.batch_size)
+        requests = groups_of((check_text(text, index) for index, text in enumerate(texts)), self.batch_size,
+                             BATCH_CHARS)
         first = next(requests, None)
         if first is None:
             return
@@ -124,7 +130,7 @@ class RemoteModel(EmbeddingModel):
         check_late(late)
         texts = check_texts(texts)
         settings = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens, "late": late}
-        requests = list(chunks_by_bytes(texts, self.batch_size, CHUNK_REQUEST_BYTES))
+        requests = list(groups_of(texts, self.batch_size, CHUNK_REQUEST_BYTES, utf8_length))
         if len(requests) == 1:
             answers = [self._embed_chunks(requests[0], settings)]
         else:
@@ -264,33 +270,8 @@ def base_url(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
-def chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
-    """Lists of at most ``size`` texts and about ``BATCH_CHARS`` characters."""
-    chunk: list[str] = []
-    chars = 0
-    for text in texts:
-        if chunk and (len(chunk) >= size or chars + len(text) > BATCH_CHARS):
-            yield chunk
-            chunk, chars = [], 0
-        chunk.append(text)
-        chars += len(text)
-    if chunk:
-        yield chunk
-
-
-def chunks_by_bytes(texts: list[str], size: int, max_bytes: int) -> Iterator[list[str]]:
-    """Lists of at most ``size`` texts and about ``max_bytes`` of UTF-8 (a longer text goes alone)."""
-    batch: list[str] = []
-    used = 0
-    for text in texts:
-        length = len(text.encode("utf-8", "replace"))
-        if batch and (len(batch) >= size or used + length > max_bytes):
-            yield batch
-            batch, used = [], 0
-        batch.append(text)
-        used += length
-    if batch:
-        yield batch
+def utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
 
 
 def backoff(tries: int) -> float:

@@ -74,20 +74,6 @@ class InputRecords:
                 for _, record, number in taken]
 
 
-def text_groups(texts: Iterable[str], size: int, chars: int) -> Iterator[list[str]]:
-    """Lists of at most ``size`` texts and about ``chars`` characters (a longer text goes alone)."""
-    group: list[str] = []
-    used = 0
-    for text in texts:
-        if group and (len(group) >= size or used + len(text) > chars):
-            yield group
-            group, used = [], 0
-        group.append(text)
-        used += len(text)
-    if group:
-        yield group
-
-
 def decoded_lines(binary_lines: Iterable[bytes], source: str) -> Iterator[str]:
     """UTF-8 lines from a binary stream, split on \\n only (a stray \\r inside a text does not split it).
 

@@ -27,3 +27,22 @@ def plan_batches(lengths: list[int], token_budget: int, max_sequences: int = 409
     if current:
         batches.append(current)
     return batches
+
+
+def groups_of(items, size: int, limit: int, measure=len):
+    """Lists of at most ``size`` items whose ``measure`` adds up to about ``limit`` (a larger item goes alone).
+
+    What a request or a streamed step holds: the client's requests to a
+    server (characters, or UTF-8 bytes), the CLI's chunking groups.
+    """
+    group: list = []
+    used = 0
+    for item in items:
+        amount = measure(item)
+        if group and (len(group) >= size or used + amount > limit):
+            yield group
+            group, used = [], 0
+        group.append(item)
+        used += amount
+    if group:
+        yield group
