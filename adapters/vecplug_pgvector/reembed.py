@@ -138,16 +138,29 @@ def _regclass_text(conn, vectorizer: vz.Vectorizer) -> str:
 
 def _walk(conn, runner: BatchRunner, vectorizer, view, report: ReembedReport, bar, transaction: bool = True) -> int:
     """One pass in key order over the rows with text and no shadow vector; returns the rows embedded."""
+    return walk_pages(conn, lambda after: statements.rows_without_shadow_vector(vectorizer, after=after),
+                      lambda query, parameters: _embed_batch(conn, runner, vectorizer, view, report, query, parameters),
+                      runner.batch_size, report, bar, transaction)
+
+
+def walk_pages(conn, page_query, handle_page, page_size: int, report, bar, transaction: bool = True) -> int:
+    """One pass in key order, a page at a time; returns how many rows ``report`` counted embedded meanwhile.
+
+    ``page_query(after)`` is the page's query (``after``: it continues from
+    the previous page's last key); ``handle_page(query, parameters)`` runs it
+    and returns the page's rows, each page in its own transaction unless the
+    caller holds one (``transaction=False``: the final walk under the swap's lock).
+    """
     embedded_before = report.embedded
     last_key = None
     while True:
-        query = statements.rows_without_shadow_vector(vectorizer, after=last_key is not None)
-        parameters = [*(last_key or ()), runner.batch_size]
+        query = page_query(last_key is not None)
+        parameters = [*(last_key or ()), page_size]
         if transaction:
             with conn.transaction():
-                found = _embed_batch(conn, runner, vectorizer, view, report, query, parameters)
+                found = handle_page(query, parameters)
         else:
-            found = _embed_batch(conn, runner, vectorizer, view, report, query, parameters)
+            found = handle_page(query, parameters)
         if not found:
             return report.embedded - embedded_before
         last_key = found[-1].key

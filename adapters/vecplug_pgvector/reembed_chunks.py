@@ -21,6 +21,7 @@ from . import statements
 from . import vectorizers as vz
 
 from .batch import Row, write_in_halves
+from .reembed import walk_pages
 from .chunks import ChunkWriter
 
 MARKER = -1  # the chunk_index of a row's marker in the shadow table
@@ -39,21 +40,9 @@ def shadow_of(conn, vectorizer: vz.Vectorizer) -> vz.Vectorizer:
 def walk(conn, runner, vectorizer: vz.Vectorizer, shadow: vz.Vectorizer, view, report, bar,
          transaction: bool = True) -> int:
     """One pass in key order over the rows with text whose marker is missing or stale; returns rows done."""
-    done_before = report.embedded
-    last_key = None
-    while True:
-        query = rows_to_chunk(vectorizer, shadow, after=last_key is not None)
-        parameters = [*(last_key or ()), runner.batch_size]
-        if transaction:
-            with conn.transaction():
-                found = _chunk_batch(conn, runner, shadow, view, report, query, parameters)
-        else:
-            found = _chunk_batch(conn, runner, shadow, view, report, query, parameters)
-        if not found:
-            return report.embedded - done_before
-        last_key = found[-1].key
-        if bar is not None:
-            bar.update(len(found))
+    return walk_pages(conn, lambda after: rows_to_chunk(vectorizer, shadow, after=after),
+                      lambda query, parameters: _chunk_batch(conn, runner, shadow, view, report, query, parameters),
+                      runner.batch_size, report, bar, transaction)
 
 
 def _chunk_batch(conn, runner, shadow, view, report, query, parameters) -> list[Row]:
