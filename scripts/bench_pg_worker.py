@@ -64,10 +64,9 @@ def requeue(cluster, table: str, vectorizer: int) -> None:
         conn.execute("DELETE FROM vecplug.queued_statements")
         if table == "docs_chunked":
             conn.execute("DELETE FROM docs_chunked_chunks")
-            conn.execute("SELECT vecplug._enqueue_rows_without_chunks(%s)", [vectorizer])
         else:
             conn.execute(f"UPDATE {table} SET embedding = NULL")
-            conn.execute("SELECT vecplug._enqueue_rows_without_vector(%s)", [vectorizer])
+        conn.execute("SELECT vecplug._enqueue_rows_without_vector(%s)", [vectorizer])
         conn.execute(f"VACUUM ANALYZE {table}")
 
 

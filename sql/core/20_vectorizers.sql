@@ -170,9 +170,7 @@ BEGIN
     IF made THEN
         PERFORM vecplug._make_chunk_view(new_id);
     END IF;
-    IF enqueue_existing AND chunks IS NOT NULL THEN
-        PERFORM vecplug._enqueue_rows_without_chunks(new_id);
-    ELSIF enqueue_existing THEN
+    IF enqueue_existing THEN
         PERFORM vecplug._enqueue_rows_without_vector(new_id);
     END IF;
     RETURN new_id;

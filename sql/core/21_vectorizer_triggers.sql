@@ -315,9 +315,10 @@ BEGIN
 END
 $$;
 
--- Queue every row that has text and no vector (enqueue_existing, rows the
--- new model missed at a re-embedding's swap). Runs as the caller: the
--- table's owner (create_vectorizer and finish_reembed check that).
+-- Queue every row that has text and no vector (for a chunked vectorizer: no
+-- chunk in its destination): enqueue_existing, rows the new model missed at a
+-- re-embedding's swap. Runs as the caller: the table's owner
+-- (create_vectorizer and finish_reembed check that).
 CREATE OR REPLACE FUNCTION vecplug._enqueue_rows_without_vector(vectorizer_id integer) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -330,12 +331,22 @@ SET lc_monetary = 'C'
 AS $$
 DECLARE
     v vecplug.vectorizer_columns;
+    d record;
+    missing text;
     queued bigint;
 BEGIN
     SELECT * INTO STRICT v FROM vecplug.vectorizer_columns c WHERE c.id = vectorizer_id;
+    IF v.chunk_tokens IS NULL THEN
+        missing := format('t.%I IS NULL', v.embedding_column);
+    ELSE
+        d := vecplug._destination(v);
+        missing := format('NOT EXISTS (SELECT FROM %I.%I d WHERE %s)', d.schema_name, d.table_name,
+                          (SELECT string_agg(format('d.%I = t.%I', dk, sk), ' AND ')
+                           FROM unnest(d.key_columns, v.key_columns) AS k (dk, sk)));
+    END IF;
     EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM %s t '
-                   'WHERE t.%I IS NOT NULL AND t.%I IS NULL',
-                   vecplug._key_array(v.key_columns, 't'), v.source, v.text_column, v.embedding_column)
+                   'WHERE t.%I IS NOT NULL AND %s',
+                   vecplug._key_array(v.key_columns, 't'), v.source, v.text_column, missing)
         USING v.id, v.source::oid;
     GET DIAGNOSTICS queued = ROW_COUNT;
     IF queued > 0 THEN
@@ -366,39 +377,6 @@ AS $$
                       vecplug._key_join(v.key_columns, 'o', 'n'), vecplug._watched_row(v, 'o'),
                       vecplug._watched_row(v, 'n'))
            ELSE format('n.%I IS NOT NULL', v.text_column) END
-$$;
-
--- Queue every row with text that has no chunk yet (a chunked vectorizer's enqueue_existing). Runs
--- as the caller, the table's owner (create_vectorizer checks that).
-CREATE OR REPLACE FUNCTION vecplug._enqueue_rows_without_chunks(vectorizer_id integer) RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET datestyle = 'ISO, YMD'
-SET intervalstyle = 'postgres'
-SET timezone = 'UTC'
-SET extra_float_digits = 3
-SET bytea_output = 'hex'
-SET lc_monetary = 'C'
-AS $$
-DECLARE
-    v vecplug.vectorizer_columns;
-    d record;
-    queued bigint;
-BEGIN
-    SELECT * INTO STRICT v FROM vecplug.vectorizer_columns c WHERE c.id = vectorizer_id;
-    d := vecplug._destination(v);
-    EXECUTE format('INSERT INTO vecplug.queue (vectorizer_id, source, pk) SELECT $1, $2, %s FROM %s t '
-                   'WHERE t.%I IS NOT NULL AND NOT EXISTS (SELECT FROM %I.%I d WHERE %s)',
-                   vecplug._key_array(v.key_columns, 't'), v.source, v.text_column, d.schema_name, d.table_name,
-                   (SELECT string_agg(format('d.%I = t.%I', dk, sk), ' AND ')
-                    FROM unnest(d.key_columns, v.key_columns) AS k (dk, sk)))
-        USING v.id, v.source::oid;
-    GET DIAGNOSTICS queued = ROW_COUNT;
-    IF queued > 0 THEN
-        PERFORM pg_notify('vecplug_queue', v.id::text);
-    END IF;
-    RETURN queued;
-END
 $$;
 
 -- Firing a trigger needs no privilege; creating one needs EXECUTE on its

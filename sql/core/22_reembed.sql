@@ -259,12 +259,10 @@ BEGIN
             USING ERRCODE = '55000', HINT = 'Embed them first (vecplug pg reembed does), or pass queue_missing => true.';
     END IF;
     PERFORM vecplug._swap_reembed(v.source, v.embedding_column);
-    IF missing > 0 AND v.destination IS NOT NULL THEN
-        PERFORM vecplug._enqueue_rows_without_chunks(v.id);
-        RAISE NOTICE 'vecplug: % rows of % got no chunks from the new model; they are queued', missing, v.name;
-    ELSIF missing > 0 THEN
+    IF missing > 0 THEN
         PERFORM vecplug._enqueue_rows_without_vector(v.id);
-        RAISE NOTICE 'vecplug: % rows of % got no vector from the new model; they are queued', missing, v.name;
+        RAISE NOTICE 'vecplug: % rows of % got no % from the new model; they are queued', missing, v.name,
+            CASE WHEN v.destination IS NOT NULL THEN 'chunks' ELSE 'vector' END;
     END IF;
     RETURN missing;
 END
