@@ -141,7 +141,7 @@ SHOWN_DROP_CALLS = 5  # past this, the message says how to list them instead of 
 
 # The vectorizers whose triggers depend on vecplug (their trigger functions are vecplug's), each with the
 # descriptions of those triggers as vecplug.dependents() gives them.
-VECTORIZER_TRIGGERS = """
+VECTORIZER_TRIGGERS = r"""
     SELECT quote_ident(v.schema_name) || '.' || quote_ident(v.table_name), v.embedding_column,
            array_agg(pg_describe_object('pg_trigger'::regclass, t.oid, 0))
     FROM vecplug.vectorizer_columns v
