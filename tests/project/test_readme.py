@@ -19,7 +19,9 @@ the pages'), serving it under the default model's name; their DSN becomes the
 test database's. A block is left out only with a marker on the line before its
 fence, ``<!-- not run: the reason -->`` (or ``not run here:``); every such block
 is listed as a skipped test with its reason, and a block in any other language
-without a marker fails the test.
+without a marker fails the test. Beside the blocks: the README stays a front
+page, every relative link between pages finds its file and heading, and the
+Configuration page lists every VECPLUG_* variable the code reads.
 """
 from __future__ import annotations
 
@@ -135,8 +137,26 @@ def test_every_block_runs_or_says_why_not():
 def test_readme_is_a_front_page():
     lines = len(README.read_text().splitlines())
     assert lines <= FRONT_PAGE_LINES, f"README.md has {lines} lines: move detail into docs/<subject>.md"
-    for link in re.findall(r"\]\((docs/[^)#]+)", README.read_text()):
-        assert (ROOT / link).exists(), f"README.md links to {link}, which does not exist"
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    text = BLOCK.sub("", page.read_text())
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.*)$", text, flags=re.M)}
+
+
+@pytest.mark.parametrize("page", [pytest.param(page, id=page_id(page)) for page in PAGES])
+def test_links_between_pages_resolve(page):
+    """A page moved out of the README leaves no link to a file or heading that is not there."""
+    broken = []
+    for target, anchor in re.findall(r"\]\((?!https?:|mailto:)([^)#\s]*)(?:#([^)\s]+))?\)", BLOCK.sub("", page.read_text())):
+        path = (page.parent / target).resolve() if target else page
+        if not path.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+            broken.append(f"{target}#{anchor} (no such heading)")
+    assert not broken, f"{page_id(page)} links to {broken}"
 
 
 def test_ci_runs_the_readmes_test_command():
