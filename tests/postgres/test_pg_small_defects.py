@@ -269,8 +269,8 @@ def test_a_server_outage_mid_batch_is_logged_as_the_server_once(pg_cluster, fres
 # -- defect 10a: the README's EXPLAIN -------------------------------------------------------------------------------------
 
 def test_the_readmes_explain_shows_the_index_scan_it_promises(pg_cluster, fresh_db, vz_server, tmp_path):
-    """The README's own three rows: PostgreSQL rightly reads the table, so the README shows the plan with seqscan off."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    """The docs' own three rows: PostgreSQL rightly reads the table, so docs/postgres.md shows the plan with seqscan off."""
+    readme = (Path(__file__).parents[2] / "docs" / "postgres.md").read_text()
     claim = re.search(r"`EXPLAIN`[^)]*Index Scan using docs_embedding_idx[^)]*\)", readme)
     assert claim and ("enable_seqscan" in claim.group(0) or "realistic size" in claim.group(0)), claim
     block = next(body for body in re.findall(r"```sql\n(.*?)```", readme, flags=re.S) if "EXPLAIN" in body)
