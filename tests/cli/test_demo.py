@@ -108,3 +108,64 @@ def test_readme_demo_command_sets_up_and_runs(tmp_path):
                                 "import vecplug, vecplug_minilm; print(vecplug.__file__, vecplug_minilm.__file__)"],
                                capture_output=True, text=True, timeout=60)
     assert installed.stdout.count(str(venv)) == 2, installed.stdout  # installed into the new environment
+
+
+def demo_rows(conn) -> tuple[int, int]:
+    """(rows, rows with a vector) of the demo's table."""
+    return conn.execute("SELECT count(*), count(embedding) FROM vecplug_demo.docs").fetchone()
+
+
+@pytest.mark.slow  # a server, PostgreSQL and the worker, with Chroma and Qdrant beside them
+def test_demo_with_dsn_fills_postgres_through_a_vectorizer_and_the_worker(pg_cluster, fresh_db, tmp_path):
+    """Its own server on a free port, plain SQL in, the worker's vectors out; the database left as found but
+    for schema vecplug_demo (vecplug, which the demo installed, is removed again)."""
+    process = demo("--tiny", "--quiet", "--dsn", pg_cluster.dsn(fresh_db), "--dir", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert "Traceback" not in process.stderr
+    out = process.stdout
+    assert "served by vecplug serve at http://127.0.0.1:" in out and "(started for the demo)" in out
+    assert "SELECT vecplug.create_vectorizer('vecplug_demo.docs', 'body');" in out
+    assert "INSERT INTO vecplug_demo.docs (id, body) VALUES (1, 'The built-in" in out
+    rows = len(corpus.DOCUMENTS)
+    assert f"embedded {rows} queued rows: {rows}/{rows} rows have a vector, queue empty" in out
+    assert f"ORDER BY embedding <=> vecplug.embed_query('{corpus.QUESTIONS[0][0]}') LIMIT 3;" in out
+    assert out.count("Q: ") == len(corpus.QUESTIONS) and "PostgreSQL" in out.split("Q: ")[1]
+    assert "vecplug pg worker --dsn DSN" in out  # how to do the same by hand
+    with pg_cluster.connect(fresh_db) as conn:
+        assert demo_rows(conn) == (rows, rows)
+        assert conn.execute("SELECT to_regnamespace('vecplug')").fetchone()[0] is None
+    again = demo("--tiny", "--quiet", "--dsn", pg_cluster.dsn(fresh_db), "--dir", str(tmp_path))
+    assert again.returncode == 0, again.stderr  # the demo's schema is made afresh, not added to
+
+
+@pytest.mark.slow  # the demo against a running server and an installed vecplug
+def test_demo_with_server_url_uses_the_installation_and_embed_query_finds_a_document(pg_cluster, fresh_db,
+                                                                                     vz_server, tmp_path):
+    """vecplug installed for this server stays; the worker emptied the queue; a document's own text, asked with
+    vecplug.embed_query, finds that document first (random weights: the structure, not meaning)."""
+    from pg_vectorizer_helpers import install, queue_rows, status
+
+    dsn = pg_cluster.dsn(fresh_db)
+    with pg_cluster.connect(fresh_db) as conn:
+        conn.execute("CREATE SCHEMA vecplug; CREATE TABLE vecplug.settings (name text PRIMARY KEY, value text);"
+                     "INSERT INTO vecplug.settings VALUES ('server_url', 'http://127.0.0.1:9')")
+    refused = demo("--quiet", "--dsn", dsn, "--server-url", vz_server.url, "--dir", str(tmp_path))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "calls the server http://127.0.0.1:9" in refused.stderr and "--server-url http://127.0.0.1:9" in refused.stderr
+    with pg_cluster.connect(fresh_db) as conn:
+        conn.execute("DROP SCHEMA vecplug CASCADE")
+    install(dsn, vz_server.url)
+
+    process = demo("--quiet", "--dsn", dsn, "--server-url", vz_server.url, "--dir", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert f"schema vecplug was there, calling {vz_server.url}" in process.stdout
+    rows = len(corpus.DOCUMENTS)
+    with pg_cluster.connect(fresh_db) as conn:
+        assert demo_rows(conn) == (rows, rows)
+        assert queue_rows(conn) == []
+        (state,) = status(conn).values()
+        assert (state["pending"], state["failed"], state["embedded"]) == (0, 0, rows)
+        for document in corpus.DOCUMENTS[:5]:
+            found = conn.execute("SELECT id FROM vecplug_demo.docs ORDER BY embedding <=> vecplug.embed_query(%s) "
+                                 "LIMIT 1", [document.text]).fetchone()[0]
+            assert found == document.id, document.title
