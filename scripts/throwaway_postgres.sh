@@ -26,7 +26,7 @@ _throwaway_postgres_free_port() {
 throwaway_postgres_start() {
     local bin=$1 attempt port
     THROWAWAY_PG_BIN=$bin
-    THROWAWAY_PG_ROOT=$(mktemp -d /tmp/vecplug-demo-pg.XXXXXX)
+    THROWAWAY_PG_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/vecplug-demo-pg.XXXXXX")
     if [ "$(id -u)" = 0 ]; then
         chown postgres: "$THROWAWAY_PG_ROOT"
     fi

@@ -185,7 +185,7 @@ class PostgresDemoStore:
             f"Table {TABLE} stays for a look in psql{removed}. The same by hand:",
             "  vecplug serve --port 8080 &",
             "  vecplug pg install --dsn DSN --server-url http://127.0.0.1:8080",
-            f"  psql DSN -c \"SELECT vecplug.create_vectorizer('my_table', 'body')\"   "
+            "  psql DSN -c \"SELECT vecplug.create_vectorizer('my_table', 'body')\"   "
             "# then INSERT rows as usual",
             "  vecplug pg worker --dsn DSN      # embeds what the triggers queue (--once: until the queue is empty)",
             "  psql DSN -c \"SELECT body FROM my_table ORDER BY embedding <=> vecplug.embed_query('...') LIMIT 3\"",

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -83,25 +84,29 @@ def test_progress_bar_while_embedding(tmp_path):
     assert "embedding into" in shown and f"{2 * len(corpus.DOCUMENTS)}/{2 * len(corpus.DOCUMENTS)}" in shown
 
 
-@pytest.mark.slow  # builds a virtual environment and installs the project
-def test_readme_demo_command_sets_up_and_runs(tmp_path):
-    """./scripts/demo.sh as the README gives it, in a new virtual environment.
+def demo_sh(venv: Path, *args: str) -> subprocess.CompletedProcess:
+    """./scripts/demo.sh, unchanged, into a new virtual environment that sees this one's packages.
 
-    The new environment sees this one's packages through a .pth file, so pip
-    installs vecplug and the plugin from the checkout (their wheels, built by
-    the script's pip) without downloading torch again; the script itself is
-    run unchanged.
+    A .pth file makes them visible, so pip installs vecplug and the plugin from
+    the checkout (their wheels, built by the script's pip) without downloading
+    torch or anything else again.
     """
-    readme = (ROOT / "README.md").read_text()
-    assert "$ ./scripts/demo.sh" in readme
-    venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     site_packages = next(venv.glob("lib/python*/site-packages"))
     here = [path for path in sys.path if path.endswith("site-packages")]
     (site_packages / "outer.pth").write_text("\n".join(here) + "\n")
     env = {**os.environ, "VECPLUG_VENV": str(venv)}
-    process = subprocess.run(["./scripts/demo.sh", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=600)
+    return subprocess.run(["./scripts/demo.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow  # builds a virtual environment and installs the project
+def test_readme_demo_command_sets_up_and_runs(tmp_path):
+    """./scripts/demo.sh as the README gives it, in a new virtual environment (``demo_sh``)."""
+    readme = (ROOT / "README.md").read_text()
+    assert "$ ./scripts/demo.sh" in readme
+    venv = tmp_path / "venv"
+    process = demo_sh(venv, "--quiet")
     assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
     assert "10/10 answers found the expected paragraph first." in process.stdout
     installed = subprocess.run([str(venv / "bin" / "python"), "-c",
@@ -169,3 +174,20 @@ def test_demo_with_server_url_uses_the_installation_and_embed_query_finds_a_docu
             found = conn.execute("SELECT id FROM vecplug_demo.docs ORDER BY embedding <=> vecplug.embed_query(%s) "
                                  "LIMIT 1", [document.text]).fetchone()[0]
             assert found == document.id, document.title
+
+
+@pytest.mark.slow  # a virtual environment, a PostgreSQL cluster and a server: about 30 s
+def test_demo_sh_postgres_starts_and_removes_a_throwaway_cluster(pg_cluster, tmp_path):
+    """./scripts/demo.sh --postgres: its own cluster (pg_cluster only stands for "PostgreSQL is installed"),
+    the vectorizer route through it, and nothing left behind."""
+    def clusters() -> set:
+        return set(Path(tempfile.gettempdir()).glob("vecplug-demo-pg.*"))
+
+    before = clusters()
+    process = demo_sh(tmp_path / "venv", "--postgres", "--tiny", "--quiet")
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
+    rows = len(corpus.DOCUMENTS)
+    assert f"{rows}/{rows} rows have a vector, queue empty" in process.stdout
+    assert "vecplug.embed_query(" in process.stdout
+    assert process.stdout.rstrip().endswith("(the throwaway PostgreSQL goes now, with the demo's table)")
+    assert clusters() == before
