@@ -84,7 +84,8 @@ def choose_model(name: str | None, tiny: bool, say) -> ChosenModel:
 
 
 @contextlib.contextmanager
-def served(chosen: ChosenModel | None, server_url: str | None, dsn: str | None, say) -> Iterator[ChosenModel]:
+def served(chosen: ChosenModel | None, server_url: str | None, dsn: str | None, quiet: bool,
+           say) -> Iterator[ChosenModel]:
     """The model the stores embed with: the chosen one in this process, or (``--dsn``, ``--server-url``) a server's.
 
     ``--server-url`` names a running server; ``--dsn`` without it starts
@@ -105,7 +106,7 @@ def served(chosen: ChosenModel | None, server_url: str | None, dsn: str | None, 
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
         raise click.ClickException("the PostgreSQL demo runs the model in `vecplug serve`, which needs the server "
                                    "extra: pip install 'vecplug[server]' (or give --server-url of a running one)")
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not quiet:  # a progress line, like the bars
         say(f"starting vecplug serve for {chosen.name} on a free port (stopped at the end) ...")
     with contextlib.ExitStack() as stack:
         try:
@@ -218,7 +219,7 @@ def run_demo(model_name: str | None, dsn: str | None, tiny: bool, quiet: bool, f
     if server_url is not None and (model_name is not None or tiny):
         raise click.UsageError("give --server-url or --model/--tiny, not both: the server's model is the demo's")
     chosen = None if server_url is not None else choose_model(model_name, tiny, say)
-    with served(chosen, server_url, dsn, say) as used:
+    with served(chosen, server_url, dsn, quiet, say) as used:
         return _run_with(used, dsn, quiet, folder, say)
 
 
