@@ -10,7 +10,7 @@ import sys
 import click
 
 from .cli_options import (DTYPES, device_option, dsn_option, dtype_option, model_option, model_options,
-                          server_options)
+                          server_options, server_url_option)
 from .plugins import load_plugins, pm
 from .token_budget import groups_of
 
@@ -227,12 +227,15 @@ def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, 
 @cli.command()
 @model_option("Model name, alias or directory (default: $VECPLUG_MODEL or nomic-ai/modernbert-embed-base, "
               "else the offline vecplug-minilm plugin).")
-@dsn_option("Also fill and query this PostgreSQL database (never without it)", optional=True)
+@dsn_option("Also fill and query this PostgreSQL database the way an application would: a vectorizer, plain SQL "
+            "inserts, the worker, vecplug.embed_query (never without it)", optional=True)
+@server_url_option("The `vecplug serve` whose model the demo uses (with --dsn, default: one the demo starts on a "
+                   "free port and stops at the end).")
 @click.option("--tiny", is_flag=True, help="A generated random-weight ModernBERT: mechanics only, meaningless answers.")
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
               help="Keep the Chroma and Qdrant stores in this folder (default: a temporary one, removed after).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
-def demo(model, dsn, tiny, folder, quiet):
+def demo(model, dsn, server_url, tiny, folder, quiet):
     """Embed a small shipped corpus into Chroma and Qdrant (and PostgreSQL with --dsn), ask each the same questions."""
     from pathlib import Path
 
@@ -245,7 +248,7 @@ def demo(model, dsn, tiny, folder, quiet):
             Path(folder).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise click.BadParameter(f"cannot create {folder}: {error.strerror}", param_hint="'--dir'") from None
-    run_demo(model, dsn, tiny, quiet, Path(folder) if folder else None)
+    run_demo(model, dsn, tiny, quiet, Path(folder) if folder else None, server_url)
 
 
 @cli.command()

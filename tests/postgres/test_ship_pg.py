@@ -17,10 +17,10 @@ def test_demo_with_dsn_finds_the_open_paragraph_in_postgres(pg_cluster, fresh_db
     process = run_vecplug("demo", "--model", "minilm", "--quiet", "--dsn", pg_cluster.dsn(fresh_db),
                           "--dir", str(tmp_path))
     assert process.returncode == 0, process.stderr
-    assert f"PostgreSQL (table vecplug_demo in database {fresh_db})" in process.stdout
+    assert f"PostgreSQL (table vecplug_demo.docs in database {fresh_db})" in process.stdout
     assert f"{3 * len(corpus.QUESTIONS)}/{3 * len(corpus.QUESTIONS)} answers" in process.stdout
     with pg_cluster.connect(fresh_db) as conn:
-        nearest = conn.execute("SELECT body FROM vecplug_demo ORDER BY id LIMIT 1").fetchone()[0]
+        nearest = conn.execute("SELECT body FROM vecplug_demo.docs ORDER BY id LIMIT 1").fetchone()[0]
     assert nearest == corpus.by_id(1).text
 
 
