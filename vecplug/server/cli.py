@@ -4,7 +4,6 @@ Only click (and the shared option definitions) is imported at module level: ``ve
 """
 from __future__ import annotations
 
-import sys
 
 import click
 
@@ -50,7 +49,9 @@ def serve(model, device, dtype, dimensions, host, port, max_batch_tokens, max_qu
                               max_connections=max_connections, graceful_timeout=graceful_timeout)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    sys.exit(run(config))
+    from .lifecycle import exit_now
+
+    exit_now(run(config))
 
 
 def run(config) -> int:

@@ -33,6 +33,25 @@ log = logging.getLogger("vecplug.server")
 EXIT_FORCED = 1
 
 
+def exit_now(status: int) -> None:
+    """End the process once the server has drained, skipping the interpreter's teardown.
+
+    Tearing down a process with torch loaded took over a second after the
+    drain (module finalization), enough to break ``--graceful-timeout``;
+    nothing is left to clean up by then, so output is flushed and the
+    process ends.
+    """
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 def answer_by(graceful_timeout: float) -> float:
     """Seconds after SIGTERM when whatever is still queued is answered 503: a moment before the timeout,
     so the answers go out and the process exits within it."""
@@ -94,7 +113,7 @@ def _draining_server_class():
             super().__init__(config)
             self.model_host = host
             self.graceful_timeout = graceful_timeout
-            self.forced = False
+            self.drained = threading.Event()  # set once uvicorn has shut down: the bound has nothing left to do
             self._drain_bound = None
 
         def handle_exit(self, sig, frame):
@@ -106,16 +125,24 @@ def _draining_server_class():
                 self._drain_bound.start()
             super().handle_exit(sig, frame)
 
+        def run(self, sockets=None):
+            try:
+                super().run(sockets=sockets)
+            finally:
+                self.drained.set()
+
         def _bound_the_drain(self) -> None:
             """Answer what is still queued a moment before the timeout; exit at the timeout if still running."""
             started = time.monotonic()
-            time.sleep(answer_by(self.graceful_timeout))
+            if self.drained.wait(answer_by(self.graceful_timeout)):
+                return
             batcher = self.model_host.batcher
             if batcher is not None:
                 log.info("--graceful-timeout %g s is near: requests still queued are answered 503",
                          self.graceful_timeout)
                 batcher.stop(timeout=0)  # queued jobs fail with ShuttingDown (503); the threads end after this pass
-            time.sleep(max(0.0, self.graceful_timeout - (time.monotonic() - started)) + 0.5)
+            if self.drained.wait(max(0.0, self.graceful_timeout - (time.monotonic() - started)) + 0.5):
+                return
             log.error("still running %g s after SIGTERM (--graceful-timeout): exiting with status %d",
                       self.graceful_timeout, EXIT_FORCED)
             logging.shutdown()
