@@ -4,7 +4,6 @@ Only click (and the shared option definitions) is imported at module level: ``ve
 """
 from __future__ import annotations
 
-
 import click
 
 from ..cli_options import api_key_file_option, model_options
