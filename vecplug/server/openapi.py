@@ -41,9 +41,12 @@ def add_openapi_bodies(app: FastAPI, host: ModelHost, *models) -> None:
 
 
 def _state_served_limits(request_schema: dict, host: ModelHost) -> None:
-    """Limits by field, the same in every request model: a list of texts (the only arrays a request body
-    has) holds at most the per-request limit, ``dimensions`` at most the model's, ``prompt_name`` its names."""
+    """Limits by field, the same in every request model: a list of texts holds at most the per-request limit,
+    ``dimensions`` at most the model's, ``prompt_name`` its names. ``/decode``'s ``ids`` are token ids, not
+    texts: the limit counts its sequences, which JSON Schema cannot tell from one flat sequence."""
     for field, schema in request_schema["properties"].items():
+        if field == "ids":
+            continue
         for option in [schema, *schema.get("anyOf", [])]:
             if option.get("type") == "array":
                 option["maxItems"] = host.config.max_request_texts
