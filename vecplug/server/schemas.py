@@ -243,14 +243,13 @@ class DecodeRequest(RequestBody):
     @field_validator("ids", mode="before")
     @classmethod
     def _check_ids(cls, value):
-        sequences = value if isinstance(value, list) and value and isinstance(value[0], list) else [value]
+        batch = isinstance(value, list) and bool(value) and isinstance(value[0], list)
+        sequences = value if batch else [value]
         for sequence in sequences:
             if not isinstance(sequence, list):
                 raise ValueError(f"ids must be a list of token ids or a list of such lists, got {json_type(value)}")
-            for item in sequence:
-                if not isinstance(item, int) or isinstance(item, bool):
-                    raise ValueError(f"ids holds {json_type(item)} ({item!r:.40}); token ids are whole numbers")
-        return value
+        whole = [[check_whole_number(item, "each token id") for item in sequence] for sequence in sequences]
+        return whole if batch else whole[0]
 
 
 class OpenAIErrorDetail(BaseModel):
