@@ -92,13 +92,15 @@ def test_api_key_from_file_guards_every_route_but_health(keyed_server):
     assert call(url, "/health")[0] == 200
     for path, body in [("/v1/embeddings", {"input": "x"}), ("/v1/models", None), ("/embed", {"inputs": "x"}),
                        ("/embed_chunks", {"inputs": ["x"]}), ("/embed_all", {"inputs": "x"}),
+                       ("/tokenize", {"inputs": "x"}), ("/decode", {"ids": [1]}),
                        ("/info", None), ("/metrics", None), ("/openapi.json", None)]:
         for headers, problem in [({}, "needs an API key"), ({"Authorization": "Bearer wrong"}, "wrong API key"),
                                  ({"Authorization": "Basic file-key-123"}, "Bearer <key>")]:
             status, response_headers, answer = call(url, path, body, headers=headers,
                                                     method=None if body is not None else "GET")
             assert status == 401, (path, headers, answer)
-            message = answer["error"] if path in ("/embed", "/embed_chunks", "/embed_all", "/info") \
+            message = answer["error"] if path in ("/embed", "/embed_chunks", "/embed_all", "/info", "/tokenize",
+                                                  "/decode") \
                 else openai_message(answer)
             assert problem in message, answer
             assert response_headers["WWW-Authenticate"].startswith("Bearer")
@@ -272,6 +274,12 @@ def test_plugin_model_without_fast_path_and_the_loading_state():
         for path in ("/embed_chunks", "/embed_all"):  # they need the model's tokens (contracts.ChunkPath)
             status, _, body = call(url, path, {"inputs": ["a text"]})
             assert status == 501 and "ChunkPath" in body["error"], (path, body)
+        for path in ("/tokenize", "/decode"):  # they need the model's tokenizer
+            status, _, body = call(url, path, {"inputs": ["a text"]} if path == "/tokenize" else {"ids": [1, 2]})
+            assert status == 501 and body["error_type"], (path, body)
+        status, _, body = call(url, "/embed", {"inputs": ["a text"], "normalize": False})
+        assert status == 422 and "normalize=false is not available" in body["error"], body
+        assert "no unnormalised output" in body["error"]
 
 
 class _started_while_loading:

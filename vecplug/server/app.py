@@ -8,6 +8,7 @@ status) of the path's API flavour.
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from .config import ServerConfig
@@ -22,9 +24,13 @@ from .engine import ModelHost
 from .errors import APIError, describe_validation_errors
 from .handling import ClientGone, job_error, json_response, read_body, require_ready
 from .metrics import Metrics
-from .middleware import Gate
+from .middleware import DEADLINE_KEY, Gate, timed_out
 from .openapi import add_openapi_bodies, request_body
 from .routes import ROUTES, Call, Route, RouteTable
+
+log = logging.getLogger("vecplug.server")
+# After a drain, the batcher's threads get this long to end their current pass; the process exits regardless.
+STOP_SECONDS = 1.0
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -35,7 +41,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def lifespan(app: FastAPI):
         host.start(on_failure=lambda error: app.state.on_failure(error))
         yield
-        await asyncio.to_thread(host.stop)
+        if host.batcher is not None:
+            await asyncio.to_thread(host.batcher.stop, STOP_SECONDS)
 
     app = FastAPI(title="vecplug", version=__version__, lifespan=lifespan, redoc_url=None,
                   description="Embeddings from one resident model: OpenAI's and TEI's APIs, with dynamic batching.")
@@ -50,19 +57,40 @@ def create_app(config: ServerConfig) -> FastAPI:
                           openapi_extra=request_body(route.request) if route.request else None,
                           include_in_schema=route.documented, **options)
     app.add_middleware(Gate, routes=ROUTES, api_key=config.api_key, max_request_bytes=config.max_request_bytes,
-                       host=host, metrics=metrics)
+                       host=host, metrics=metrics, request_timeout=config.request_timeout)
     return app
 
 
 def endpoint_for(route: Route, host: ModelHost):
     """The endpoint every route shares: body, readiness, then the route's own answer."""
     async def endpoint(request: Request):
-        body = await read_body(request, route.request) if route.request else None
-        if route.needs_model:
-            require_ready(host)
-        return await route.answer(Call(request, host, body))
+        body = None
+        try:
+            body = await read_body(request, route.request) if route.request else None
+            if route.needs_model:
+                require_ready(host)
+            return await route.answer(Call(request, host, body))
+        except (ClientGone, ClientDisconnect):
+            deadline = request.scope.get(DEADLINE_KEY)
+            if deadline is not None and deadline.expired:  # the middleware's deadline, not the client, ended it
+                host.metrics.rejected.labels("timeout").inc()
+                raise timed_out(deadline.seconds) from None
+            log.info("client disconnected before the answer to %s %s%s; its queued texts were dropped",
+                     request.method, request.url.path, _texts_of(route, body))
+            raise ClientGone() from None
 
     return endpoint
+
+
+def _texts_of(route: Route, body) -> str:
+    """`` (3 texts)`` for a body with texts: what the log line of a hung-up client says about its request."""
+    if route.request is not None and body is None:
+        return " (its body had not all arrived)"
+    texts = getattr(body, "input", None) or getattr(body, "inputs", None)
+    if texts is None:
+        return ""
+    count = 1 if isinstance(texts, str) else len(texts)
+    return f" ({count} text{'s' if count != 1 else ''})"
 
 
 def add_error_handlers(app: FastAPI, routes: RouteTable) -> None:

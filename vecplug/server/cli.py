@@ -4,8 +4,6 @@ Only click (and the shared option definitions) is imported at module level: ``ve
 """
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ..cli_options import api_key_file_option, model_options
@@ -26,9 +24,17 @@ from ..cli_options import api_key_file_option, model_options
 @api_key_file_option()
 @click.option("--served-name", default=None,
               help="Model name clients see and may send (default: the model's own name).")
+@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
+              help="Seconds a request may take to send its headers, then its body, then to be answered "
+                   "(a later answer is a 504 and the request's queued texts are dropped).")
+@click.option("--max-connections", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Open connections at most; a request beyond them gets 503.")
+@click.option("--graceful-timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
+              help="On SIGTERM, seconds to finish the requests in flight; what is still queued then gets 503, "
+                   "and the server exits within this time.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 def serve(model, device, dtype, dimensions, host, port, max_batch_tokens, max_queue_texts, max_request_bytes,
-          api_key_file, served_name, access_log):
+          api_key_file, served_name, request_timeout, max_connections, graceful_timeout, access_log):
     """Serve one resident model over HTTP: OpenAI's /v1/embeddings, TEI's /embed, /health, /metrics."""
     from ..settings import Settings
     from .config import ServerConfig
@@ -38,14 +44,18 @@ def serve(model, device, dtype, dimensions, host, port, max_batch_tokens, max_qu
         config = ServerConfig(model=model, device=device, dtype=dtype, dimensions=dimensions, host=host, port=port,
                               max_batch_tokens=max_batch_tokens, max_queue_texts=max_queue_texts,
                               max_request_bytes=max_request_bytes, api_key=api_key, served_name=served_name,
-                              access_log=access_log)
+                              access_log=access_log, request_timeout=request_timeout,
+                              max_connections=max_connections, graceful_timeout=graceful_timeout)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    sys.exit(run(config))
+    from .lifecycle import exit_now
+
+    exit_now(run(config))
 
 
 def run(config) -> int:
-    """Serve until SIGTERM or SIGINT; 0 after a clean drain, 1 when the model could not load."""
+    """Serve until SIGTERM or SIGINT; 0 after a drain, 1 when the model could not load (``lifecycle`` has the
+    statuses)."""
     import logging
     import signal
 
@@ -53,6 +63,7 @@ def run(config) -> int:
 
     from ..registry import resolve
     from .app import create_app
+    from .lifecycle import DrainingServer, http_protocol, uvicorn_drain_timeout
 
     resolve(config.model)  # an unknown name fails now, with the list of known ones, not after binding
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
@@ -66,9 +77,11 @@ def run(config) -> int:
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
     click.echo(f"vecplug serve: listening on http://{shown}:{address[1]} (loading the model)", err=True)
-    uvicorn_config = uvicorn.Config(app, access_log=config.access_log, timeout_graceful_shutdown=None,
-                                    log_level="info", lifespan="on")
-    server = DrainingServer(uvicorn_config, host)
+    uvicorn_config = uvicorn.Config(app, access_log=config.access_log, log_level="info", lifespan="on",
+                                    http=http_protocol(config.request_timeout),
+                                    limit_concurrency=config.max_connections,
+                                    timeout_graceful_shutdown=uvicorn_drain_timeout(config.graceful_timeout))
+    server = DrainingServer(uvicorn_config, host, config.graceful_timeout)
 
     def stop_on_failure(error: str) -> None:
         server.should_exit = True
@@ -103,25 +116,3 @@ def bind(host: str, port: int):
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-def _draining_server_class():
-    import uvicorn
-
-    class Draining(uvicorn.Server):
-        """uvicorn's server, telling the app on SIGTERM so it refuses new work while in-flight requests finish."""
-
-        def __init__(self, config, host):
-            super().__init__(config)
-            self.model_host = host
-
-        def handle_exit(self, sig, frame):
-            if self.model_host.status != "failed":
-                self.model_host.status = "draining"
-            super().handle_exit(sig, frame)
-
-    return Draining
-
-
-def DrainingServer(config, host):  # noqa: N802 - builds the class lazily so uvicorn loads only when serving
-    return _draining_server_class()(config, host)

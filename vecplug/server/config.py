@@ -10,6 +10,12 @@ MAX_REQUEST_TEXTS = 2048
 # at max_tokens would stall every other client.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 DEFAULT_QUEUE_TEXTS = 4096
+# A request's headers, its body, and its answer each within this many seconds (--request-timeout).
+REQUEST_TIMEOUT = 60.0
+# Open connections at most (--max-connections): beyond, uvicorn answers 503 instead of exhausting the host.
+MAX_CONNECTIONS = 1024
+# SIGTERM: seconds to finish what is running before exiting (--graceful-timeout).
+GRACEFUL_TIMEOUT = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +33,19 @@ class ServerConfig:
     api_key: str | None = dataclasses.field(default=None, repr=False)
     served_name: str | None = None
     access_log: bool = False
+    request_timeout: float = REQUEST_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+    graceful_timeout: float = GRACEFUL_TIMEOUT
 
     def __post_init__(self):
         for name in ("max_queue_texts", "max_request_texts", "max_request_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("request_timeout", "graceful_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)}")
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {self.max_connections}")
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}")
         if self.max_request_texts > self.max_queue_texts:

@@ -14,10 +14,11 @@ from .schemas import OpenAIError, TEIError
 
 # OpenAI's error types by status; TEI's are coarser.
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+                408: "invalid_request_error",
                 413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
                 503: "service_unavailable"}
-TEI_TYPES = {400: "Validation", 401: "Unauthorized", 404: "Validation", 413: "Validation", 422: "Validation",
-             429: "Overloaded", 503: "Unhealthy"}
+TEI_TYPES = {400: "Validation", 401: "Unauthorized", 404: "Validation", 408: "Validation", 413: "Validation",
+             422: "Validation", 429: "Overloaded", 503: "Unhealthy", 504: "Overloaded"}
 
 
 class APIError(Exception):

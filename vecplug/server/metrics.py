@@ -26,8 +26,10 @@ class Metrics:
                                  registry=registry)
         self.rejected = Counter("vecplug_rejected_requests",
                                 "Requests refused or dropped before embedding, by reason "
-                                "(queue_full, client_gone, loading, draining)", ["reason"], registry=registry)
-        self.dropped_texts = Counter("vecplug_dropped_texts", "Texts not embedded because their client had gone",
+                                "(queue_full, client_gone, timeout, loading, draining; a request that "
+                                "timed out after queueing counts as client_gone too)", ["reason"], registry=registry)
+        self.dropped_texts = Counter("vecplug_dropped_texts", "Texts not embedded because their client had gone "
+                                     "or their request timed out",
                                      registry=registry)
         self.queue_texts = Gauge("vecplug_queue_texts", "Texts accepted and not yet embedded", registry=registry)
         self.batch_texts = Histogram("vecplug_batch_texts", "Texts per forward pass", buckets=TEXT_BUCKETS,

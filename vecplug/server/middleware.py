@@ -1,12 +1,22 @@
-"""What every request passes before a route sees it: draining, the API key, the body size.
+"""What every request passes before a route sees it: draining, the API key, the body size, the deadline.
 
 A plain ASGI wrapper rather than Starlette middleware classes: it runs before
 the body is read, so an oversized body is refused unread (by its
 Content-Length) or as soon as the streamed part passes the limit, and it
 times every request for the metrics.
+
+Every request has ``--request-timeout`` seconds from its headers on
+(``Deadline``): a body still arriving then is a 408; an answer not ready then
+is a 504. The answer's deadline reaches the routes as the disconnect they
+already watch for (``handling.wait_for_disconnect``): the receive channel
+says "http.disconnect" when time is up, so the request's queued texts are
+dropped exactly as when its client hangs up, and the endpoint answers 504
+instead (``app.endpoint_for``). Work that does not watch (a full queue
+waited out, a worker thread) is cancelled ``BACKSTOP_SECONDS`` later.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 
@@ -17,10 +27,35 @@ from .errors import APIError
 # A refused body is read and dropped up to this size (then the connection is cut):
 # most HTTP clients only read the answer once they have sent the whole request.
 DISCARD_BYTES = 256 * 1024 * 1024
+# After the deadline, work that has not stopped by itself is cancelled this much later.
+BACKSTOP_SECONDS = 2.0
+# Where the request's Deadline and whether it came with the right API key sit in the ASGI scope.
+DEADLINE_KEY = "vecplug.deadline"
+KEY_GIVEN_KEY = "vecplug.key_given"
+
+
+class Deadline:
+    """When a request must have been answered; ``expired`` once a part of it ran out of time."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+
+def timed_out(seconds: float) -> APIError:
+    """The 504 of a request not answered within ``--request-timeout``."""
+    return APIError(504, f"the answer was not ready within {seconds:g} s (--request-timeout); the request's "
+                         "queued texts were dropped. The server is busy or the request is large: send fewer "
+                         "texts per request, or retry later.", code="timeout", headers={"Retry-After": "1"})
 
 
 class Gate:
-    def __init__(self, app, *, routes, api_key: str | None, max_request_bytes: int, host, metrics):
+    def __init__(self, app, *, routes, api_key: str | None, max_request_bytes: int, host, metrics,
+                 request_timeout: float):
         self.app = app
         self.routes = routes  # routes.ROUTES: which paths are open (no key, answered while draining), error shapes
         self.open_paths = routes.open_paths
@@ -29,6 +64,7 @@ class Gate:
         self.max_request_bytes = max_request_bytes
         self.host = host
         self.metrics = metrics
+        self.request_timeout = request_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -43,6 +79,8 @@ class Gate:
                 status_seen["status"] = message["status"]
             await send(message)
 
+        deadline = scope[DEADLINE_KEY] = Deadline(self.request_timeout)
+        scope[KEY_GIVEN_KEY] = self.api_key is not None and self._key_problem(scope) is None
         try:
             refusal = self._refusal(scope, path)
             if refusal is None and (refusal := self._declared_too_large(scope)) is not None:
@@ -50,11 +88,58 @@ class Gate:
             if refusal is not None:
                 await respond(send_and_count, self.routes.flavour_for(path), refusal)
             else:
-                await self.app(scope, self._limited(receive), send_and_count)
+                await self._answer_in_time(scope, self._limited(self._timed(receive, deadline)), send_and_count,
+                                           deadline, status_seen)
         finally:
             status = status_seen.get("status", 499)  # no response started: the client went away
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+
+    async def _answer_in_time(self, scope, receive, send, deadline: Deadline, status_seen: dict) -> None:
+        """The app, cancelled if still running ``BACKSTOP_SECONDS`` after the deadline (then a 504 if no answer
+        has started)."""
+        try:
+            await asyncio.wait_for(self.app(scope, receive, send), deadline.remaining() + BACKSTOP_SECONDS)
+        except (asyncio.TimeoutError, TimeoutError):
+            deadline.expired = True
+            if "status" not in status_seen:
+                self.metrics.rejected.labels("timeout").inc()
+                error = timed_out(deadline.seconds)
+                await respond(send, self.routes.flavour_for(scope["path"]), error)
+
+    def _timed(self, receive, deadline: Deadline):
+        """``receive`` bounded by the deadline: a body still arriving then is a 408; once the body is in, a
+        request still waiting at the deadline hears "http.disconnect" (see the module's docstring)."""
+        body_done = False
+
+        async def timed_receive():
+            nonlocal body_done
+            if not body_done:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline.remaining()))
+                except (asyncio.TimeoutError, TimeoutError):
+                    deadline.expired = True
+                    self.metrics.rejected.labels("timeout").inc()
+                    raise APIError(408, f"the request body did not arrive within {deadline.seconds:g} s "
+                                        "(--request-timeout); send it at once, or send less", code="timeout",
+                                   headers={"Connection": "close"}) from None
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    body_done = True
+                return message
+            if deadline.expired:
+                return {"type": "http.disconnect"}
+            waiting = asyncio.ensure_future(receive())
+            try:
+                done, _ = await asyncio.wait({waiting}, timeout=max(0.0, deadline.remaining()))
+            finally:
+                if not waiting.done():
+                    waiting.cancel()
+            if waiting in done:
+                return waiting.result()
+            deadline.expired = True
+            return {"type": "http.disconnect"}
+
+        return timed_receive
 
     def _refusal(self, scope, path: str) -> APIError | None:
         if self.host.status == "draining" and path not in self.open_paths:

@@ -41,9 +41,12 @@ def add_openapi_bodies(app: FastAPI, host: ModelHost, *models) -> None:
 
 
 def _state_served_limits(request_schema: dict, host: ModelHost) -> None:
-    """Limits by field, the same in every request model: a list of texts (the only arrays a request body
-    has) holds at most the per-request limit, ``dimensions`` at most the model's, ``prompt_name`` its names."""
+    """Limits by field, the same in every request model: a list of texts holds at most the per-request limit,
+    ``dimensions`` at most the model's, ``prompt_name`` its names; ``/decode``'s ``ids`` see ``_state_token_ids``."""
     for field, schema in request_schema["properties"].items():
+        if field == "ids":
+            _state_token_ids(schema, host)
+            continue
         for option in [schema, *schema.get("anyOf", [])]:
             if option.get("type") == "array":
                 option["maxItems"] = host.config.max_request_texts
@@ -51,3 +54,22 @@ def _state_served_limits(request_schema: dict, host: ModelHost) -> None:
                 option["maximum"] = host.spec.dimensions
             elif field == "prompt_name" and option.get("type") == "string":
                 option["enum"] = prompt_names(host)
+
+
+def _state_token_ids(schema: dict, host: ModelHost) -> None:
+    """``/decode``'s ``ids``: a list of sequences holds at most the per-request limit (a single flat sequence
+    has none), and each id is below the model's vocabulary size."""
+    tokenizer = getattr(host.model, "tokenizer", None)
+    vocabulary = tokenizer.get_vocab_size() if hasattr(tokenizer, "get_vocab_size") else None
+
+    def bound_ids(node: dict) -> None:
+        if node.get("type") == "integer" and vocabulary:
+            node["maximum"] = vocabulary - 1
+        for child in [node.get("items"), *node.get("anyOf", [])]:
+            if isinstance(child, dict):
+                bound_ids(child)
+
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "array" and option.get("items", {}).get("type") == "array":
+            option["maxItems"] = host.config.max_request_texts
+        bound_ids(option)

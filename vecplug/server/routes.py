@@ -17,8 +17,10 @@ the operation's id and its docstring the operation's description.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import inspect
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -33,8 +35,9 @@ from .engine import ModelHost
 from .errors import OPENAI, TEI, APIError, Flavour
 from .handling import (EmbeddingOrder, as_texts, fingerprint, json_response, prompt_names, requested_dimensions,
                        run_embedding)
-from .schemas import (ChunkedText, EmbedAllRequest, EmbedChunksRequest, EmbeddingRequest, EmbeddingResponse,
-                      EmbedRequest, Health, ModelList)
+from .middleware import KEY_GIVEN_KEY
+from .schemas import (ChunkedText, DecodeRequest, EmbedAllRequest, EmbedChunksRequest, EmbeddingRequest,
+                      EmbeddingResponse, EmbedRequest, Health, ModelList, SimpleToken, TokenizeRequest)
 
 # FastAPI's own pages: counted in the metrics under their path, like the routes.
 FRAMEWORK_PATHS = ("/docs", "/openapi.json")
@@ -175,8 +178,15 @@ def tei_prompt(host: ModelHost, prompt_name: str | None) -> str:
 
 
 async def tei_embed(call: Call) -> Response:
-    """text-embeddings-inference's ``/embed``: a list of vectors, one per input."""
+    """text-embeddings-inference's ``/embed``: a list of vectors, one per input.
+
+    ``normalize=false`` gives the pooled vectors before the model's L2
+    normalisation, pooled here from the token states (``/embed_all``'s) the
+    way the model pools; a model whose plugin gives no token states refuses it.
+    """
     body, host = call.body, call.host
+    if body.normalize is False:
+        return await unnormalised(call)
     order = EmbeddingOrder(as_texts(body.inputs), tei_prompt(host, body.prompt_name), body.dimensions,
                            reject_truncated=body.truncate is False)
     _, vectors, headers = await run_embedding(call.request, host, order)
@@ -196,6 +206,93 @@ async def tei_embed_all(call: Call) -> Response:
     prompt = tei_prompt(host, body.prompt_name)
     states = await on_engine(call.request, host, len(texts), token_states, host, texts, prompt, body.truncate is False)
     return json_response(states, headers={FINGERPRINT_HEADER: host.spec.fingerprint})
+
+
+# How the served model pools token states into one vector, by ``describe()["pooling"]``.
+POOLINGS = {"mean": lambda states: states.mean(axis=0), "cls": lambda states: states[0],
+            "last": lambda states: states[-1]}
+
+
+async def unnormalised(call: Call) -> Response:
+    """``/embed`` with ``normalize=false``: each input's pooled token states, cut to ``dimensions``, unnormalised."""
+    import numpy as np
+
+    from ..contracts import ChunkPath
+
+    body, host = call.body, call.host
+    pooling = host.model.describe().get("pooling", "mean") if isinstance(host.model, ChunkPath) else None
+    if pooling not in POOLINGS:
+        why = (f"its pooling {pooling!r} is not one vecplug can redo" if pooling is not None else
+               "its plugin gives no token states (vecplug.contracts.ChunkPath) to pool")
+        raise APIError(400, f"normalize=false is not available for {host.served_name}: it has no unnormalised "
+                            f"output here ({why}); it serves L2-normalised vectors only. Leave normalize out or "
+                            "send true.", param="normalize")
+    dimensions = requested_dimensions(host, body.dimensions) or host.spec.dimensions
+    texts = as_texts(body.inputs)
+    check_request_texts(host, texts)
+    prompt = tei_prompt(host, body.prompt_name)
+    states = await on_engine(call.request, host, len(texts), token_states, host, texts, prompt, body.truncate is False)
+    pooled = np.stack([POOLINGS[pooling](np.asarray(text_states, dtype=np.float32)) for text_states in states])
+    return json_response(np.ascontiguousarray(pooled[:, :dimensions]),
+                         headers={FINGERPRINT_HEADER: fingerprint(host, None if dimensions == host.spec.dimensions
+                                                                  else dimensions)})
+
+
+def model_tokenizer(host: ModelHost):
+    """The served model's ``tokenizers.Tokenizer`` (ModernBERT's ``tokenizer``), or a 501 for a plugin without."""
+    tokenizer = getattr(host.model, "tokenizer", None)
+    if not all(hasattr(tokenizer, name) for name in ("decode_batch", "id_to_token", "get_vocab_size")):
+        raise APIError(501, f"{host.served_name} does not expose its tokenizer (a tokenizers.Tokenizer as "
+                            "model.tokenizer), so this server cannot tokenize or decode for it", code="not_supported")
+    return tokenizer
+
+
+async def tei_tokenize(call: Call) -> Response:
+    """text-embeddings-inference's ``/tokenize``: each input's tokens as ``/embed`` reads it.
+
+    Tokens of the prompted text (the prompt, then the input: ``prompt_name``
+    as in ``/embed``, default document), never cut to the model's max tokens.
+    ``start``/``stop`` are character offsets into that prompted text; the
+    special tokens the model adds have none.
+    """
+    body, host = call.body, call.host
+    require_chunk_path(host)
+    tokenizer = model_tokenizer(host)
+    texts = as_texts(body.inputs)
+    check_request_texts(host, texts)
+    prompted = [tei_prompt(host, body.prompt_name) + text for text in texts]
+    encoded = await asyncio.to_thread(host.model.encode_with_offsets, prompted)
+    answer = []
+    for text, (ids, offsets, special_mask) in zip(prompted, encoded):
+        tokens = []
+        for token_id, (start, stop), special in zip(ids, offsets, special_mask):
+            if special and start == stop:  # added by the model's template ([CLS] ... [SEP])
+                if body.add_special_tokens:
+                    tokens.append({"id": token_id, "text": tokenizer.id_to_token(token_id) or "", "special": True,
+                                   "start": None, "stop": None})
+                continue
+            tokens.append({"id": token_id, "text": text[start:stop], "special": bool(special), "start": start,
+                           "stop": stop})
+        answer.append(tokens)
+    return json_response(answer, headers={FINGERPRINT_HEADER: host.spec.fingerprint})
+
+
+async def tei_decode(call: Call) -> Response:
+    """text-embeddings-inference's ``/decode``: token ids back to text, one text per sequence."""
+    body, host = call.body, call.host
+    tokenizer = model_tokenizer(host)
+    batch = isinstance(body.ids[0], list)
+    sequences = body.ids if batch else [body.ids]
+    check_request_texts(host, sequences)
+    vocabulary = tokenizer.get_vocab_size()
+    for number, sequence in enumerate(sequences):
+        unknown = [token_id for token_id in sequence if token_id >= vocabulary]
+        if unknown:
+            where = f"ids[{number}]" if batch else "ids"
+            raise APIError(400, f"{where} holds {unknown[0]}, not a token id of this model (0 to {vocabulary - 1})",
+                           param="ids")
+    texts = await asyncio.to_thread(tokenizer.decode_batch, sequences, skip_special_tokens=body.skip_special_tokens)
+    return json_response(texts)
 
 
 async def embed_chunks(call: Call) -> Response:
@@ -241,12 +338,32 @@ async def tei_info(call: Call) -> Response:
 
 
 # -- the server itself -------------------------------------------------------------
+def public_name(host: ModelHost) -> str:
+    """The served name as anyone may see it: a model loaded from a local folder is named by the folder's last
+    part, not its path on this machine (``--served-name`` is shown as given)."""
+    name = host.served_name
+    if host.config.served_name is None and Path(name).is_dir():
+        return Path(name).name
+    return name
+
+
 async def health(call: Call) -> Response:
-    """200 once the model has loaded and answered a warm-up; 503 while loading, draining or failed."""
+    """200 once the model has loaded and answered a warm-up; 503 while loading, draining or failed.
+
+    Anyone may ask (no API key): the answer is the status, the model's public
+    name and fingerprint. A request with the server's API key also gets where
+    the model loaded from and how it runs.
+    """
     host = call.host
-    if host.ready:
-        return json_response({"status": "ok", "model": host.served_name, "fingerprint": host.spec.fingerprint})
-    return json_response({"status": host.status, "detail": host.error}, status=503, headers={"Retry-After": "1"})
+    if not host.ready:
+        return json_response({"status": host.status, "detail": host.error}, status=503, headers={"Retry-After": "1"})
+    answer = {"status": "ok", "model": public_name(host), "fingerprint": host.spec.fingerprint}
+    if call.request.scope.get(KEY_GIVEN_KEY):
+        report = host.model.describe()
+        local = Path(host.model.spec.name)
+        answer.update(model_path=str(local.resolve()) if local.is_dir() else None, device=report.get("device"),
+                      dtype=report.get("dtype"), version=__version__)
+    return json_response(answer)
 
 
 async def prometheus_metrics(call: Call) -> Response:
@@ -267,6 +384,10 @@ ROUTES = RouteTable(
           errors=(401, 413, 422, 429, 501, 503)),
     Route("POST", "/embed_chunks", TEI, embed_chunks, request=EmbedChunksRequest, success=list[ChunkedText],
           errors=(401, 413, 422, 429, 501, 503)),
+    Route("POST", "/tokenize", TEI, tei_tokenize, request=TokenizeRequest, success=list[list[SimpleToken]],
+          errors=(401, 413, 422, 501, 503)),
+    Route("POST", "/decode", TEI, tei_decode, request=DecodeRequest, success=list[str],
+          errors=(401, 413, 422, 501, 503)),
     Route("GET", "/info", TEI, tei_info, errors=(401, 503)),
     Route("GET", "/health", OPENAI, health, success=Health, other_responses={503: {"model": Health}}, open=True,
           needs_model=False),

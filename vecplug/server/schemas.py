@@ -119,7 +119,9 @@ class EmbedRequest(RequestBody):
     """text-embeddings-inference's ``/embed`` request."""
 
     inputs: TextInput
-    normalize: Literal[True] = Field(True, description="Only true: vecplug serves L2-normalised vectors.")
+    normalize: StrictBool = Field(
+        True, description="false: the pooled vectors before the model's L2 normalisation (a model whose plugin "
+                          "gives token states; Matryoshka cuts are then not re-normalised either).")
     truncate: StrictBool | None = Field(
         None, description="Cut texts longer than the model's max tokens (default); false refuses them with 413.")
     truncation_direction: Literal["right", "Right"] = Field(
@@ -127,14 +129,6 @@ class EmbedRequest(RequestBody):
     prompt_name: str | None = Field(
         None, description="A prompt name of the model (query, document); default document.")
     dimensions: int | None = Field(None, ge=1)
-
-    @field_validator("normalize", mode="before")
-    @classmethod
-    def _check_normalize(cls, value):
-        if value is False:
-            raise ValueError("normalize=false is not supported: vecplug serves L2-normalised vectors only "
-                             "(the model ends in a Normalize layer). Leave normalize out or send true.")
-        return value
 
     @field_validator("truncation_direction", mode="before")
     @classmethod
@@ -218,6 +212,46 @@ class ChunkedText(BaseModel):
     embeddings: list[list[float]]
 
 
+class TokenizeRequest(RequestBody):
+    """text-embeddings-inference's ``/tokenize``: each input's tokens as the model reads it."""
+
+    inputs: TextInput
+    add_special_tokens: StrictBool = Field(True, description="Include the special tokens the model adds ([CLS] ...).")
+    prompt_name: str | None = Field(
+        None, description="A prompt name of the model (query, document); default document, as /embed uses.")
+
+
+class SimpleToken(BaseModel):
+    """One token: its id, its text, and where it is in the prompted input (null for an added special token)."""
+
+    id: int
+    text: str
+    special: bool
+    start: int | None = Field(description="Character offset in the prompt followed by the input.")
+    stop: int | None = Field(description="End (exclusive) of the token's characters.")
+
+
+class DecodeRequest(RequestBody):
+    """text-embeddings-inference's ``/decode``: token ids back to text."""
+
+    ids: Union[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)],
+               Annotated[list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]],
+                         Field(min_length=1)]] = Field(
+        description="One sequence of token ids, or a list of sequences; the answer has one text per sequence.")
+    skip_special_tokens: StrictBool = Field(True, description="Leave special tokens ([CLS], [SEP] ...) out.")
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _check_ids(cls, value):
+        batch = isinstance(value, list) and bool(value) and isinstance(value[0], list)
+        sequences = value if batch else [value]
+        for sequence in sequences:
+            if not isinstance(sequence, list):
+                raise ValueError(f"ids must be a list of token ids or a list of such lists, got {json_type(value)}")
+        whole = [[check_whole_number(item, "each token id") for item in sequence] for sequence in sequences]
+        return whole if batch else whole[0]
+
+
 class OpenAIErrorDetail(BaseModel):
     message: str
     type: str
@@ -235,7 +269,13 @@ class TEIError(BaseModel):
 
 
 class Health(BaseModel):
+    """Status, the served model's name and fingerprint; with the server's API key also where and how it runs."""
+
     status: Literal["ok", "loading", "draining", "failed"]
-    model: str | None = None
+    model: str | None = Field(None, description="The served name; a local folder is named by its last part.")
     fingerprint: str | None = None
     detail: str | None = None
+    model_path: str | None = Field(None, description="With the API key: the local folder the model loaded from.")
+    device: str | None = Field(None, description="With the API key: where the model runs.")
+    dtype: str | None = Field(None, description="With the API key: the weights' dtype.")
+    version: str | None = Field(None, description="With the API key: vecplug's version.")
