@@ -19,7 +19,7 @@ import pytest
 from vecplug.testing import running_server
 from test_server import call
 
-TIMEOUT = 2  # --request-timeout of the module's server, seconds
+TIMEOUT = 2  # --request-timeout and --answer-timeout of the module's server, seconds
 SLACK = 8  # generous: a busy 2-core machine
 # Each text is one pass of --max-batch-tokens 64: a thousand of them keep the tiny model busy for seconds.
 BUSY = [" ".join(["a long text that keeps the engine busy"] * 30)] * 1000
@@ -28,7 +28,7 @@ BUSY = [" ".join(["a long text that keeps the engine busy"] * 30)] * 1000
 @pytest.fixture(scope="module")
 def strict_server(tiny_model_dir):
     with running_server(tiny_model_dir, "--max-batch-tokens", "64", "--request-timeout", str(TIMEOUT),
-                        "--max-connections", "4") as server:
+                        "--answer-timeout", str(TIMEOUT), "--max-connections", "4") as server:
         yield server
 
 
@@ -82,7 +82,7 @@ def test_an_answer_later_than_the_timeout_is_a_504_and_its_texts_are_dropped(str
     started = time.monotonic()
     status, headers, body = call(strict_server.url, "/v1/embeddings", {"input": BUSY})
     assert status == 504 and time.monotonic() - started < TIMEOUT + SLACK, body
-    assert "--request-timeout" in body["error"]["message"] and body["error"]["code"] == "timeout"
+    assert "--answer-timeout" in body["error"]["message"] and body["error"]["code"] == "timeout"
     assert headers["Retry-After"]
     _, _, metrics = call(strict_server.url, "/metrics")
     dropped = [line for line in metrics.splitlines() if line.startswith("vecplug_dropped_texts_total")]

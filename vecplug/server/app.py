@@ -57,7 +57,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                           openapi_extra=request_body(route.request) if route.request else None,
                           include_in_schema=route.documented, **options)
     app.add_middleware(Gate, routes=ROUTES, api_key=config.api_key, max_request_bytes=config.max_request_bytes,
-                       host=host, metrics=metrics, request_timeout=config.request_timeout)
+                       host=host, metrics=metrics, request_timeout=config.request_timeout,
+                       answer_timeout=config.answer_timeout)
     return app
 
 

@@ -25,8 +25,12 @@ from ..cli_options import api_key_file_option, model_options
 @click.option("--served-name", default=None,
               help="Model name clients see and may send (default: the model's own name).")
 @click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
-              help="Seconds a request may take to send its headers, then its body, then to be answered "
-                   "(a later answer is a 504 and the request's queued texts are dropped).")
+              help="Seconds a client may take to send a request's headers, then its body (a slower one is "
+                   "cut off: the connection closed, or 408).")
+@click.option("--answer-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a request may wait for its answer, queueing included; a later one gets 504 and its "
+                   "queued texts are dropped. Default: no limit (a client that gives up hangs up, which frees "
+                   "its work).")
 @click.option("--max-connections", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Open connections at most; a request beyond them gets 503.")
 @click.option("--graceful-timeout", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
@@ -34,7 +38,8 @@ from ..cli_options import api_key_file_option, model_options
                    "and the server exits within this time.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 def serve(model, device, dtype, dimensions, host, port, max_batch_tokens, max_queue_texts, max_request_bytes,
-          api_key_file, served_name, request_timeout, max_connections, graceful_timeout, access_log):
+          api_key_file, served_name, request_timeout, answer_timeout, max_connections, graceful_timeout,
+          access_log):
     """Serve one resident model over HTTP: OpenAI's /v1/embeddings, TEI's /embed, /health, /metrics."""
     from ..settings import Settings
     from .config import ServerConfig
@@ -45,6 +50,7 @@ def serve(model, device, dtype, dimensions, host, port, max_batch_tokens, max_qu
                               max_batch_tokens=max_batch_tokens, max_queue_texts=max_queue_texts,
                               max_request_bytes=max_request_bytes, api_key=api_key, served_name=served_name,
                               access_log=access_log, request_timeout=request_timeout,
+                              answer_timeout=answer_timeout,
                               max_connections=max_connections, graceful_timeout=graceful_timeout)
     except ValueError as error:
         raise click.UsageError(str(error)) from None

@@ -10,7 +10,8 @@ MAX_REQUEST_TEXTS = 2048
 # at max_tokens would stall every other client.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 DEFAULT_QUEUE_TEXTS = 4096
-# A request's headers, its body, and its answer each within this many seconds (--request-timeout).
+# A client sends a request's headers, then its body, each within this many seconds (--request-timeout).
+# The answer has no deadline by default (--answer-timeout): waiting behind accepted work is not a slow client.
 REQUEST_TIMEOUT = 60.0
 # Open connections at most (--max-connections): beyond, uvicorn answers 503 instead of exhausting the host.
 MAX_CONNECTIONS = 1024
@@ -34,6 +35,7 @@ class ServerConfig:
     served_name: str | None = None
     access_log: bool = False
     request_timeout: float = REQUEST_TIMEOUT
+    answer_timeout: float | None = None
     max_connections: int = MAX_CONNECTIONS
     graceful_timeout: float = GRACEFUL_TIMEOUT
 
@@ -41,8 +43,8 @@ class ServerConfig:
         for name in ("max_queue_texts", "max_request_texts", "max_request_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("request_timeout", "graceful_timeout"):
-            if not getattr(self, name) > 0:
+        for name in ("request_timeout", "graceful_timeout", "answer_timeout"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)}")
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {self.max_connections}")

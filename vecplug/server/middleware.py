@@ -5,14 +5,18 @@ the body is read, so an oversized body is refused unread (by its
 Content-Length) or as soon as the streamed part passes the limit, and it
 times every request for the metrics.
 
-Every request has ``--request-timeout`` seconds from its headers on
-(``Deadline``): a body still arriving then is a 408; an answer not ready then
-is a 504. The answer's deadline reaches the routes as the disconnect they
-already watch for (``handling.wait_for_disconnect``): the receive channel
-says "http.disconnect" when time is up, so the request's queued texts are
-dropped exactly as when its client hangs up, and the endpoint answers 504
-instead (``app.endpoint_for``). Work that does not watch (a full queue
-waited out, a worker thread) is cancelled ``BACKSTOP_SECONDS`` later.
+A client has ``--request-timeout`` seconds from its headers on to send its
+body (``Deadline``): a body still arriving then is a 408 (the headers
+themselves are timed by ``lifecycle.http_protocol``). The answer has no
+deadline unless ``--answer-timeout`` gives one: queueing behind accepted bulk
+work is not a slow client, and a client that gives up hangs up, which frees
+its work anyway. With ``--answer-timeout`` an answer not ready in time is a
+504: the deadline reaches the routes as the disconnect they already watch
+for (``handling.wait_for_disconnect``): the receive channel says
+"http.disconnect" when time is up, so the request's queued texts are dropped
+exactly as when its client hangs up, and the endpoint answers 504 instead
+(``app.endpoint_for``). Work that does not watch (a full queue waited out, a
+worker thread) is cancelled ``BACKSTOP_SECONDS`` later.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ from .errors import APIError
 DISCARD_BYTES = 256 * 1024 * 1024
 # After the deadline, work that has not stopped by itself is cancelled this much later.
 BACKSTOP_SECONDS = 2.0
-# Where the request's Deadline and whether it came with the right API key sit in the ASGI scope.
+# Where the request's answer Deadline (None without --answer-timeout) and whether it came with the right
+# API key sit in the ASGI scope.
 DEADLINE_KEY = "vecplug.deadline"
 KEY_GIVEN_KEY = "vecplug.key_given"
 
@@ -47,15 +52,15 @@ class Deadline:
 
 
 def timed_out(seconds: float) -> APIError:
-    """The 504 of a request not answered within ``--request-timeout``."""
-    return APIError(504, f"the answer was not ready within {seconds:g} s (--request-timeout); the request's "
+    """The 504 of a request not answered within ``--answer-timeout``."""
+    return APIError(504, f"the answer was not ready within {seconds:g} s (--answer-timeout); the request's "
                          "queued texts were dropped. The server is busy or the request is large: send fewer "
                          "texts per request, or retry later.", code="timeout", headers={"Retry-After": "1"})
 
 
 class Gate:
     def __init__(self, app, *, routes, api_key: str | None, max_request_bytes: int, host, metrics,
-                 request_timeout: float):
+                 request_timeout: float, answer_timeout: float | None = None):
         self.app = app
         self.routes = routes  # routes.ROUTES: which paths are open (no key, answered while draining), error shapes
         self.open_paths = routes.open_paths
@@ -65,6 +70,7 @@ class Gate:
         self.host = host
         self.metrics = metrics
         self.request_timeout = request_timeout
+        self.answer_timeout = answer_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -79,7 +85,8 @@ class Gate:
                 status_seen["status"] = message["status"]
             await send(message)
 
-        deadline = scope[DEADLINE_KEY] = Deadline(self.request_timeout)
+        receiving = Deadline(self.request_timeout)
+        answering = scope[DEADLINE_KEY] = None if self.answer_timeout is None else Deadline(self.answer_timeout)
         scope[KEY_GIVEN_KEY] = self.api_key is not None and self._key_problem(scope) is None
         try:
             refusal = self._refusal(scope, path)
@@ -88,16 +95,18 @@ class Gate:
             if refusal is not None:
                 await respond(send_and_count, self.routes.flavour_for(path), refusal)
             else:
-                await self._answer_in_time(scope, self._limited(self._timed(receive, deadline)), send_and_count,
-                                           deadline, status_seen)
+                await self._answer_in_time(scope, self._limited(self._timed(receive, receiving, answering)),
+                                           send_and_count, answering, status_seen)
         finally:
             status = status_seen.get("status", 499)  # no response started: the client went away
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
 
-    async def _answer_in_time(self, scope, receive, send, deadline: Deadline, status_seen: dict) -> None:
-        """The app, cancelled if still running ``BACKSTOP_SECONDS`` after the deadline (then a 504 if no answer
-        has started)."""
+    async def _answer_in_time(self, scope, receive, send, deadline: Deadline | None, status_seen: dict) -> None:
+        """The app, cancelled if still running ``BACKSTOP_SECONDS`` after the answer's deadline (then a 504 if no
+        answer has started)."""
+        if deadline is None:
+            return await self.app(scope, receive, send)
         try:
             await asyncio.wait_for(self.app(scope, receive, send), deadline.remaining() + BACKSTOP_SECONDS)
         except (asyncio.TimeoutError, TimeoutError):
@@ -107,36 +116,38 @@ class Gate:
                 error = timed_out(deadline.seconds)
                 await respond(send, self.routes.flavour_for(scope["path"]), error)
 
-    def _timed(self, receive, deadline: Deadline):
-        """``receive`` bounded by the deadline: a body still arriving then is a 408; once the body is in, a
-        request still waiting at the deadline hears "http.disconnect" (see the module's docstring)."""
+    def _timed(self, receive, receiving: Deadline, answering: Deadline | None):
+        """``receive`` bounded by the deadlines: a body still arriving at ``receiving``'s is a 408; once the body
+        is in, a request still waiting at ``answering``'s hears "http.disconnect" (see the module's docstring)."""
         body_done = False
 
         async def timed_receive():
             nonlocal body_done
             if not body_done:
                 try:
-                    message = await asyncio.wait_for(receive(), max(0.0, deadline.remaining()))
+                    message = await asyncio.wait_for(receive(), max(0.0, receiving.remaining()))
                 except (asyncio.TimeoutError, TimeoutError):
-                    deadline.expired = True
+                    receiving.expired = True
                     self.metrics.rejected.labels("timeout").inc()
-                    raise APIError(408, f"the request body did not arrive within {deadline.seconds:g} s "
+                    raise APIError(408, f"the request body did not arrive within {receiving.seconds:g} s "
                                         "(--request-timeout); send it at once, or send less", code="timeout",
                                    headers={"Connection": "close"}) from None
                 if message["type"] != "http.request" or not message.get("more_body"):
                     body_done = True
                 return message
-            if deadline.expired:
+            if answering is None:
+                return await receive()
+            if answering.expired:
                 return {"type": "http.disconnect"}
             waiting = asyncio.ensure_future(receive())
             try:
-                done, _ = await asyncio.wait({waiting}, timeout=max(0.0, deadline.remaining()))
+                done, _ = await asyncio.wait({waiting}, timeout=max(0.0, answering.remaining()))
             finally:
                 if not waiting.done():
                     waiting.cancel()
             if waiting in done:
                 return waiting.result()
-            deadline.expired = True
+            answering.expired = True
             return {"type": "http.disconnect"}
 
         return timed_receive
