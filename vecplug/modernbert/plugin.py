@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from ..hookspecs import hookimpl
-from ..model import ModelLoader
+from ..model import ModelLoader, ModelSpec
 from .known import KNOWN_MODELS, known_spec_for_directory
 
 
@@ -69,7 +69,7 @@ def vecplug_model_from_directory(path):
     return spec_for_directory(path, name=str(path)), ModernBertLoader(directory=path)
 
 
-def spec_for_directory(path: Path, name: str) -> "ModelSpec":
+def spec_for_directory(path: Path, name: str) -> ModelSpec:
     """The spec of a ModernBERT directory: its own prompts and sizes, or a known model's when it is a copy of one.
 
     Matryoshka: a copy of a known model keeps its trained sizes. Of any
@@ -77,7 +77,6 @@ def spec_for_directory(path: Path, name: str) -> "ModelSpec":
     says so explicitly (``any_dimensions``): cutting is allowed, at the
     caller's judgement, as it was before vecplug knew the difference.
     """
-    from ..model import ModelSpec
     from .files import read_model_files
 
     files = read_model_files(path)
