@@ -281,6 +281,8 @@ def embed_chunks(model, texts, chunk_tokens: int = 512, overlap_tokens: int = 0,
     chunk_tokens, overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
     check_late(late)
     texts = check_texts(texts)
+    if late:
+        check_late_pooling(model)
     spans = planned_spans(model, texts, chunk_tokens, overlap_tokens)
     if late:
         vectors = late_vectors(model, texts, spans)
@@ -404,6 +406,23 @@ def late_vectors(model, texts: list[str], spans: list[list]) -> list["np.ndarray
     means = (sums / np.maximum(counts, 1)[:, None])[:, :model.dimensions]
     vectors = (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     return per_text(vectors, spans)
+
+
+def check_late_pooling(model) -> None:
+    """Late chunking pools the mean of a chunk's token states: only a mean-pooled model's vectors are made so.
+
+    A CLS or last-token model was trained to put the text's meaning in one
+    token; the mean of a span's states is not in its vector space, so its
+    late chunks could not be compared with its queries. Refused, before any
+    work, with what to do instead.
+    """
+    pooling = model.describe().get("pooling", "mean")
+    if pooling != "mean":
+        raise InvalidSettingError(
+            f"{model.name} pools with its {pooling} token, and late chunking needs a mean-pooled model (each "
+            "chunk is the mean of its tokens' states, which is not in this model's vector space); "
+            "chunk without late=True (--late), or use a mean-pooled model"
+        )
 
 
 def per_text(vectors: "np.ndarray", spans: list[list]) -> list["np.ndarray"]:

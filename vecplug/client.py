@@ -164,6 +164,7 @@ class RemoteModel(EmbeddingModel):
             return ModelSpec(name=fields["name"], dimensions=fields["dimensions"], max_tokens=fields["max_tokens"],
                              prompts=fields.get("prompts", {}), aliases=tuple(fields.get("aliases", ())),
                              matryoshka_dims=tuple(fields.get("matryoshka_dims", ())),
+                             any_dimensions=bool(fields.get("any_dimensions", False)),
                              fingerprint=fields.get("fingerprint", ""))
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise ServerError(f"{self.url}/v1/models did not describe a vecplug model ({error!r}); "

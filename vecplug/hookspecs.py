@@ -29,6 +29,17 @@ def vecplug_model_from_directory(path):
 
 
 @hookspec(firstresult=True)
+def vecplug_model_from_hub(name):
+    """Claim a hub id no plugin registered (``"Alibaba-NLP/gte-modernbert-base"``): ``(spec, loader)`` or None.
+
+    Asked after registered names, aliases and local directories. ModernBERT
+    claims a hub model whose files (in the HF cache, or downloaded unless
+    ``HF_HUB_OFFLINE`` is set) say ``model_type == "modernbert"``; None
+    leaves the name unknown.
+    """
+
+
+@hookspec(firstresult=True)
 def vecplug_embed(texts, kind, model, dimensions):
     """Embed ``texts`` (list of str) as ``kind`` ("document" or "query").
 

@@ -33,6 +33,13 @@ class ModelSpec:
     comparable vectors; adapters store it and refuse to mix two of them.
     It is empty until the weights are known (a registered, not yet loaded
     hub model), and set on every loaded model's spec.
+
+    ``matryoshka_dims``: the sizes the model was trained to be cut to
+    (Matryoshka); its vectors may then be cut to any size up to the full
+    one. A model without them is refused a smaller ``dimensions``, unless
+    its spec says ``any_dimensions=True``: the plugin allows cutting
+    without knowing the training (vecplug's ModernBERT plugin does so for
+    a checkpoint it does not know).
     """
 
     name: str
@@ -43,6 +50,7 @@ class ModelSpec:
     matryoshka_dims: tuple[int, ...] = ()
     fingerprint: str = ""
     description: str = ""
+    any_dimensions: bool = False
 
     def __post_init__(self):
         # frozen, so normalise through object.__setattr__; a plain dict would be mutable
@@ -71,6 +79,7 @@ class ModelSpec:
             "aliases": list(self.aliases),
             "dimensions": self.dimensions,
             "matryoshka_dims": list(self.matryoshka_dims),
+            "any_dimensions": self.any_dimensions,
             "max_tokens": self.max_tokens,
             "prompts": dict(self.prompts),
             "fingerprint": self.fingerprint,
@@ -102,13 +111,25 @@ def normalise_dimensions(dimensions) -> int | None:
 
 
 def check_dimensions(dimensions, spec: ModelSpec) -> int:
-    """``dimensions`` as an int, if ``spec``'s vectors can be cut to it (Matryoshka); else InvalidSettingError."""
+    """``dimensions`` as an int, if ``spec``'s vectors can be cut to it (Matryoshka); else InvalidSettingError.
+
+    Fewer than the full size needs a model trained for it (``matryoshka_dims``)
+    or a spec that allows any cut (``any_dimensions``): cutting the vectors
+    of a model trained at one size loses quality with no error anywhere.
+    """
     dimensions = normalise_dimensions(dimensions)
     if dimensions is not None and dimensions > spec.dimensions:
         raise InvalidSettingError(
             f"{spec.name} makes {spec.dimensions}-dimensional vectors; dimensions={dimensions} asks for "
             f"more than it has: pass {spec.dimensions} or fewer"
             + (f" (it was trained for {', '.join(map(str, spec.matryoshka_dims))})" if spec.matryoshka_dims else "")
+        )
+    if dimensions is not None and dimensions < spec.dimensions and not (spec.matryoshka_dims or spec.any_dimensions):
+        raise InvalidSettingError(
+            f"{spec.name} has no Matryoshka dimensions (it was not trained to have its vectors cut): "
+            f"dimensions={dimensions} would cut its {spec.dimensions}-dimensional vectors and lose quality "
+            f"silently; leave dimensions out (or pass {spec.dimensions}), or pick a Matryoshka model "
+            "such as nomic-ai/modernbert-embed-base"
         )
     return dimensions
 

@@ -102,11 +102,22 @@ def resolve(name_or_path: str | os.PathLike | None) -> Registration:
             )
         spec, loader = claimed
         return Registration(spec, as_loader(loader), "directory")
+    claimed = pm.hook.vecplug_model_from_hub(name=name) if looks_like_hub_id(name) else None
+    if claimed is not None:
+        spec, loader = claimed
+        return Registration(spec, as_loader(loader), "hub")
     known = ", ".join(sorted(registered_models())) or "(none)"
     raise UnknownModelError(
         f"unknown model {name!r}. Registered models: {known}. "
         "Pass one of those, an alias (see `vecplug models`), or a local model directory."
     )
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """``owner/name`` with hub-legal characters: worth asking the plugins for (never a local path)."""
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) is not None and not Path(name).exists()
 
 
 def load_model(

@@ -13,8 +13,16 @@ busy machine and keeps flat memory; vecplug chooses each deliberately:
   imported: ``import vecplug`` sets it (unless you did) if torch is not
   imported yet.
 - **Threads**: ``VECPLUG_THREADS`` if set, else ``OMP_NUM_THREADS`` if set,
-  else torch's default (one per physical core) when waiting is passive,
-  else (torch was imported before vecplug, so OpenMP spins) one thread.
+  else torch's count (one per physical core unless you changed it) when
+  waiting is passive. When torch was imported before vecplug (a notebook,
+  most applications), OpenMP already spins and it is too late to change
+  that; import order alone must not cost speed, so vecplug keeps torch's
+  count there too and backs off to one thread only when it measures
+  contention: a short probe (a few dozen small matmuls, ~50 ms) with
+  torch's count and with one thread, and one thread wins only when the
+  many ran ``SPIN_COLLAPSE`` times slower (a core taken by another
+  process: measured 4-13x). Then it warns once, naming the fixes
+  (``VECPLUG_THREADS``, or import vecplug before torch).
   Applied with ``torch.set_num_threads`` when the first model loads.
 - **oneDNN caches** (``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` and ideep's
   ``LRU_CACHE_CAPACITY``, default 1,024 entries each): every new shape of
@@ -34,10 +42,17 @@ import dataclasses
 import os
 import sys
 import threading
+import time
+import warnings
 
 from .settings import THREADS_ENV, Settings
 
 CACHE_ENTRIES = "64"
+# With spinning OpenMP, torch's threads back off to one when the probe ran this many times slower with them than
+# with one thread: an idle machine gives at most ~1.1 (several threads are faster, or as fast on tiny work); a core
+# held by another process 4-13x.
+SPIN_COLLAPSE = 1.5
+PROBE_ROUNDS = 3
 DEFAULTS = {
     "OMP_WAIT_POLICY": "PASSIVE",
     "ONEDNN_PRIMITIVE_CACHE_CAPACITY": CACHE_ENTRIES,
@@ -113,7 +128,69 @@ def choose_threads() -> ThreadChoice:
         elif wait == "passive":
             source = "default: torch's, one per physical core"
         else:
-            torch.set_num_threads(1)
-            source = f"default: 1 because OpenMP spins here; set {THREADS_ENV} to override"
+            source = threads_beside_spinning_openmp(torch)
         _choice = ThreadChoice(torch.get_num_threads(), source, wait)
         return _choice
+
+
+def threads_beside_spinning_openmp(torch) -> str:
+    """torch was imported first, so OpenMP spins: keep torch's count unless a probe measures contention.
+
+    Returns the reason the report shows; sets one thread (and warns once)
+    only when ``spin_collapse`` says the machine is contended.
+    """
+    threads = torch.get_num_threads()
+    if threads <= 1:
+        return "torch's count when vecplug loaded (torch was imported first)"
+    many, one = probe_seconds(torch, threads)
+    if not spin_collapse(many, one):
+        return (f"torch's count, kept though torch was imported first (OpenMP spins): {threads} threads ran a "
+                f"probe in {many * 1000:.0f} ms, one thread in {one * 1000:.0f} ms")
+    torch.set_num_threads(1)
+    warnings.warn(
+        f"vecplug: torch was imported before vecplug, so its OpenMP threads spin while they wait, and this CPU is "
+        f"busy: {threads} threads ran {many / one:.1f}x slower than one, so vecplug embeds with 1 thread. "
+        f"To use {threads}: import vecplug before torch (or set OMP_WAIT_POLICY=PASSIVE before torch is "
+        f"imported), or set {THREADS_ENV}={threads} to keep them regardless.",
+        RuntimeWarning, stacklevel=3,
+    )
+    return (f"1: torch was imported first (OpenMP spins) and {threads} threads ran {many / one:.1f}x slower than one "
+            f"in a probe; import vecplug before torch, or set {THREADS_ENV}")
+
+
+def spin_collapse(many_seconds: float, one_seconds: float) -> bool:
+    """Did several spinning threads run the probe ``SPIN_COLLAPSE`` times slower than one thread?"""
+    return many_seconds > SPIN_COLLAPSE * one_seconds
+
+
+def probe_seconds(torch, threads: int) -> tuple[float, float]:
+    """Best time of a small model-like workload with ``threads`` threads, and with one (torch's count restored).
+
+    Dozens of small matmuls and layer norms: each a parallel region whose
+    threads wait for one another, where a spinning thread that lost its core
+    costs a time slice. Alternated, best of ``PROBE_ROUNDS`` each, so a
+    moment's noise does not decide.
+    """
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randn(256, 256, generator=generator)
+    weight = torch.randn(256, 256, generator=generator) / 16
+
+    def run() -> float:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            hidden = tokens
+            for _ in range(64):
+                hidden = torch.nn.functional.layer_norm(hidden @ weight, (256,))
+        return time.perf_counter() - started
+
+    run()  # warm: thread pool and kernels
+    many, one = [], []
+    try:
+        for _ in range(PROBE_ROUNDS):
+            torch.set_num_threads(threads)
+            many.append(run())
+            torch.set_num_threads(1)
+            one.append(run())
+    finally:
+        torch.set_num_threads(threads)
+    return min(many), min(one)

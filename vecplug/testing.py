@@ -27,6 +27,8 @@ SHAPES = {
 }
 SPECIAL_TOKENS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
 NOMIC_PROMPTS = {"query": "search_query: ", "document": "search_document: "}
+POOLING_FLAGS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
+                 "lasttoken": "pooling_mode_lasttoken"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,12 +86,16 @@ def write_model(
     seed: int = 0,
     max_tokens: int = 8192,
     pooling: str = "mean",
+    normalize: bool = True,
 ) -> Path:
     """Write a random-weight ModernBERT to ``directory`` and return its path.
 
     ``shape``: "tiny" or "small" (tests), "base" or "large" (real sizes, for benchmarks).
     ``prompts``: sentence-transformers prompts; the default is the nomic pair,
     pass ``{}`` for a model without prompts.
+    ``pooling``: "mean", "cls" or "lasttoken", written to ``1_Pooling/config.json``
+    as sentence-transformers does (``Alibaba-NLP/gte-modernbert-base`` is a
+    CLS model without prompts); ``normalize=False`` leaves ``2_Normalize`` out.
     """
     import torch
     from transformers import ModernBertConfig, ModernBertModel
@@ -109,7 +115,7 @@ def write_model(
     )
     torch.manual_seed(seed)
     ModernBertModel(config).save_pretrained(directory, safe_serialization=True)
-    _write_sentence_transformers_files(directory, config.hidden_size, prompts, max_tokens, pooling)
+    _write_sentence_transformers_files(directory, config.hidden_size, prompts, max_tokens, pooling, normalize)
     return directory
 
 
@@ -123,17 +129,22 @@ def cached_model(kind: str, shape: str) -> Path:
     return folder
 
 
-def _write_sentence_transformers_files(directory: Path, hidden_size: int, prompts, max_tokens: int, pooling: str):
+def _write_sentence_transformers_files(directory: Path, hidden_size: int, prompts, max_tokens: int, pooling: str,
+                                       normalize: bool = True):
     def dump(name: str, data) -> None:
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2) + "\n")
 
-    dump("modules.json", [
+    if pooling not in POOLING_FLAGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLING_FLAGS)}, got {pooling!r}")
+    modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
+    ]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    dump("modules.json", modules)
     dump("sentence_bert_config.json", {"max_seq_length": max_tokens, "do_lower_case": False})
     dump("config_sentence_transformers.json", {
         "prompts": NOMIC_PROMPTS if prompts is None else prompts,
@@ -142,12 +153,14 @@ def _write_sentence_transformers_files(directory: Path, hidden_size: int, prompt
     })
     dump("1_Pooling/config.json", {
         "word_embedding_dimension": hidden_size,
-        "pooling_mode_cls_token": pooling == "cls",
-        "pooling_mode_mean_tokens": pooling == "mean",
+        **{flag: name == pooling for name, flag in POOLING_FLAGS.items()},
         "pooling_mode_max_tokens": False,
         "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "include_prompt": True,
     })
-    (directory / "2_Normalize").mkdir(exist_ok=True)
+    if normalize:
+        (directory / "2_Normalize").mkdir(exist_ok=True)
     special = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]",
                "unk_token": "[UNK]"}
     dump("special_tokens_map.json", special)

@@ -84,6 +84,20 @@ def test_the_minilm_plugin_conforms():
     assert isinstance(model, ChunkPath) and conforms(model, ChunkPath) == []
 
 
+@pytest.mark.parametrize("name", ["tiny", "minilm"])
+def test_every_shipped_model_counts_the_texts_it_cuts(name, tiny_model_dir):
+    """``truncated_count`` is the contract's: a text past ``max_tokens`` counts once, on both embedding paths."""
+    if name == "minilm":
+        pytest.importorskip("vecplug_minilm")
+    model = vecplug.load_model(tiny_model_dir if name == "tiny" else "minilm", device="cpu")
+    too_long = "word " * (4 * model.max_tokens)
+    before = model.truncated_count
+    model.embed_documents([too_long, "short"])
+    assert model.truncated_count == before + 1
+    assert isinstance(model, TokenPath)
+    assert len(model.tokenize([too_long])[0]) == model.max_tokens and model.truncated_count == before + 2
+
+
 def test_a_model_that_cannot_chunk_says_so(register_plugin):
     """A plugin model without token offsets still embeds; embed_chunks names what it lacks."""
     from fake_plugin import FakePlugin

@@ -131,3 +131,28 @@ def test_it_chunks_with_its_own_wordpiece_tokens(minilm):
     assert not np.allclose(late.vectors, plain.vectors, atol=1e-3)
     question = minilm.embed_queries([QUESTION])[0]
     assert "open" in late.texts[int((late.vectors @ question).argmax())].lower()
+
+
+def test_dimensions_are_refused_for_a_model_without_matryoshka_training(minilm):
+    """all-MiniLM-L6-v2 was trained at 384 dims only: cutting it is refused, naming the model (issue 23, item 10)."""
+    for attempt in (lambda: vecplug.load_model("minilm", dimensions=128), lambda: minilm.with_dimensions(128)):
+        with pytest.raises(vecplug.InvalidSettingError, match=r"sentence-transformers/all-MiniLM-L6-v2 has no "
+                                                              r"Matryoshka dimensions.*dimensions=128"):
+            attempt()
+    assert vecplug.load_model("minilm", dimensions=384) is minilm  # its full size is no cut
+    command = [sys.executable, "-m", "vecplug", "embed", "-m", "minilm", "--dimensions", "128", "x"]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert process.returncode == 2 and "has no Matryoshka dimensions" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_it_counts_truncated_texts_and_tokens(minilm):
+    """A 100,000-character text is cut to 256 tokens, and counted: in embed and on the token path the server uses."""
+    long_text = "word " * 20_000
+    before, stats = minilm.truncated_count, minilm.stats()
+    minilm.embed_documents([long_text, "short"])
+    assert minilm.truncated_count == before + 1
+    after = minilm.stats()
+    assert after["texts"] == stats["texts"] + 2 and after["tokens"] - stats["tokens"] == 256 + 3
+    ids = minilm.tokenize([long_text, long_text])
+    assert [len(text_ids) for text_ids in ids] == [256, 256] and minilm.truncated_count == before + 3

@@ -263,10 +263,17 @@ class UnpaddedModernBert:
 
     @torch.inference_mode()
     def forward(self, token_ids: list[list[int]], pooling: str = "mean") -> torch.Tensor:
-        """Pooled, L2-normalised float32 embeddings, one row per sequence."""
+        """Pooled, L2-normalised float32 embeddings, one row per sequence.
+
+        ``pooling``: "mean" over every token of a sequence, "cls" its first
+        token's state, "lasttoken" its last one's (the packed stream's
+        ``cu_seqlens`` say where each sequence starts and ends).
+        """
         hidden, batch = self.hidden_states(token_ids)
         if pooling == "cls":
             pooled = hidden[batch.cu_seqlens[:-1].long()]
+        elif pooling == "lasttoken":
+            pooled = hidden[batch.cu_seqlens[1:].long() - 1]
         else:
             sums = hidden.new_zeros(len(batch.lengths), hidden.shape[1]).index_add_(0, batch.sequence_of_token, hidden)
             pooled = sums / batch.lengths_tensor[:, None]

@@ -3,10 +3,15 @@
     config.json  model.safetensors  tokenizer.json  modules.json
     1_Pooling/config.json  2_Normalize/  config_sentence_transformers.json
     sentence_bert_config.json
+
+Any ModernBERT checkpoint in that layout loads with its own pooling (mean,
+CLS or last token) and its own prompts; what vecplug cannot compute the
+same way (another pooling mode, a Dense module) is refused at load, named.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +29,8 @@ class ModelFiles:
 
     directory: Path
     prompts: dict = field(default_factory=dict)
-    pooling: str = "mean"
+    pooling: str = "mean"  # "mean", "cls" or "lasttoken" (1_Pooling/config.json)
+    normalized: bool = True  # the model's own pipeline ends in Normalize; vecplug normalises every vector anyway
     max_tokens: int = 8192
     hidden_size: int = 768
 
@@ -63,25 +69,108 @@ def _read_json(path: Path) -> dict:
     return read_json_file(path)
 
 
+# sentence-transformers' Pooling flags vecplug computes, by the name vecplug reports
+POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "lasttoken"}
+OTHER_POOLING_MODES = ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+                       "pooling_mode_weightedmean_tokens")
+ST_MODULES = "sentence_transformers.models."
+# the kinds' prompt names, as sentence-transformers' encode_query / encode_document look for them
+PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
+
+
 def prompts_from_sentence_transformers(directory: Path) -> dict:
-    """Map sentence-transformers prompt names onto vecplug's kinds."""
-    prompts = _read_json(directory / "config_sentence_transformers.json").get("prompts") or {}
+    """Map sentence-transformers prompt names onto vecplug's kinds: {"query": ..., "document": ...}.
+
+    As sentence-transformers' ``encode_query`` / ``encode_document`` do:
+    a prompt named after the kind ("query"; "document", "passage" or
+    "corpus"), else one whose name contains it ("s2p_query"), else the
+    ``default_prompt_name`` prompt, which ``encode`` applies to everything.
+    Empty prompts are no prompt. A model without prompts gets none.
+    """
+    config = _read_json(directory / "config_sentence_transformers.json")
+    prompts = config.get("prompts") or {}
+    if not isinstance(prompts, dict):
+        raise ModelFileError(f"{directory / 'config_sentence_transformers.json'}: prompts is not an object: {REFETCH}")
+    lowered = {str(name).lower(): prompt for name, prompt in prompts.items() if isinstance(prompt, str)}
+    default = prompts.get(config.get("default_prompt_name") or "")
     mapped = {}
-    for prompt_name, prompt in prompts.items():
-        key = prompt_name.lower()
-        if "query" in key:
-            mapped.setdefault("query", prompt)
-        elif any(word in key for word in ("document", "passage", "corpus")):
-            mapped.setdefault("document", prompt)
+    for kind, names in PROMPT_NAMES.items():
+        found = next((lowered[name] for name in names if name in lowered), None)
+        if found is None:
+            found = next((prompt for key, prompt in lowered.items() for name in names if name in key), None)
+        if found is None and isinstance(default, str):
+            found = default
+        if found:
+            mapped[kind] = found
     return mapped
+
+
+def pipeline_paths(directory: Path) -> dict[str, str]:
+    """``modules.json``'s modules after the Transformer: {"Pooling": "1_Pooling", "Normalize": "2_Normalize"}.
+
+    Without ``modules.json`` (a bare transformers checkpoint) the usual
+    folders are assumed. A module vecplug does not compute (a Dense
+    projection, a second Transformer) is refused: its vectors would differ
+    from the model's, silently.
+    """
+    path = directory / "modules.json"
+    if not path.exists():
+        paths = {"Pooling": "1_Pooling"}
+        if (directory / "2_Normalize").is_dir():
+            paths["Normalize"] = "2_Normalize"
+        return paths
+    try:
+        modules = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path} is not valid JSON ({error}): {REFETCH}") from error
+    if not isinstance(modules, list):
+        raise ModelFileError(f"{path} holds a JSON {type(modules).__name__}, expected a list of modules: {REFETCH}")
+    paths = {}
+    for module in sorted(modules, key=lambda item: item.get("idx", 0) if isinstance(item, dict) else 0):
+        kind = str(module.get("type", "")).removeprefix(ST_MODULES) if isinstance(module, dict) else repr(module)
+        if kind == "Transformer" and "Transformer" not in paths:
+            paths[kind] = module.get("path", "")
+        elif kind in ("Pooling", "Normalize") and kind not in paths:
+            paths[kind] = module.get("path", "")
+        else:
+            raise ModelFileError(
+                f"{path} lists a {kind} module: vecplug computes Transformer -> Pooling -> Normalize only, "
+                "so its vectors would not be this model's; use sentence-transformers for it"
+            )
+    return paths
+
+
+def pooling_mode(config_path: Path) -> str:
+    """"mean", "cls" or "lasttoken" from a sentence-transformers ``Pooling/config.json`` (mean when absent).
+
+    Other modes (max, mean_sqrt_len, weightedmean, or several at once,
+    concatenated) are refused, naming the mode. Mean pooling that leaves
+    the prompt out (``include_prompt: false``) is refused as well: vecplug
+    pools every token of the prompted text.
+    """
+    config = _read_json(config_path)
+    if not config:
+        return "mean"
+    chosen = [name for flag, name in POOLING_MODES.items() if config.get(flag)]
+    unsupported = [flag.removeprefix("pooling_mode_") for flag in OTHER_POOLING_MODES if config.get(flag)]
+    if unsupported or len(chosen) != 1:
+        modes = ", ".join(unsupported + chosen) or "none"
+        raise ModelFileError(
+            f"{config_path} asks for pooling mode {modes}: vecplug pools with exactly one of mean, cls "
+            "or lasttoken; use sentence-transformers for this model"
+        )
+    if chosen == ["mean"] and config.get("include_prompt") is False:
+        raise ModelFileError(
+            f"{config_path} pools the mean without the prompt's tokens (include_prompt: false); "
+            "vecplug pools every token of the prompted text, so it would make other vectors"
+        )
+    return chosen[0]
 
 
 def read_model_files(directory: Path) -> ModelFiles:
     config = _read_json(directory / "config.json")
-    pooling_config = _read_json(directory / "1_Pooling" / "config.json")
-    pooling = "cls" if pooling_config.get("pooling_mode_cls_token") else "mean"
-    if pooling_config and not (pooling_config.get("pooling_mode_mean_tokens") or pooling == "cls"):
-        raise ValueError(f"{directory}: only mean and cls pooling are supported, got {pooling_config}")
+    paths = pipeline_paths(directory)
+    pooling = pooling_mode(directory / paths.get("Pooling", "1_Pooling") / "config.json")
     max_tokens = _read_json(directory / "sentence_bert_config.json").get("max_seq_length")
     max_tokens = int(max_tokens or config.get("max_position_embeddings", 8192))
     for required in ("config.json", "model.safetensors", "tokenizer.json"):
@@ -94,6 +183,7 @@ def read_model_files(directory: Path) -> ModelFiles:
         directory=directory,
         prompts=prompts_from_sentence_transformers(directory),
         pooling=pooling,
+        normalized="Normalize" in paths,
         max_tokens=max_tokens,
         hidden_size=config["hidden_size"],
     )

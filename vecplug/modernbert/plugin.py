@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from ..hookspecs import hookimpl
-from ..model import ModelLoader
+from ..model import ModelLoader, ModelSpec
 from .known import KNOWN_MODELS, known_spec_for_directory
 
 
@@ -62,23 +62,59 @@ def vecplug_register_models(register):
 
 @hookimpl
 def vecplug_model_from_directory(path):
-    from ..model import ModelSpec
-    from .files import is_modernbert_directory, read_model_files
+    from .files import is_modernbert_directory
 
     if not is_modernbert_directory(path):
         return None
+    return spec_for_directory(path, name=str(path)), ModernBertLoader(directory=path)
+
+
+def spec_for_directory(path: Path, name: str) -> ModelSpec:
+    """The spec of a ModernBERT directory: its own prompts and sizes, or a known model's when it is a copy of one.
+
+    Matryoshka: a copy of a known model keeps its trained sizes. Of any
+    other checkpoint vecplug cannot tell how it was trained, so its spec
+    says so explicitly (``any_dimensions``): cutting is allowed, at the
+    caller's judgement, as it was before vecplug knew the difference.
+    """
+    from .files import read_model_files
+
     files = read_model_files(path)
     known = known_spec_for_directory(path)
     prompts = files.prompts or (known.prompts if known else {})
-    spec = ModelSpec(
-        name=str(path),
+    return ModelSpec(
+        name=name,
         dimensions=files.hidden_size,
         max_tokens=files.max_tokens,
         prompts=prompts,
         matryoshka_dims=known.matryoshka_dims if known else (),
-        description=f"ModernBERT from {path}" + (f" (a copy of {known.name})" if known else ""),
+        any_dimensions=known is None,
+        description=f"ModernBERT from {path}" + (f" (a copy of {known.name})" if known else "")
+        + (f", {files.pooling} pooling" if files.pooling != "mean" else ""),
     )
-    return spec, ModernBertLoader(directory=path)
+
+
+@hookimpl
+def vecplug_model_from_hub(name):
+    """Any ModernBERT on the hub in the sentence-transformers layout, under its hub id.
+
+    Its files come from the HF cache (downloaded unless ``HF_HUB_OFFLINE``
+    is set). A repository that does not exist is not claimed (the name stays
+    unknown); one that cannot be fetched says why (ModelNotAvailableError).
+    """
+    from ..errors import ModelNotAvailableError, UnknownModelError
+    from .files import download_or_find, is_modernbert_directory
+
+    try:
+        directory = download_or_find(name)
+    except ModelNotAvailableError as error:
+        if type(error.__cause__).__name__ in ("RepositoryNotFoundError", "HFValidationError"):
+            return None
+        raise
+    if not is_modernbert_directory(directory):
+        raise UnknownModelError(f"{name} is not a ModernBERT model (its config.json's model_type is not "
+                                "'modernbert'); no vecplug plugin serves it")
+    return spec_for_directory(directory, name=name), ModernBertLoader(directory=directory)
 
 
 @hookimpl

@@ -33,6 +33,7 @@ def model_directory() -> Path:
 
 
 def spec(fingerprint: str = "") -> vecplug.ModelSpec:
+    """all-MiniLM-L6-v2 was trained at 384 dimensions only: no ``matryoshka_dims``, so vecplug refuses to cut it."""
     return vecplug.ModelSpec(
         name=MODEL_NAME, dimensions=DIMENSIONS, max_tokens=MAX_TOKENS, prompts={}, aliases=ALIASES,
         fingerprint=fingerprint,
@@ -120,12 +121,17 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         self.tokenizer.no_padding()  # embed_token_ids pads each batch to its longest text
         self.network = _quietly_load(BertModel, directory).to(device=device, dtype=getattr(torch, dtype)).eval()
         self._lock = threading.Lock()
-        self._counters = {"truncated": 0}  # a dict: with_dimensions views share it (they copy attributes)
+        # a dict: with_dimensions views share it (they copy attributes)
+        self._counters = {"truncated": 0, "texts": 0, "tokens": 0}
 
     @property
     def truncated_count(self) -> int:
         """Texts cut to ``MAX_TOKENS`` since load."""
         return self._counters["truncated"]
+
+    def stats(self) -> dict:
+        """Texts cut to ``MAX_TOKENS``, texts and tokens embedded since load (as vecplug's own engine counts them)."""
+        return dict(self._counters)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids, cut to ``MAX_TOKENS`` (counted in ``truncated_count``)."""
@@ -152,6 +158,9 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
             weights = mask.unsqueeze(-1).float()
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             out[start:start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        with self._lock:
+            self._counters["texts"] += len(token_ids)
+            self._counters["tokens"] += sum(len(ids) for ids in token_ids)
         return out
 
     def _padded_passes(self, token_ids: list[list[int]]):
