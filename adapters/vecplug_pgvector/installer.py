@@ -438,4 +438,17 @@ def _record_served_model(url, api_key, timeout, current: dict, wanted: dict, rep
             f"{served.name!r} (fingerprint {served.fingerprint}). Vectors stored with the old model are not "
             "comparable with the new one's: re-embed them.")
     wanted.update(model=served.name, model_fingerprint=served.fingerprint, dimensions=str(served.dimensions))
-    wanted.update(matryoshka_dims=",".join(map(str, served.matryoshka_dims)) or None)  # for create_vectorizer
+    wanted.update(matryoshka_dims=recorded_sizes(served))  # for create_vectorizer
+
+
+def recorded_sizes(spec) -> str | None:
+    """The vector sizes create_vectorizer may accept for the served model, comma-separated; None: any size.
+
+    A model trained for Matryoshka cuts lists its sizes; one that was not (and
+    does not say ``any_dimensions``) has its full size alone, so a
+    vectorizer asking for fewer is refused when it is created, not row by row
+    when the server refuses to cut.
+    """
+    if spec.matryoshka_dims:
+        return ",".join(map(str, spec.matryoshka_dims))
+    return None if spec.any_dimensions else str(spec.dimensions)

@@ -721,6 +721,11 @@ BEGIN
         RAISE EXCEPTION 'vecplug: dimensions must be a positive number, not %', dimensions USING ERRCODE = '22023';
     ELSIF model_dimensions IS NOT NULL AND dimensions <> model_dimensions
           AND NOT (dimensions < model_dimensions AND (matryoshka IS NULL OR dimensions = ANY (matryoshka))) THEN
+        IF matryoshka = ARRAY[model_dimensions] THEN
+            RAISE EXCEPTION 'vecplug: model % gives % dimensions and was not trained to have them cut (no Matryoshka '
+                'sizes); not %', model_name, model_dimensions, dimensions USING ERRCODE = '22023',
+                HINT = 'Leave dimensions out, or serve a Matryoshka model such as nomic-ai/modernbert-embed-base.';
+        END IF;
         RAISE EXCEPTION 'vecplug: model % gives % dimensions, or cuts to %; not %', model_name, model_dimensions,
             coalesce(array_to_string(matryoshka, ', '), 'fewer'), dimensions USING ERRCODE = '22023';
     END IF;

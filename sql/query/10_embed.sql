@@ -161,6 +161,7 @@ def served_model():
                         "... to accept the new one (and re-embed stored vectors).", sqlstate="22023")
     info = {"id": entry.get("id"), "dimensions": int(spec.get("dimensions") or 0),
             "matryoshka_dims": [int(d) for d in spec.get("matryoshka_dims") or []],
+            "any_dimensions": bool(spec.get("any_dimensions")),
             "fingerprint": spec.get("fingerprint") or ""}
     cache[key] = info
     return info
@@ -205,7 +206,8 @@ def body_of(head, encoded_texts):
 
 info = served_model()
 size = info["dimensions"] if dimensions is None else dimensions
-if dimensions is not None and dimensions != info["dimensions"] and dimensions not in info["matryoshka_dims"]:
+if (dimensions is not None and dimensions != info["dimensions"] and dimensions not in info["matryoshka_dims"]
+        and not (info["any_dimensions"] and 0 < dimensions < info["dimensions"])):
     plpy.error(f"vecplug: model {info['id']!r} cannot give {dimensions} dimensions",
                detail=f"It gives {info['dimensions']}, or cuts to {info['matryoshka_dims'] or 'no smaller size'}.",
                sqlstate="22023")

@@ -191,8 +191,11 @@ def test_the_model_argument(pg_cluster, db, server, model):
             conn.execute("SELECT vecplug.embed_query('x', model => 'nomic-ai/modernbert-embed-large')")
         assert "does not serve model 'nomic-ai/modernbert-embed-large'" in str(refused.value)
         assert f"It serves: {served}" in str(refused.value)
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="cannot give 32 dimensions"):
-            conn.execute("SELECT vecplug.embed_query('x', dimensions => 32)")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="cannot give 128 dimensions"):
+            conn.execute("SELECT vecplug.embed_query('x', dimensions => 128)")
+        # a checkpoint vecplug does not know may be cut (its spec says any_dimensions), as in Python
+        assert model.spec.any_dimensions
+        assert conn.execute("SELECT vector_dims(vecplug.embed_query('x', dimensions => 32))").fetchone()[0] == 32
 
 
 def test_server_down_is_a_clear_error_not_a_hang(pg_cluster, db, settings):

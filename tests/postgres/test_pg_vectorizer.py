@@ -5,6 +5,8 @@ the column, index, triggers, queue and records the SQL leaves behind.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 psycopg = pytest.importorskip("psycopg")
@@ -190,6 +192,23 @@ def test_matryoshka_dimensions_record_the_cut_vectors_fingerprint(pg_cluster, db
         assert fingerprint == cut.spec.fingerprint  # SQL's sha256 matches ModelSpec.truncated
         vecplug.check_same_space(conn.execute("SELECT model FROM vecplug.embedding_columns").fetchone()[0], cut,
                                  where="docs.embedding")
+
+
+def test_a_model_without_matryoshka_training_is_not_cut_by_a_vectorizer(pg_cluster, db):
+    """What install records for such a model (its full size alone) makes create_vectorizer refuse a cut."""
+    from vecplug_pgvector.installer import recorded_sizes
+
+    spec = vecplug.ModelSpec(name="m", dimensions=64, max_tokens=128)
+    assert recorded_sizes(spec) == "64"
+    assert recorded_sizes(dataclasses.replace(spec, any_dimensions=True)) is None
+    assert recorded_sizes(dataclasses.replace(spec, matryoshka_dims=(32, 16))) == "32,16"
+    with pg_cluster.connect(db) as conn:
+        conn.execute("UPDATE vecplug.settings SET value = '64' WHERE name = 'matryoshka_dims'")
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        with pytest.raises(psycopg.Error, match=r"gives 64 dimensions and was not trained to have them cut"):
+            conn.execute("SELECT vecplug.create_vectorizer('docs', 'body', dimensions => 32)")
+        conn.execute("SELECT vecplug.create_vectorizer('docs', 'body')")
+        assert column_type(conn, "docs", "embedding") == "vector(64)"
 
 
 HOSTILE_SCHEMA = 'Mixed "Schema"'
