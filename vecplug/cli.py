@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from .cli_errors import debug_option
 from .cli_options import (DTYPES, device_option, dsn_option, dtype_option, model_option, model_options,
                           server_options)
 from .plugins import load_plugins, pm
@@ -17,6 +18,7 @@ from .token_budget import groups_of
 
 @click.group()
 @click.version_option(package_name="vecplug")
+@debug_option
 def cli():
     """vecplug: let a database embed its own text with a local ModernBERT model."""
 
@@ -297,32 +299,13 @@ def _register_plugin_commands():
 _register_plugin_commands()
 
 
-def main():
-    """Entry point: ordinary mistakes and vecplug's own errors print one line, never a traceback.
+def main(args: list[str] | None = None):
+    """Entry point: every failure is one line on stderr and an exit status, never a traceback.
 
-    Usage mistakes (a bad option value, a missing folder) exit 2, like click's
-    own; vecplug's errors (an unknown or missing model, a model mismatch) exit 1.
+    2 for usage mistakes (a bad option value, an unknown model, a malformed
+    DSN), 1 for failures while running (a database or server that does not
+    answer, a model that failed), 130 for Ctrl-C: ``vecplug.cli_errors``.
     """
-    from .errors import InvalidSettingError, VecplugError
+    from .cli_errors import run_command
 
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    except InvalidSettingError as error:  # a device, dtype or dimensions that cannot work: a usage mistake
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(2)
-    except click.UsageError as error:
-        click.echo(f"Error: {error.format_message()}", err=True)
-        sys.exit(error.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except VecplugError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(1)
-    except BrokenPipeError:  # `vecplug embed ... | head`: the reader left, nothing is wrong
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+    run_command(cli, args)

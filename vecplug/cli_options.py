@@ -68,11 +68,15 @@ def model_options(*, model_help: str = MODEL_HELP, device_help: str = DEVICE_HEL
     return _apply(*options)
 
 
-def dsn_option(purpose: str = "The database", *, optional: bool = False):
-    """``--dsn``. ``optional``: no database unless one is named (default None); else libpq's PG* variables ("")."""
+def dsn_option(purpose: str = "The database", *, optional: bool = False, callback=None):
+    """``--dsn``. ``optional``: no database unless one is named (default None); else libpq's PG* variables ("").
+
+    ``callback``: click's, to refuse a malformed DSN before any work (the PostgreSQL adapter parses it).
+    """
     if optional:
-        return click.option("--dsn", default=None, help=f"{purpose}: {DSN_FORMAT}.")
-    return click.option("--dsn", default="", help=f"{purpose}: {DSN_FORMAT} (default: the PG* environment variables).")
+        return click.option("--dsn", default=None, callback=callback, help=f"{purpose}: {DSN_FORMAT}.")
+    return click.option("--dsn", default="", callback=callback,
+                        help=f"{purpose}: {DSN_FORMAT} (default: the PG* environment variables).")
 
 
 def _checked_url(context, parameter, value):

@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from vecplug.cli_options import dimensions_option, dsn_option, model_options, server_options
+from vecplug.cli_options import dimensions_option, model_options, server_options
 from vecplug.settings import Settings
 
-from .cli import pg
+from .cli import pg, pg_dsn_option
 
 MODEL_HELP = "Embed in this process with this model (a name or a local directory), instead of a server."
 SERVER_HELP = "A `vecplug serve` to embed with."
@@ -25,7 +25,7 @@ def _local_model_options(purpose: str = ""):
 
 
 @pg.command()
-@dsn_option()
+@pg_dsn_option()
 @server_options(url_help=SERVER_HELP + " Default: the server vecplug pg install recorded.",
                 key_otherwise=RECORDED_KEY)
 @_local_model_options()
@@ -103,7 +103,7 @@ def _stop_on_signals(runner) -> None:
 
 
 @pg.command()
-@dsn_option()
+@pg_dsn_option()
 @click.option("--vectorizer", required=True, help="The vectorizer: its id or name (see vecplug pg status).")
 @_local_model_options("The new model: ")
 @server_options(url_help="The new model: " + SERVER_HELP, key_otherwise=RECORDED_KEY)
@@ -132,7 +132,7 @@ def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_k
 
 
 @pg.command()
-@dsn_option()
+@pg_dsn_option()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per vectorizer, one per line.")
 def status(dsn, as_json):
     """Per vectorizer: pending rows and their age, failed rows, rows embedded, truncated texts, last error."""
