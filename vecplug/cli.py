@@ -10,7 +10,7 @@ import sys
 import click
 
 from .cli_errors import debug_option
-from .cli_options import (DTYPES, device_option, dsn_option, dtype_option, model_option, model_options,
+from .cli_options import (DTYPE, device_option, dsn_option, dtype_option, model_option, model_options,
                           server_options)
 from .plugins import load_plugins, pm
 from .token_budget import groups_of
@@ -198,7 +198,7 @@ def models(as_json):
 @device_option()
 @click.option("--corpus", "corpora", multiple=True, type=click.Choice(["paragraphs", "long"]),
               help="Which texts (default: both).")
-@click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(DTYPES),
+@click.option("--st-dtype", "st_dtypes", multiple=True, type=DTYPE,
               help="sentence-transformers dtypes to compare with (default: float32 and bfloat16).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write results as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")

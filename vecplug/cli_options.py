@@ -22,7 +22,8 @@ import urllib.parse
 
 import click
 
-from .devices import DTYPES
+from .devices import DTYPE_ALIASES, DTYPES, normalise_dtype
+from .errors import InvalidSettingError
 from .settings import API_KEY_ENV, API_KEY_FILE_ENV, DEFAULT_MODEL, MODEL_ENV
 
 MODEL_HELP = f"Model name, alias or directory (default: ${MODEL_ENV} or {DEFAULT_MODEL})."
@@ -51,8 +52,27 @@ def device_option(help: str = DEVICE_HELP):
     return click.option("--device", default=None, help=help)
 
 
+class DtypeType(click.ParamType):
+    """A dtype as ``vecplug.load_model`` takes it: ``vecplug.devices``' names and aliases (bf16, fp16 ...), any case."""
+
+    name = "dtype"
+
+    def get_metavar(self, *args, **kwargs) -> str:
+        return f"[{'|'.join(DTYPES)}]"
+
+    def convert(self, value, param, ctx):
+        try:
+            return normalise_dtype(value)
+        except InvalidSettingError:
+            self.fail(f"{value!r} is not a dtype: use {', '.join(DTYPES)} (or {', '.join(DTYPE_ALIASES)})",
+                      param, ctx)
+
+
+DTYPE = DtypeType()
+
+
 def dtype_option(help: str = DTYPE_HELP):
-    return click.option("--dtype", type=click.Choice(DTYPES), default=None, help=help)
+    return click.option("--dtype", type=DTYPE, default=None, help=help)
 
 
 def dimensions_option(help: str = DIMENSIONS_HELP):

@@ -61,7 +61,7 @@ def test_demo_mistakes_are_one_line(tmp_path):
     process = demo("--tiny", "--model", "minilm")
     assert process.returncode == 2 and process.stderr.count("\n") == 1 and "Traceback" not in process.stderr
     process = demo("--model", "no-such-model")
-    assert process.returncode == 1 and process.stderr.startswith("Error: unknown model 'no-such-model'")
+    assert process.returncode == 2 and process.stderr.startswith("Error: unknown model 'no-such-model'")
 
 
 def test_dsn_is_never_ignored(tmp_path):
