@@ -143,6 +143,8 @@ def _embed_input(texts, input_path):
                 yield from embed_io.decoded_lines(handle, input_path)
 
         return file_lines(), total, input_path
+    if sys.stdin.isatty():  # a person at a terminal: say why nothing happens yet, and how to finish
+        click.echo("reading texts from stdin, one per line (Ctrl-D to end)", err=True)
     return embed_io.decoded_lines(getattr(sys.stdin, "buffer", sys.stdin), "stdin"), None, "stdin"
 
 
