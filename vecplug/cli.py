@@ -13,6 +13,7 @@ from .cli_errors import debug_option
 from .cli_options import (DTYPE, device_option, dsn_option, dtype_option, model_option, model_options,
                           server_options)
 from .plugins import load_plugins, pm
+from .settings import DEFAULT_MODEL, MODEL_ENV
 from .token_budget import groups_of
 
 
@@ -278,6 +279,43 @@ def doctor(dsn, server_url, api_key_file, device, dtype, as_json):
         click.echo(format_checks(checks))
     if any(check.status == "fail" for check in checks):
         sys.exit(1)
+
+
+@cli.command()
+@model_option(f"Model name or alias (default: ${MODEL_ENV} or {DEFAULT_MODEL}).")
+def pull(model):
+    """Download a model into the Hugging Face cache now (needs network), so later commands work offline.
+
+    The model is loaded once on the CPU after the download, which checks its files.
+    A model already here, or a local directory, is left as it is.
+    """
+    from .environment import env_flag
+    from .registry import load_model, resolve
+    from .settings import Settings
+
+    name = Settings(model=model).model_name()
+    registration = resolve(name)  # an unknown name: exit 2 with "did you mean"
+    if registration.plugin == "directory":
+        click.echo(f"{name} is a local model directory: nothing to download")
+        return
+    where = _located(registration)
+    if where:
+        click.echo(f"{registration.spec.name} is already on this machine: {where}")
+        return
+    if env_flag("HF_HUB_OFFLINE"):
+        raise click.UsageError(f"HF_HUB_OFFLINE is set, and vecplug pull downloads: run it as "
+                               f"HF_HUB_OFFLINE=0 vecplug pull -m {registration.spec.name}")
+    click.echo(f"downloading {registration.spec.name} ...", err=True)
+    load_model(registration.spec.name, device="cpu")
+    click.echo(f"{registration.spec.name} is on this machine: {_located(registration) or 'in the cache'}")
+
+
+def _located(registration) -> str | None:
+    """Where a registered model's files are here, or None (its plugin may not say: then None too)."""
+    try:
+        return registration.loader.locate(registration.spec)
+    except NotImplementedError:
+        return None
 
 
 @cli.command()
