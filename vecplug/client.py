@@ -309,9 +309,10 @@ class RemoteModel(EmbeddingModel):
         return timer
 
     def _say_waiting(self, why: str) -> None:
-        if self._waiting_said:
-            return
-        self._waiting_said = True
+        with self._counter_lock:
+            if self._waiting_said:
+                return
+            self._waiting_said = True
         loading = " (the model may be loading)" if why.startswith(("503", "no answer")) else ""
         log.warning("waiting for the vecplug server at %s: %s%s", self.url, why, loading)
 
