@@ -66,7 +66,7 @@ def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, batc
         raise click.UsageError("give --server-url or --model, not both")
     if (device or dtype) and not model:
         raise click.UsageError("--device and --dtype go with --model (a server chooses its own)")
-    _check_model_name(model)
+    _check_model_name(model, device)
     api_key = Settings(api_key_file=api_key_file).api_key_value()
     person = sys.stderr.isatty()
     handler = configure_logging(sys.stderr, structured=not person, level=30 if person else 20)
@@ -92,11 +92,13 @@ def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, batc
     sys.exit(report.exit_code if once else 0)
 
 
-def _check_model_name(model: str | None) -> None:
-    """An unknown --model is a usage error (with "did you mean"), before the database is asked anything."""
+def _check_model_name(model: str | None, device: str | None = None) -> None:
+    """An unknown --model or an impossible --device is a usage error, before the database is asked anything."""
+    from vecplug.cli_checks import check_device
     from vecplug.client import is_url
     from vecplug.registry import resolve
 
+    check_device(device)
     if model is not None and not is_url(model):
         resolve(model)
 
@@ -131,7 +133,7 @@ def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_k
 
     if (model is None) == (server_url is None):
         raise click.UsageError("give the new model: --model NAME or --server-url URL")
-    _check_model_name(model)
+    _check_model_name(model, device)
     api_key = Settings(api_key_file=api_key_file).api_key_value()
     try:
         report = run_reembed(dsn, vectorizer, model, server_url=server_url, api_key=api_key,

@@ -1,4 +1,4 @@
-"""What ``vecplug`` says while it waits: for a person at the terminal, for Ctrl-C, for a slow server (issue 23, item 11).
+"""What `vecplug` says while it waits: at a terminal, on Ctrl-C, for a slow server (issue 23, item 11).
 
 Real processes on a pseudo-terminal, as a person would run them.
 """
