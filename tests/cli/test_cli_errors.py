@@ -77,6 +77,7 @@ def test_every_command_has_bad_input_in_the_table():
     assert sorted(every_command(cli)) == sorted(BAD_INPUT), "a new command needs its bad input in BAD_INPUT"
 
 
+@pytest.mark.slow  # about 30 fresh processes, 4 at a time: about 10 s
 def test_every_command_fails_with_one_line_and_its_status():
     cases = [(command, args, status, text) for command, rows in BAD_INPUT.items() for args, status, text in rows]
     with ThreadPoolExecutor(4) as pool:
