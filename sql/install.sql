@@ -1,13 +1,13 @@
 -- vecplug: install or upgrade schema vecplug with psql alone, no Python.
 -- The same files, in the same order, as `vecplug pg install` applies:
 --
---   psql -d DATABASE -v server_url=http://127.0.0.1:8000 -f install.sql
+--   psql -d DATABASE -v server_url=http://127.0.0.1:8080 -f install.sql
 --
 -- The server's API key (if it has one) never goes on the command line: any
 -- user of the machine sees a process's arguments (`ps`). Let psql read it
 -- from a file (only the path shows):
 --
---   psql -d DATABASE -v server_url=http://127.0.0.1:8000 -c '\set api_key `cat KEYFILE`' -f install.sql
+--   psql -d DATABASE -v server_url=http://127.0.0.1:8080 -c '\set api_key `cat KEYFILE`' -f install.sql
 --
 -- or, in an interactive psql: \set api_key `cat KEYFILE` then \i install.sql.
 -- `vecplug pg install` reads it from $VECPLUG_API_KEY or --api-key-file.

@@ -9,14 +9,17 @@ import sys
 
 import click
 
-from .cli_options import (DTYPES, device_option, dsn_option, dtype_option, model_option, model_options,
+from .cli_errors import debug_option
+from .cli_options import (DTYPE, device_option, dsn_option, dtype_option, model_option, model_options,
                           server_options, server_url_option)
 from .plugins import load_plugins, pm
+from .settings import DEFAULT_MODEL, MODEL_ENV
 from .token_budget import groups_of
 
 
 @click.group()
 @click.version_option(package_name="vecplug")
+@debug_option
 def cli():
     """vecplug: let a database embed its own text with a local ModernBERT model."""
 
@@ -141,6 +144,8 @@ def _embed_input(texts, input_path):
                 yield from embed_io.decoded_lines(handle, input_path)
 
         return file_lines(), total, input_path
+    if sys.stdin.isatty():  # a person at a terminal: say why nothing happens yet, and how to finish
+        click.echo("reading texts from stdin, one per line (Ctrl-D to end)", err=True)
     return embed_io.decoded_lines(getattr(sys.stdin, "buffer", sys.stdin), "stdin"), None, "stdin"
 
 
@@ -196,7 +201,7 @@ def models(as_json):
 @device_option()
 @click.option("--corpus", "corpora", multiple=True, type=click.Choice(["paragraphs", "long"]),
               help="Which texts (default: both).")
-@click.option("--st-dtype", "st_dtypes", multiple=True, type=click.Choice(DTYPES),
+@click.option("--st-dtype", "st_dtypes", multiple=True, type=DTYPE,
               help="sentence-transformers dtypes to compare with (default: float32 and bfloat16).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write results as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
@@ -280,6 +285,43 @@ def doctor(dsn, server_url, api_key_file, device, dtype, as_json):
 
 
 @cli.command()
+@model_option(f"Model name or alias (default: ${MODEL_ENV} or {DEFAULT_MODEL}).")
+def pull(model):
+    """Download a model into the Hugging Face cache now (needs network), so later commands work offline.
+
+    The model is loaded once on the CPU after the download, which checks its files.
+    A model already here, or a local directory, is left as it is.
+    """
+    from .environment import env_flag
+    from .registry import load_model, resolve
+    from .settings import Settings
+
+    name = Settings(model=model).model_name()
+    registration = resolve(name)  # an unknown name: exit 2 with "did you mean"
+    if registration.plugin == "directory":
+        click.echo(f"{name} is a local model directory: nothing to download")
+        return
+    where = _located(registration)
+    if where:
+        click.echo(f"{registration.spec.name} is already on this machine: {where}")
+        return
+    if env_flag("HF_HUB_OFFLINE"):
+        raise click.UsageError(f"HF_HUB_OFFLINE is set, and vecplug pull downloads: run it as "
+                               f"HF_HUB_OFFLINE=0 vecplug pull -m {registration.spec.name}")
+    click.echo(f"downloading {registration.spec.name} ...", err=True)
+    load_model(registration.spec.name, device="cpu")
+    click.echo(f"{registration.spec.name} is on this machine: {_located(registration) or 'in the cache'}")
+
+
+def _located(registration) -> str | None:
+    """Where a registered model's files are here, or None (its plugin may not say: then None too)."""
+    try:
+        return registration.loader.locate(registration.spec)
+    except NotImplementedError:
+        return None
+
+
+@cli.command()
 def plugins():
     """List loaded plugins and the hooks they implement."""
     from .plugins import get_plugins
@@ -300,32 +342,13 @@ def _register_plugin_commands():
 _register_plugin_commands()
 
 
-def main():
-    """Entry point: ordinary mistakes and vecplug's own errors print one line, never a traceback.
+def main(args: list[str] | None = None):
+    """Entry point: every failure is one line on stderr and an exit status, never a traceback.
 
-    Usage mistakes (a bad option value, a missing folder) exit 2, like click's
-    own; vecplug's errors (an unknown or missing model, a model mismatch) exit 1.
+    2 for usage mistakes (a bad option value, an unknown model, a malformed
+    DSN), 1 for failures while running (a database or server that does not
+    answer, a model that failed), 130 for Ctrl-C: ``vecplug.cli_errors``.
     """
-    from .errors import InvalidSettingError, VecplugError
+    from .cli_errors import run_command
 
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    except InvalidSettingError as error:  # a device, dtype or dimensions that cannot work: a usage mistake
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(2)
-    except click.UsageError as error:
-        click.echo(f"Error: {error.format_message()}", err=True)
-        sys.exit(error.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except VecplugError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(1)
-    except BrokenPipeError:  # `vecplug embed ... | head`: the reader left, nothing is wrong
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+    run_command(cli, args)

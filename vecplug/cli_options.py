@@ -22,7 +22,8 @@ import urllib.parse
 
 import click
 
-from .devices import DTYPES
+from .devices import DTYPE_ALIASES, DTYPES, normalise_dtype
+from .errors import InvalidSettingError
 from .settings import API_KEY_ENV, API_KEY_FILE_ENV, DEFAULT_MODEL, MODEL_ENV
 
 MODEL_HELP = f"Model name, alias or directory (default: ${MODEL_ENV} or {DEFAULT_MODEL})."
@@ -51,8 +52,27 @@ def device_option(help: str = DEVICE_HELP):
     return click.option("--device", default=None, help=help)
 
 
+class DtypeType(click.ParamType):
+    """A dtype as ``vecplug.load_model`` takes it: ``vecplug.devices``' names and aliases (bf16, fp16 ...), any case."""
+
+    name = "dtype"
+
+    def get_metavar(self, *args, **kwargs) -> str:
+        return f"[{'|'.join(DTYPES)}]"
+
+    def convert(self, value, param, ctx):
+        try:
+            return normalise_dtype(value)
+        except InvalidSettingError:
+            self.fail(f"{value!r} is not a dtype: use {', '.join(DTYPES)} (or {', '.join(DTYPE_ALIASES)})",
+                      param, ctx)
+
+
+DTYPE = DtypeType()
+
+
 def dtype_option(help: str = DTYPE_HELP):
-    return click.option("--dtype", type=click.Choice(DTYPES), default=None, help=help)
+    return click.option("--dtype", type=DTYPE, default=None, help=help)
 
 
 def dimensions_option(help: str = DIMENSIONS_HELP):
@@ -68,11 +88,15 @@ def model_options(*, model_help: str = MODEL_HELP, device_help: str = DEVICE_HEL
     return _apply(*options)
 
 
-def dsn_option(purpose: str = "The database", *, optional: bool = False):
-    """``--dsn``. ``optional``: no database unless one is named (default None); else libpq's PG* variables ("")."""
+def dsn_option(purpose: str = "The database", *, optional: bool = False, callback=None):
+    """``--dsn``. ``optional``: no database unless one is named (default None); else libpq's PG* variables ("").
+
+    ``callback``: click's, to refuse a malformed DSN before any work (the PostgreSQL adapter parses it).
+    """
     if optional:
-        return click.option("--dsn", default=None, help=f"{purpose}: {DSN_FORMAT}.")
-    return click.option("--dsn", default="", help=f"{purpose}: {DSN_FORMAT} (default: the PG* environment variables).")
+        return click.option("--dsn", default=None, callback=callback, help=f"{purpose}: {DSN_FORMAT}.")
+    return click.option("--dsn", default="", callback=callback,
+                        help=f"{purpose}: {DSN_FORMAT} (default: the PG* environment variables).")
 
 
 def _checked_url(context, parameter, value):

@@ -22,7 +22,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -49,6 +51,12 @@ BATCH_CHARS = 2_000_000
 # 8 MiB body limit, so long documents go a few at a time and each answer comes back in good time.
 CHUNK_REQUEST_BYTES = 2 * 1024 * 1024
 IN_FLIGHT = 2  # requests a stream keeps going, so the server has the next one while it embeds this one
+# A refused connection means nothing listens at the URL (a typo, no server started): a few quick
+# retries cover a server restarting, then the caller hears it, instead of after retry_seconds.
+REFUSED_SECONDS = 2.0
+WAIT_NOTICE_SECONDS = 2.0  # a wait longer than this is said once: "waiting for the server at URL (...)"
+
+log = logging.getLogger("vecplug.client")
 
 
 def is_url(name) -> bool:
@@ -63,16 +71,24 @@ class RemoteModel(EmbeddingModel):
     server whose model has another one (ModelMismatchError). Requests that
     meet 429, 503 or a refused connection are retried with growing pauses
     (honouring Retry-After) for up to ``retry_seconds``, then
-    ServerUnavailableError names the server. ``timeout`` bounds one request.
+    ServerUnavailableError names the server. A refused connection (nothing
+    listens there: a wrong URL, or no server started) is retried for only
+    ``refused_seconds`` (2 s; a server that is being started later needs
+    more), an unknown host not at all. A wait longer than 2 s (the model
+    loading, a busy server) is said once, as a warning of the
+    ``vecplug.client`` logger. ``timeout`` bounds one request.
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, fingerprint: str | None = None,
-                 timeout: float = 300.0, retry_seconds: float = 60.0, batch_size: int = BATCH_TEXTS):
+                 timeout: float = 300.0, retry_seconds: float = 60.0, batch_size: int = BATCH_TEXTS,
+                 refused_seconds: float = REFUSED_SECONDS):
         if not is_url(url):
             raise ValueError(f"{url!r} is not an http:// or https:// URL")
         self.url = base_url(url)
         self.timeout = timeout
         self.retry_seconds = retry_seconds
+        self.refused_seconds = min(refused_seconds, retry_seconds)
+        self._waiting_said = False
         self.batch_size = batch_size
         self._api_key = Settings(api_key=api_key).api_key_value()
         self._connections = ConnectionPool(self.url, timeout)
@@ -156,7 +172,7 @@ class RemoteModel(EmbeddingModel):
 
     # -- the wire ---------------------------------------------------------------------
     def _fetch_spec(self) -> ModelSpec:
-        _, data = self._request("GET", "/v1/models")
+        _, data = self._request("GET", "/v1/models", first_contact=True)
         try:
             card = json.loads(data)["data"][0]
             fields = card["vecplug"]
@@ -232,37 +248,74 @@ class RemoteModel(EmbeddingModel):
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    def _request(self, method: str, path: str, body: bytes | None = None):
-        """One request with retries on 429, 503 and failed connections, for up to ``retry_seconds``."""
-        deadline = time.monotonic() + self.retry_seconds
+    def _request(self, method: str, path: str, body: bytes | None = None, *, first_contact: bool = False):
+        """One request with retries on 429, 503 and failed connections, for up to ``retry_seconds``.
+
+        Refused connections stop after ``refused_seconds``, an unknown host at once. ``first_contact``
+        (the spec's request, which answers at once): a request still unanswered after
+        ``WAIT_NOTICE_SECONDS`` is said once too; an embedding request may take that long.
+        """
+        started = time.monotonic()
         tries = 0
-        while True:
-            tries += 1
-            retry_after = None
-            try:
-                status, headers, data = self._connections.request(method, path, body, self._headers(body))
-            except TimeoutError:
-                raise ServerError(f"{self.url} did not answer {method} {path} within {self.timeout:g} s "
-                                  "(RemoteModel timeout)", self.url) from None
-            except (OSError, http.client.HTTPException) as error:
-                problem = f"cannot connect ({error or type(error).__name__})"
-            else:
-                if status < 400:
-                    return headers, data
-                message = error_message(data)
-                if status not in RETRY_STATUSES:
-                    raise ServerError(f"{self.url} answered {method} {path} with {status}: {message}"
-                                      + (f" (set ${API_KEY_ENV} or pass api_key=)" if status == 401 else ""),
-                                      self.url, status)
-                problem = f"{status}: {message}"
-                retry_after = parse_retry_after(headers.get("Retry-After"))
-            pause = max(retry_after or 0.0, backoff(tries))
-            if time.monotonic() + pause > deadline:
-                raise ServerUnavailableError(
-                    f"the vecplug server at {self.url} did not answer {method} {path} within "
-                    f"{self.retry_seconds:g} s ({tries} tries); last: {problem}. "
-                    "Is `vecplug serve` running there, and reachable?", self.url)
-            time.sleep(pause)
+        notice = self._wait_notice(f"no answer yet to {method} {path}") if first_contact else None
+        try:
+            while True:
+                tries += 1
+                retry_after = None
+                limit, refused = self.retry_seconds, False
+                try:
+                    status, headers, data = self._connections.request(method, path, body, self._headers(body))
+                except TimeoutError:
+                    raise ServerError(f"{self.url} did not answer {method} {path} within {self.timeout:g} s "
+                                      "(RemoteModel timeout)", self.url) from None
+                except socket.gaierror as error:
+                    raise ServerUnavailableError(
+                        f"the vecplug server at {self.url} cannot be reached: its host name does not resolve "
+                        f"({error.strerror or error}). Fix the URL (--server-url)", self.url) from None
+                except ConnectionRefusedError:
+                    problem = "cannot connect (connection refused: no server listens there)"
+                    limit, refused = self.refused_seconds, True
+                except (OSError, http.client.HTTPException) as error:
+                    problem = f"cannot connect ({error or type(error).__name__})"
+                else:
+                    if status < 400:
+                        return headers, data
+                    message = error_message(data)
+                    if status not in RETRY_STATUSES:
+                        raise ServerError(f"{self.url} answered {method} {path} with {status}: {message}"
+                                          + (f" (set ${API_KEY_ENV} or pass api_key=)" if status == 401 else ""),
+                                          self.url, status)
+                    problem = f"{status}: {message}"
+                    retry_after = parse_retry_after(headers.get("Retry-After"))
+                pause = max(retry_after or 0.0, backoff(tries))
+                waited = time.monotonic() - started
+                if waited + pause > limit:
+                    advice = ("Start one with `vecplug serve`, or fix the URL (--server-url)." if refused else
+                              "Is `vecplug serve` running there, and reachable?")
+                    raise ServerUnavailableError(
+                        f"the vecplug server at {self.url} did not answer {method} {path} within "
+                        f"{limit:g} s ({tries} tries); last: {problem}. {advice}", self.url)
+                if waited + pause >= WAIT_NOTICE_SECONDS:
+                    self._say_waiting(problem)
+                time.sleep(pause)
+        finally:
+            if notice is not None:
+                notice.cancel()
+
+    def _wait_notice(self, why: str) -> threading.Timer:
+        """A timer that says once, after ``WAIT_NOTICE_SECONDS``, that a request is still waiting."""
+        timer = threading.Timer(WAIT_NOTICE_SECONDS, self._say_waiting, [why])
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _say_waiting(self, why: str) -> None:
+        with self._counter_lock:
+            if self._waiting_said:
+                return
+            self._waiting_said = True
+        loading = " (the model may be loading)" if why.startswith(("503", "no answer")) else ""
+        log.warning("waiting for the vecplug server at %s: %s%s", self.url, why, loading)
 
 
 def base_url(url: str) -> str:

@@ -107,19 +107,19 @@ def plugin_checks() -> list[Check]:
 
 
 def model_checks() -> list[Check]:
-    """Where models are cached, which registered ones are on this machine, and which one is the default."""
+    """Where models are cached, which registered ones are on this machine, and whether the default one is."""
     from .registry import registered_models
-    from .settings import BUILT_IN, MODEL_ENV, Settings
+    from .settings import MODEL_ENV, Settings
 
     default = Settings().resolve("model")
-    origin = f"built in; ${MODEL_ENV} unset" if default.source == BUILT_IN else f"from {default.source}"
     hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
     checks = [Check("models", "hub cache", "info", f"{os.environ.get('HF_HUB_CACHE') or Path(hf_home) / 'hub'}"
-                    f"{' (HF_HUB_OFFLINE: no downloads)' if os.environ.get('HF_HUB_OFFLINE') else ''}"),
-              Check("models", "default", "info", f"{default.value} ({origin})")]
+                    f"{' (HF_HUB_OFFLINE: no downloads)' if os.environ.get('HF_HUB_OFFLINE') else ''}")]
+    placeholder = len(checks)  # the default's line goes here, once the registered models are located
+    located = {}
     for name, registration in sorted(registered_models().items()):
         try:
-            where = registration.loader.locate(registration.spec)
+            where = located[name] = registration.loader.locate(registration.spec)
         except NotImplementedError:  # ModelLoader's default: the plugin does not say
             checks.append(Check("models", name, "info",
                                 f"its plugin cannot tell whether it is on this machine [{registration.plugin}]"))
@@ -132,7 +132,31 @@ def model_checks() -> list[Check]:
         else:
             status, detail = "info", "not on this machine (downloads on first use unless HF_HUB_OFFLINE)"
         checks.append(Check("models", name, status, f"{detail} [{registration.plugin}]"))
+    checks.insert(placeholder, default_model_check(default, located, MODEL_ENV))
     return checks
+
+
+def default_model_check(default, located: dict, model_env: str) -> Check:
+    """The default model: named where, and flagged with the command that fixes it when it is not here."""
+    from .registry import find_registration
+    from .settings import BUILT_IN
+
+    origin = f"built in; ${model_env} unset" if default.source == BUILT_IN else f"from {default.source}"
+    shown = f"{default.value} ({origin})"
+    registration = find_registration(default.value)
+    if registration is None:
+        if Path(default.value).expanduser().is_dir():
+            return Check("models", "default", "info", f"{shown}: a local directory")
+        return Check("models", "default", "fail", f"{shown}: no plugin registers this name and it is not a "
+                                                  "directory; see `vecplug models`")
+    name = registration.spec.name
+    if name not in located or located[name]:
+        return Check("models", "default", "info", shown)
+    offline = " (HF_HUB_OFFLINE=0 while it downloads)" if os.environ.get("HF_HUB_OFFLINE") else ""
+    alternative = "" if name.casefold() == "sentence-transformers/all-minilm-l6-v2" or \
+        find_registration("minilm") is None else "; or use the installed MiniLM plugin, which needs none: -m minilm"
+    return Check("models", "default", "warn", f"{shown} is not on this machine: download it with `vecplug pull`"
+                                              f"{offline} where there is network{alternative}")
 
 
 def server_checks(server_url: str, api_key: str | None) -> list[Check]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .contracts import Loader
 from .devices import normalise_device, normalise_dtype, require_device_present
-from .errors import InvalidSettingError, UnknownModelError
+from .errors import InvalidSettingError, ModelNotAvailableError, UnknownModelError
 from .model import EmbeddingModel, ModelLoader, ModelSpec, check_dimensions, normalise_dimensions
 from .plugins import call_implementation, load_plugins, pm
 from .settings import Settings
@@ -77,17 +77,38 @@ def registered_models() -> dict[str, Registration]:
 
 
 def find_registration(name: str) -> Registration | None:
+    """The model registered under ``name`` or an alias of it; case does not matter (the hub's ids ignore it too)."""
     models = registered_models()
     if name in models:
         return models[name]
+    wanted = name.casefold()
     for registration in models.values():
-        if name in registration.spec.aliases:
+        if wanted in (known.casefold() for known in (registration.spec.name, *registration.spec.aliases)):
             return registration
     return None
 
 
+def close_names(name: str, limit: int = 3) -> list[str]:
+    """Registered names and aliases that look like ``name`` (a typo, a missing org prefix), closest first."""
+    import difflib
+
+    known = {}
+    for registration in registered_models().values():
+        for spelling in (registration.spec.name, *registration.spec.aliases):
+            known.setdefault(spelling.casefold(), spelling)
+    wanted = name.casefold()
+    found = difflib.get_close_matches(wanted, known, n=limit, cutoff=0.6)
+    # "modernbert-embed-base" for "nomic-ai/modernbert-embed-base": the part after the org counts too
+    found += [spelling for spelling in known if spelling.rpartition("/")[2] == wanted and spelling not in found]
+    return [known[spelling] for spelling in found[:limit]]
+
+
 def resolve(name_or_path: str | os.PathLike | None) -> Registration:
-    """The registration that serves a name, alias or local directory."""
+    """The registration that serves a name, alias or local directory.
+
+    Names and aliases match in any case; a directory is a directory (its case is the file system's).
+    An unknown name is an ``UnknownModelError`` that suggests the closest registered names.
+    """
     name = os.fspath(name_or_path) if name_or_path is not None else default_model_name()
     registration = find_registration(name)
     if registration is not None:
@@ -102,13 +123,23 @@ def resolve(name_or_path: str | os.PathLike | None) -> Registration:
             )
         spec, loader = claimed
         return Registration(spec, as_loader(loader), "directory")
-    claimed = pm.hook.vecplug_model_from_hub(name=name) if looks_like_hub_id(name) else None
-    if claimed is not None:
-        spec, loader = claimed
-        return Registration(spec, as_loader(loader), "hub")
+    if looks_like_hub_id(name):
+        try:
+            claimed = pm.hook.vecplug_model_from_hub(name=name)
+        except ModelNotAvailableError as error:
+            suggestions = close_names(name)  # offline, a typo of a registered name is the likelier story
+            if suggestions:
+                raise ModelNotAvailableError(
+                    f"{error} Did you mean {' or '.join(repr(found) for found in suggestions)}?") from None
+            raise
+        if claimed is not None:
+            spec, loader = claimed
+            return Registration(spec, as_loader(loader), "hub")
+    suggestions = close_names(name)
+    guess = f"Did you mean {' or '.join(repr(found) for found in suggestions)}? " if suggestions else ""
     known = ", ".join(sorted(registered_models())) or "(none)"
     raise UnknownModelError(
-        f"unknown model {name!r}. Registered models: {known}. "
+        f"unknown model {name!r}. {guess}Registered models: {known}. "
         "Pass one of those, an alias (see `vecplug models`), or a local model directory."
     )
 

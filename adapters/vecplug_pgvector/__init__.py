@@ -1,7 +1,7 @@
 """vecplug's PostgreSQL/pgvector adapter: schema ``vecplug``, SQL embedding functions, ``search``.
 
     import vecplug_pgvector
-    vecplug_pgvector.install(conn, server_url="http://127.0.0.1:8000")   # or: vecplug pg install --dsn ...
+    vecplug_pgvector.install(conn, server_url="http://127.0.0.1:8080")   # or: vecplug pg install --dsn ...
     vecplug_pgvector.record_model(conn, "docs", "embedding", model)       # after filling a column from Python
     vecplug_pgvector.search(conn, "docs", "how do I ...", k=10)           # query embedded in this process
     vecplug_pgvector.Worker(dsn, server_url=...).run()                   # embed what vectorizers queue

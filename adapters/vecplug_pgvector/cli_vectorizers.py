@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from vecplug.cli_options import dimensions_option, dsn_option, model_options, server_options
+from vecplug.cli_options import dimensions_option, model_options, server_options
 from vecplug.settings import Settings
 
-from .cli import pg
+from .cli import pg, pg_dsn_option
 
 MODEL_HELP = "Embed in this process with this model (a name or a local directory), instead of a server."
 SERVER_HELP = "A `vecplug serve` to embed with."
@@ -25,7 +25,7 @@ def _local_model_options(purpose: str = ""):
 
 
 @pg.command()
-@dsn_option()
+@pg_dsn_option()
 @server_options(url_help=SERVER_HELP + " Default: the server vecplug pg install recorded.",
                 key_otherwise=RECORDED_KEY)
 @_local_model_options()
@@ -66,6 +66,7 @@ def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, batc
         raise click.UsageError("give --server-url or --model, not both")
     if (device or dtype) and not model:
         raise click.UsageError("--device and --dtype go with --model (a server chooses its own)")
+    _check_model_name(model, device)
     api_key = Settings(api_key_file=api_key_file).api_key_value()
     person = sys.stderr.isatty()
     handler = configure_logging(sys.stderr, structured=not person, level=30 if person else 20)
@@ -91,6 +92,17 @@ def worker(dsn, server_url, model, device, dtype, api_key_file, batch_size, batc
     sys.exit(report.exit_code if once else 0)
 
 
+def _check_model_name(model: str | None, device: str | None = None) -> None:
+    """An unknown --model or an impossible --device is a usage error, before the database is asked anything."""
+    from vecplug.cli_checks import check_device
+    from vecplug.client import is_url
+    from vecplug.registry import resolve
+
+    check_device(device)
+    if model is not None and not is_url(model):
+        resolve(model)
+
+
 def _stop_on_signals(runner) -> None:
     """First SIGTERM / SIGINT: finish the batch in hand, then exit. A second one: stop now (the batch rolls back)."""
     def handle(number, frame):
@@ -103,7 +115,7 @@ def _stop_on_signals(runner) -> None:
 
 
 @pg.command()
-@dsn_option()
+@pg_dsn_option()
 @click.option("--vectorizer", required=True, help="The vectorizer: its id or name (see vecplug pg status).")
 @_local_model_options("The new model: ")
 @server_options(url_help="The new model: " + SERVER_HELP, key_otherwise=RECORDED_KEY)
@@ -121,6 +133,7 @@ def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_k
 
     if (model is None) == (server_url is None):
         raise click.UsageError("give the new model: --model NAME or --server-url URL")
+    _check_model_name(model, device)
     api_key = Settings(api_key_file=api_key_file).api_key_value()
     try:
         report = run_reembed(dsn, vectorizer, model, server_url=server_url, api_key=api_key,
@@ -132,7 +145,7 @@ def reembed(dsn, vectorizer, model, server_url, dimensions, device, dtype, api_k
 
 
 @pg.command()
-@dsn_option()
+@pg_dsn_option()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per vectorizer, one per line.")
 def status(dsn, as_json):
     """Per vectorizer: pending rows and their age, failed rows, rows embedded, truncated texts, last error."""

@@ -1,6 +1,6 @@
 """``vecplug pg worker``: embeds what async vectorizers queue, and loses nothing.
 
-    worker = vecplug_pgvector.Worker(dsn, server_url="http://127.0.0.1:8000")
+    worker = vecplug_pgvector.Worker(dsn, server_url="http://127.0.0.1:8080")
     worker.run()            # until worker.stop() (the CLI: SIGTERM / Ctrl-C), finishing the batch in hand
     worker.run(once=True)   # drain what is queued now; the report says what is left
 

@@ -57,7 +57,7 @@ def test_models_lists_builtin_and_third_party(register_plugin):
 def test_unknown_model_is_one_clear_line():
     process = subprocess.run([sys.executable, "-m", "vecplug", "embed", "-m", "no-such-model", "x"],
                              capture_output=True, text=True)
-    assert process.returncode == 1
+    assert process.returncode == 2
     assert process.stderr.startswith("Error: unknown model 'no-such-model'")
     assert "Traceback" not in process.stderr
 

@@ -62,7 +62,7 @@ def test_demo_mistakes_are_one_line(tmp_path):
     process = demo("--tiny", "--model", "minilm")
     assert process.returncode == 2 and process.stderr.count("\n") == 1 and "Traceback" not in process.stderr
     process = demo("--model", "no-such-model")
-    assert process.returncode == 1 and process.stderr.startswith("Error: unknown model 'no-such-model'")
+    assert process.returncode == 2 and process.stderr.startswith("Error: unknown model 'no-such-model'")
     process = demo("--tiny", "--server-url", "http://127.0.0.1:1")  # the server's model is the demo's
     assert process.returncode == 2 and process.stderr.count("\n") == 1 and "--server-url or --model" in process.stderr
 

@@ -294,7 +294,7 @@ def test_install_sql_suggests_a_key_that_stays_out_of_ps_and_the_advice_works(pg
     assert advice, header
     key_file = tmp_path / "vecplug.key"
     key_file.write_text("from-the-key-file\n")
-    argv = [word.replace("KEYFILE", str(key_file)).replace("http://127.0.0.1:8000", "http://127.0.0.1:9")
+    argv = [word.replace("KEYFILE", str(key_file)).replace("http://127.0.0.1:8080", "http://127.0.0.1:9")
             for word in shlex.split(advice[0])]
     argv = [{"DATABASE": pg_cluster.dsn(fresh_db), "install.sql": str(vecplug_pgvector.sql_dir() / "install.sql")}
             .get(word, word) for word in argv]

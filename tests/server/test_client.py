@@ -95,7 +95,7 @@ def test_waits_for_a_server_that_is_still_starting(tiny_model_dir):
     port = free_port()
     result = {}
     client = threading.Thread(target=lambda: result.update(model=RemoteModel(f"http://127.0.0.1:{port}",
-                                                                             retry_seconds=120)))
+                                                                             retry_seconds=120, refused_seconds=120)))
     client.start()
     time.sleep(1.0)
     with running_server(tiny_model_dir, "--port", str(port)):

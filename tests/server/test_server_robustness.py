@@ -209,7 +209,7 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(tiny_m
 def test_unknown_model_exits_at_once_with_the_known_names():
     process = subprocess.run([sys.executable, "-m", "vecplug", "serve", "-m", "no-such-model", "--port", "0"],
                              capture_output=True, text=True, timeout=120)
-    assert process.returncode == 1
+    assert process.returncode == 2
     assert "unknown model 'no-such-model'" in process.stderr and "nomic-ai/modernbert-embed-base" in process.stderr
 
 

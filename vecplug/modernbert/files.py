@@ -55,14 +55,32 @@ def download_or_find(repo_id: str) -> Path:
 
         return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=offline))
     except Exception as error:  # offline, missing from cache, no network, gated repo ...
-        hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else f"download failed ({error})"
-        raise ModelNotAvailableError(
-            f"model {repo_id!r} is not available: {why} (HF_HOME={hf_home}). "
-            f"Fetch it where there is network (`hf download {repo_id}`) and copy the "
-            "cache, or point vecplug at a local copy: vecplug.load_model('/path/to/model-dir') "
-            "or VECPLUG_MODEL=/path/to/model-dir."
-        ) from error
+        raise ModelNotAvailableError(not_available_message(repo_id, offline, error)) from error
+
+
+def not_available_message(repo_id: str, offline: bool, error: Exception) -> str:
+    """Why a hub model is not here, and first the one command that fixes it (then the other ways)."""
+    hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    if offline:
+        why = f"HF_HUB_OFFLINE is set and it is not in the local cache, HF_HOME={hf_home}"
+        fix = f"HF_HUB_OFFLINE=0 vecplug pull -m {repo_id}"
+    else:
+        why = f"the download failed: {' '.join(str(error).split())[:300]}"
+        fix = f"vecplug pull -m {repo_id}"
+    return (f"model {repo_id!r} is not on this machine ({why}). Download it once, where there is network: "
+            f"`{fix}` (then copy {hf_home} to machines without network). {_offline_alternative()}"
+            "Or use a local copy: -m /path/to/model-dir, VECPLUG_MODEL=/path/to/model-dir, or "
+            "vecplug.load_model('/path/to/model-dir').")
+
+
+def _offline_alternative() -> str:
+    """The MiniLM plugin ships its weights: no download, a smaller model (its vectors are not comparable)."""
+    from ..registry import find_registration
+
+    if find_registration("minilm") is not None:
+        return "To work now without a download, use the installed MiniLM plugin: `-m minilm`. "
+    return ("To work without a download, install the MiniLM plugin (`pip install ./plugins/vecplug-minilm` "
+            "in the vecplug checkout) and use `-m minilm`. ")
 
 
 def _read_json(path: Path) -> dict:
