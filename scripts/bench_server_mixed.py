@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -176,19 +177,23 @@ def main(argv=None) -> int:
     from vecplug import bench
     from vecplug.testing import running_server, stdlib_paragraphs
 
-    model_dir = Path(arguments.model) if arguments.model else bench.bench_model_dir(arguments.shape)
+    model_dir = Path(arguments.model).resolve() if arguments.model else bench.bench_model_dir(arguments.shape)
+    json_path = Path(arguments.json_path).resolve() if arguments.json_path else None
     paragraphs = stdlib_paragraphs()
     bulk = [" ".join(paragraphs[index % len(paragraphs)].split()[:arguments.bulk_words])
             for index in range(arguments.bulk_texts)]
     queries = ["where is the answer?", "how do I open a file", "exceptions", "what does yield do"]
     queue = arguments.max_queue_texts or (arguments.bulk_clients + 1) * arguments.bulk_texts + 64
     server_args = ["--max-queue-texts", str(queue)] + (["--dtype", arguments.dtype] if arguments.dtype else [])
+    sources = [str(Path(source).resolve()) for source in arguments.src or []] or [None]
+    # ``python -m vecplug`` puts its working directory first on sys.path, before PYTHONPATH: the
+    # server must not start in a checkout, or that checkout's vecplug is the one measured
+    os.chdir(tempfile.mkdtemp(prefix="bench-server-mixed-"))
     results = []
-    for source in arguments.src or [None]:
+    for source in sources:
         env = dict(os.environ)
         if source:
-            env["PYTHONPATH"] = os.pathsep.join([str(Path(source).resolve()), env.get("PYTHONPATH", "")]).rstrip(
-                os.pathsep)
+            env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         with running_server(model_dir, *server_args, env=env) as server:
             row = {"src": source or "installed", **measure(server.url, bulk, queries, arguments)}
         results.append(row)
@@ -199,8 +204,8 @@ def main(argv=None) -> int:
         print(f"| {row['src']} | {row['idle_p50_ms']} | {row['under_bulk_p50_ms']} / {row['under_bulk_p99_ms']} "
               f"| {row['p99_over_idle']}x | {'met' if row['goal_met'] else 'missed'} ({row['goal_ms']:.0f} ms) "
               f"| {row['bulk_docs_per_s_alone']} | {row['bulk_docs_per_s_with_prober']} |")
-    if arguments.json_path:
-        Path(arguments.json_path).write_text(json.dumps({"shape": arguments.shape, "rows": results}, indent=2))
+    if json_path:
+        json_path.write_text(json.dumps({"shape": arguments.shape, "rows": results}, indent=2))
     return 0
 
 
