@@ -4,7 +4,8 @@
 ``embed_batch`` (no token fast path), as a plugin installed through an
 entry point would. ``FAKE_LOAD_SECONDS`` slows its loading, so that tests see
 the server's "loading" state for certain; ``FAKE_LOAD_ERROR`` makes loading
-fail with that message, after the server is listening.
+fail with that message, after the server is listening. ``FAKE_EMBED_SECONDS``
+makes every batch take that long, so a test knows a batch is still running.
 """
 import os
 import sys
@@ -24,7 +25,12 @@ class SlowLoadingPlugin:
             time.sleep(float(os.environ.get("FAKE_LOAD_SECONDS", "0")))
             if os.environ.get("FAKE_LOAD_ERROR"):
                 raise RuntimeError(os.environ["FAKE_LOAD_ERROR"])
-            return HashModel(spec)
+            model = HashModel(spec)
+            delay = float(os.environ.get("FAKE_EMBED_SECONDS", "0"))
+            if delay:
+                embed_batch = model.embed_batch
+                model.embed_batch = lambda texts: time.sleep(delay) or embed_batch(texts)
+            return model
 
         register(FAKE_SPEC, load)
 

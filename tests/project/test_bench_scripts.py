@@ -82,3 +82,13 @@ def test_bench_pg_copy_times_the_write_path_and_loses_nothing(tmp_path, pg_clust
     result = json.loads(process.stdout.splitlines()[-1])
     assert result["sql"] == "this checkout" and result["rows"] == 300
     assert result["ratio"] > 0 and result["partitioned_ratio"] > 0
+
+
+@pytest.mark.slow  # a server, bulk clients and a prober for two short windows
+def test_bench_server_mixed_measures_a_query_under_bulk(tmp_path):
+    report = tmp_path / "mixed.json"
+    run_script("bench_server_mixed.py", "--shape", "tiny", "--bulk-clients", "2", "--bulk-texts", "64",
+               "--seconds", "2", "--probes", "5", "--json", str(report), tmp_path=tmp_path)
+    [row] = json.loads(report.read_text())["rows"]
+    assert row["idle_p50_ms"] > 0 and row["probes_under_bulk"] > 0 and row["under_bulk_p99_ms"] > 0
+    assert row["bulk_docs_per_s_alone"] > 0 and row["bulk_docs_per_s_with_prober"] > 0

@@ -162,11 +162,13 @@ def raw_post(url: str, body: dict) -> socket.socket:
 
 
 @pytest.mark.slow  # a fresh process or a real wait: seconds of the fast loop
-def test_a_request_whose_client_left_is_never_embedded(tiny_model_dir):
-    # ~300 one-text batches: seconds of work even on an idle machine, so the
-    # short request is still queued behind it when its client hangs up
-    busy = [" ".join(["a long text that keeps the engine busy"] * 30)] * 300
-    with running_server(tiny_model_dir, "--max-batch-tokens", "256") as server:
+def test_a_request_whose_client_left_is_never_embedded():
+    # one batch of the fake model that takes 3 s: the short request waits for the
+    # batch in progress (it would go next, not behind queued bulk) and its client
+    # hangs up meanwhile
+    busy = [f"a text that keeps the engine busy {number}" for number in range(16)]
+    env = {**os.environ, "FAKE_EMBED_SECONDS": "3"}
+    with running_server("fake-hash", env=env, launcher=PLUGIN_SERVER) as server:
         before = metric_values(server.url)
         result = {}
         worker = threading.Thread(target=lambda: result.update(zip(("status", "headers", "body"),

@@ -1,13 +1,17 @@
 """Dynamic batching: the texts of concurrent requests share the engine's forward passes.
 
-Two threads own the model. The tokenizer thread tokenizes each request as it
-arrives; the engine thread takes the oldest tokenized texts, in arrival order
-across requests, up to a few token budgets (``POOL_BUDGETS``), sorts them by
-length and runs one forward pass per budget. So the next requests
-are tokenized while a batch runs, a request of one short query rides along
-with whatever else is waiting, and no request waits behind texts that
-arrived after it. Results go back to each request in
-its own order, through the callback it was submitted with.
+Two threads own the model. The tokenizer thread tokenizes requests in
+slices of at most ``TOKENIZE_SLICE_TEXTS`` texts, taking any small or query
+request waiting before each slice, so a one-word query is never tokenized
+behind a 2,048-text request; absurdly long texts are cut by characters first
+(``tokenizing``). The engine thread runs one forward pass at a time, chosen
+by the scheduler (``scheduler``): small and query requests get the next pass,
+bulk requests share pools of a few token budgets by deficit round robin, and
+engine calls take their turns. So the next requests are tokenized while a
+pass runs, a small request waits for the pass in progress, not for the bulk
+queued before it, and no bulk request waits for all the others to finish.
+Results go back to each request in its own order, through the callback it
+was submitted with.
 
 The batcher is the one planner of forward passes for a model with the
 token path (``vecplug.contracts.TokenPath``; the built-in ModernBERT and the
@@ -20,12 +24,12 @@ without the token path go through ``embed_batch`` in batches of
 
 The queue is bounded in texts: a request that does not fit is refused
 (``QueueFull``, with a retry estimate) instead of growing memory and latency
-without limit. A request cancelled before its texts enter a batch (its client
-hung up) is dropped; its texts are never embedded.
+without limit. A request cancelled before its texts are run (its client hung
+up) is dropped; its texts are never embedded.
 
 Work that is not a batch of texts but needs the model's cores, such as the
 token states of late chunking, is handed to the engine thread as a call
-(``call_on_engine``): it runs between batches, never beside one, taking turns
+(``call_on_engine``): it runs between passes, never beside one, taking turns
 with them. Such a request holds its texts' places in the queue while it runs
 (``reserve``), so it meets the same limit.
 """
@@ -41,23 +45,37 @@ from collections.abc import Callable
 import numpy as np
 
 from ..contracts import TokenPath
-from ..token_budget import plan_batches
+from .scheduler import CALL, EXPRESS, POOL_BUDGETS, ReadyQueues, next_turn
+from .tokenizing import tokenize_cut
 
 log = logging.getLogger("vecplug.server")
 
+__all__ = ["Batcher", "EngineCall", "Job", "POOL_BUDGETS", "QueueFull", "ShuttingDown", "TextsTooLong"]
 
 # What /info reports as max_batch_tokens for a model without the token path
 # (it is served by text count, not by tokens) when --max-batch-tokens is not given.
 TEXT_PATH_TOKEN_BUDGET = 2048
 
-# The engine thread takes up to this many budgets of the oldest ready texts at
-# once, sorts them by length and runs one forward pass per budget. Similar
-# lengths are what the CPU attention batches well: one budget of
-# arrival-ordered texts ran at 0.82x of the same texts sorted as a whole
-# (ModernBERT-base, bf16, 2-core CPU); four budgets sorted together ran at
-# 1.0x. Every text taken arrived before any text left waiting, so a later
-# request waits for nothing it would not have waited for anyway.
-POOL_BUDGETS = 4
+# The tokenizer works on a bulk request this many texts (or characters, after
+# the cut of absurd texts) at a time, and takes any small or query request
+# waiting before each slice: a slice is tens of milliseconds of work.
+TOKENIZE_SLICE_TEXTS = 256
+TOKENIZE_SLICE_CHARS = 262_144
+# A request of at most this many characters (or a query request) is
+# tokenized before the next slice of bulk: a few milliseconds of work.
+TOKENIZE_SMALL_CHARS = 16_384
+
+
+def slice_end(texts: list[str], start: int) -> int:
+    """Where the slice of bulk texts starting at ``start`` ends: at most ``TOKENIZE_SLICE_TEXTS`` texts and
+    ``TOKENIZE_SLICE_CHARS`` characters (counted after the character cut), at least one text."""
+    end, chars = start, 0
+    while end < len(texts) and end - start < TOKENIZE_SLICE_TEXTS:
+        chars += min(len(texts[end]), TOKENIZE_SLICE_CHARS)
+        if end > start and chars > TOKENIZE_SLICE_CHARS:
+            break
+        end += 1
+    return end
 
 
 class QueueFull(Exception):
@@ -81,27 +99,35 @@ class ShuttingDown(Exception):
 class Job:
     """One request's texts on their way through the batcher.
 
-    ``texts`` carry their prompt already. When every text is embedded (or the
-    job failed) ``on_done(job)`` is called once, from a batcher thread: then
-    ``vectors`` holds full-dimension rows in input order, or ``error`` is set.
+    ``texts`` carry their prompt already; ``query`` says they are queries
+    (the scheduler runs small and query requests first). When every text is
+    embedded (or the job failed) ``on_done(job)`` is called once, from a
+    batcher thread: then ``vectors`` holds full-dimension rows in input
+    order, or ``error`` is set.
     """
 
-    __slots__ = ("texts", "on_done", "reject_truncated", "token_ids", "tokens", "truncated", "vectors",
-                 "error", "next_index", "embedded", "cancelled", "submitted_at", "finished")
+    __slots__ = ("texts", "on_done", "reject_truncated", "query", "token_ids", "tokens", "truncated", "vectors",
+                 "error", "next_index", "tokenized", "embedded", "cancelled", "submitted_at", "finished", "credit",
+                 "chars")
 
-    def __init__(self, texts: list[str], on_done: Callable[["Job"], None], reject_truncated: bool = False):
+    def __init__(self, texts: list[str], on_done: Callable[["Job"], None], reject_truncated: bool = False,
+                 query: bool = False):
         self.texts = texts
         self.on_done = on_done
         self.reject_truncated = reject_truncated
-        self.token_ids: list[list[int]] | None = None
+        self.query = query
+        self.token_ids: list[list[int]] = []
         self.tokens = 0
         self.truncated = 0
         self.vectors: np.ndarray | None = None
         self.error: BaseException | None = None
-        self.next_index = 0  # the next text to put in a batch
+        self.next_index = 0  # the next text to put in a pass
+        self.tokenized = 0  # texts tokenized so far (the tokenizer works in slices)
         self.embedded = 0
         self.cancelled = False
         self.finished = False
+        self.credit = 0  # the scheduler's deficit round robin
+        self.chars = sum(map(len, texts))
         self.submitted_at = time.perf_counter()
 
 
@@ -145,9 +171,9 @@ class Batcher:
         self.queued_texts = 0
         self._condition = threading.Condition()
         self._to_tokenize: deque[Job] = deque()
-        self._ready: deque[Job] = deque()
+        self._ready = ReadyQueues(self.token_budget, self.fast, self.batch_texts)
         self._calls: deque[EngineCall] = deque()
-        self._call_turn = True  # with both waiting, a call and a batch take turns
+        self._last_turn: str | None = None
         self._tokenizing = False
         self._stopping = False
         self._texts_per_second: float | None = None
@@ -169,27 +195,35 @@ class Batcher:
         for thread in self._threads:
             thread.join(timeout)
         with self._condition:
-            leftovers = [*self._to_tokenize, *self._ready]
+            ready = self._ready
+            leftovers = [*self._to_tokenize, *ready.express, *ready.bulk,
+                         *(job for batch in ready.pending_passes for job, _ in batch)]
             self._to_tokenize.clear()
-            self._ready.clear()
+            ready.express.clear()
+            ready.bulk.clear()
+            ready.pending_passes.clear()
             calls = list(self._calls)
             self._calls.clear()
-        for job in leftovers:
+        for job in dict.fromkeys(leftovers):
             self._finish(job, ShuttingDown("the server is shutting down"))
         for call in calls:
             call.fail(ShuttingDown("the server is shutting down"))
 
     # -- called from the event loop ----------------------------------------
-    def submit(self, texts: list[str], on_done: Callable[[Job], None], reject_truncated: bool = False) -> Job:
+    def submit(self, texts: list[str], on_done: Callable[[Job], None], reject_truncated: bool = False,
+               query: bool = False) -> Job:
         """Queue a request's texts, or raise QueueFull / ShuttingDown at once."""
-        job = Job(texts, on_done, reject_truncated)
+        job = Job(texts, on_done, reject_truncated, query)
         with self._condition:
             if self._stopping:
                 raise ShuttingDown("the server is shutting down")
             if self.queued_texts + len(texts) > self.max_queue_texts:
                 raise QueueFull(self.queued_texts, self.max_queue_texts, self._retry_after(len(texts)))
             self.queued_texts += len(texts)
-            (self._to_tokenize if self.fast else self._ready).append(job)
+            if self.fast:
+                self._to_tokenize.append(job)
+            else:
+                self._ready.add(job)
             self._condition.notify_all()
         self._observe_queue()
         return job
@@ -212,7 +246,7 @@ class Batcher:
 
     # -- called from any thread but the engine's -----------------------------
     def call_on_engine(self, function: Callable, *args):
-        """Run ``function(*args)`` on the engine thread, between batches; its result, or its error raised here.
+        """Run ``function(*args)`` on the engine thread, between passes; its result, or its error raised here.
 
         Blocks the calling thread (a worker, never the event loop) until done.
         """
@@ -244,35 +278,54 @@ class Batcher:
                     self._condition.wait()
                 if not self._to_tokenize:
                     return
-                job = self._to_tokenize.popleft()
-                if job.cancelled:
+                job = self._next_to_tokenize()
+                if job is None:
                     continue
                 self._tokenizing = True
             try:
-                self._tokenize(job)
+                self._tokenize_slice(job)
             except Exception as error:  # a tokenizer failure fails this request only
                 log.exception("tokenizing a request failed")
-                with self._condition:
-                    self._tokenizing = False
-                    self._forget(job)
-                self._finish(job, error)
-                continue
+                job.error = error
             with self._condition:
                 self._tokenizing = False
-                if job.error is not None:
+                if job.error is not None or job.cancelled:
+                    self._remove_from_tokenizing(job)
                     self._forget(job)
-                elif not job.cancelled:
-                    self._ready.append(job)
+                elif job.tokenized == len(job.texts):
+                    self._remove_from_tokenizing(job)
+                    self._ready.add(job)
                 self._condition.notify_all()
             if job.error is not None:
                 self._finish(job, job.error)
 
-    def _tokenize(self, job: Job) -> None:
-        before = self.model.truncated_count
-        job.token_ids = self.model.tokenize(job.texts)
-        job.truncated = self.model.truncated_count - before
-        job.tokens = sum(len(ids) for ids in job.token_ids)
-        if job.reject_truncated and job.truncated:
+    def _next_to_tokenize(self) -> Job | None:
+        """A small or query request if one waits (oldest first), else the oldest request's next slice.
+
+        Cancelled requests are dropped on the way (caller holds the lock)."""
+        for job in [job for job in self._to_tokenize if job.cancelled]:
+            self._to_tokenize.remove(job)
+        small = next((job for job in self._to_tokenize
+                      if job.query or job.chars <= TOKENIZE_SMALL_CHARS), None)
+        if small is not None:
+            return small
+        return self._to_tokenize[0] if self._to_tokenize else None
+
+    def _remove_from_tokenizing(self, job: Job) -> None:
+        if job in self._to_tokenize:
+            self._to_tokenize.remove(job)
+
+    def _tokenize_slice(self, job: Job) -> None:
+        """Tokenize the job's next texts: all of a small or query request, else one slice."""
+        start = job.tokenized
+        small = job.query or job.chars <= TOKENIZE_SMALL_CHARS
+        end = len(job.texts) if small else slice_end(job.texts, start)
+        token_ids, truncated = tokenize_cut(self.model, job.texts[start:end])
+        job.token_ids.extend(token_ids)
+        job.tokens += sum(len(ids) for ids in token_ids)
+        job.truncated += truncated
+        job.tokenized = end
+        if end == len(job.texts) and job.reject_truncated and job.truncated:
             limit = self.model.max_tokens
             indices = [index for index, ids in enumerate(job.token_ids) if len(ids) >= limit]
             job.error = TextsTooLong(indices, limit)
@@ -286,96 +339,53 @@ class Batcher:
     def _engine_loop(self) -> None:
         while True:
             with self._condition:
-                while not self._ready and not self._calls and not (self._stopping and self._drained()):
+                while True:
+                    self._ready.drop_dead(self._forget)
+                    waiting = self._ready.waiting() | ({CALL} if self._calls else set())
+                    if waiting or (self._stopping and self._drained()):
+                        break
                     self._condition.wait()
-                if not self._ready and not self._calls:
+                turn = next_turn(waiting, self._last_turn)
+                if turn is None:
                     return
-                call = None
-                if self._calls and (self._call_turn or not self._ready):
+                self._last_turn = turn
+                call, batch = None, []
+                if turn == CALL:
                     call = self._calls.popleft()
-                    self._call_turn = False
                 else:
-                    batch = self._take_batch()
-                    self._call_turn = True
+                    taken = self._ready.taken
+                    batch = self._ready.take_express() if turn == EXPRESS else self._ready.take_bulk_pass()
+                    self.queued_texts -= self._ready.taken - taken
             if call is not None:
                 call.run()
                 continue
             self._observe_queue()
+            batch = [(job, index) for job, index in batch if not job.cancelled and job.error is None]
             if batch:
                 self._run(batch)
 
     def _drained(self) -> bool:
-        return not self._to_tokenize and not self._tokenizing and not self._ready and not self._calls
-
-    def _take_batch(self) -> list[tuple[Job, int]]:
-        """Texts in arrival order until ``POOL_BUDGETS`` token budgets (without the fast path: a batch) are full."""
-        batch: list[tuple[Job, int]] = []
-        tokens = 0
-        pool_tokens = self.token_budget * POOL_BUDGETS
-        while self._ready:
-            job = self._ready[0]
-            if job.cancelled or job.error is not None:
-                self._ready.popleft()
-                self._forget(job)  # a cancelled job is already off the count: no-op then
-                continue
-            if self.fast:
-                length = len(job.token_ids[job.next_index])
-                if batch and tokens + length > pool_tokens:
-                    break
-                tokens += length
-            elif len(batch) >= self.batch_texts:
-                break
-            batch.append((job, job.next_index))
-            job.next_index += 1
-            if job.next_index == len(job.texts):
-                self._ready.popleft()
-        self.queued_texts -= len(batch)
-        return batch
-
-    def _embed_by_length(self, token_ids: list[list[int]]) -> tuple[np.ndarray | None, dict[int, BaseException]]:
-        """One forward pass per token budget of the texts sorted by length; rows in input order.
-
-        The passes planned here are the passes the model runs (``TokenPath``).
-        A pass that fails fails its own rows only (returned by row): the pool
-        holds several requests' texts, and the others' passes still count.
-        """
-        vectors = None
-        failed: dict[int, BaseException] = {}
-        for rows in plan_batches([len(ids) for ids in token_ids], self.token_budget):
-            started = time.perf_counter()
-            try:
-                part = np.asarray(self.model.embed_token_ids([token_ids[row] for row in rows]), dtype=np.float32)
-            except Exception as error:  # noqa: BLE001 - the requests with a text in this pass get the error
-                log.exception("a forward pass failed")
-                failed.update(dict.fromkeys(rows, error))
-                continue
-            if self.metrics is not None:
-                self.metrics.observe_batch(len(rows), sum(len(token_ids[row]) for row in rows),
-                                           time.perf_counter() - started)
-            if vectors is None:
-                vectors = np.empty((len(token_ids), part.shape[1]), dtype=np.float32)
-            vectors[rows] = part
-        return vectors, failed
+        return not self._to_tokenize and not self._tokenizing and self._ready.empty() and not self._calls
 
     def _run(self, batch: list[tuple[Job, int]]) -> None:
+        """One forward pass over ``batch`` (planned by the scheduler); rows to their jobs, or its error to them.
+
+        A pass that fails fails its own requests only: the others of its pool
+        have their own passes.
+        """
         started = time.perf_counter()
-        failed: dict[int, BaseException] = {}
         try:
             if self.fast:
-                vectors, failed = self._embed_by_length([job.token_ids[index] for job, index in batch])
+                token_ids = [job.token_ids[index] for job, index in batch]
+                vectors = np.asarray(self.model.embed_token_ids(token_ids), dtype=np.float32)
             else:
-                vectors = self.model.embed_batch([job.texts[index] for job, index in batch])
-            vectors = None if vectors is None else np.asarray(vectors, dtype=np.float32)
-        except Exception as error:  # noqa: BLE001 - the whole batch was one pass
+                vectors = np.asarray(self.model.embed_batch([job.texts[index] for job, index in batch]),
+                                     dtype=np.float32)
+        except Exception as error:  # noqa: BLE001 - the requests with a text in this pass get the error
             log.exception("a forward pass failed")
-            failed = dict.fromkeys(range(len(batch)), error)
-            vectors = None
-        for row, error in failed.items():
-            job = batch[row][0]
-            if job.error is None:
-                job.error = error
-                self._finish(job, error)
-        if vectors is None:
+            for job, _ in batch:
+                if job.error is None:
+                    self._finish(job, error)
             return
         seconds = time.perf_counter() - started
         self._observe_batch(batch, seconds)
@@ -412,8 +422,9 @@ class Batcher:
     def _observe_batch(self, batch: list[tuple[Job, int]], seconds: float) -> None:
         rate = len(batch) / max(seconds, 1e-6)
         self._texts_per_second = rate if self._texts_per_second is None else 0.8 * self._texts_per_second + 0.2 * rate
-        if self.metrics is not None and not self.fast:  # the fast path observes each forward pass itself
-            self.metrics.observe_batch(len(batch), 0, seconds)
+        if self.metrics is not None:
+            tokens = sum(len(job.token_ids[index]) for job, index in batch) if self.fast else 0
+            self.metrics.observe_batch(len(batch), tokens, seconds)
 
     def _observe_queue(self) -> None:
         if self.metrics is not None:

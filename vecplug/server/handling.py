@@ -139,7 +139,8 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
         loop.call_soon_threadsafe(_resolve, future, job)
 
     try:
-        job = await submit(host, [prompt + text for text in texts], on_done, reject_truncated, wait_for_room)
+        job = await submit(host, [prompt + text for text in texts], on_done, reject_truncated, wait_for_room,
+                           is_query(host, prompt))
     except QueueFull as full:
         metrics.rejected.labels("queue_full").inc()
         raise queue_full_error(full, len(texts)) from None
@@ -161,12 +162,23 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
     return job
 
 
-async def submit(host: ModelHost, texts: list[str], on_done, reject_truncated: bool, wait_for_room: bool):
+def is_query(host: ModelHost, prompt: str) -> bool:
+    """Whether texts with this prompt are queries (the scheduler runs query requests of up to a pass first).
+
+    Known by the prompt, so every route's flavour of asking for queries counts;
+    a model whose query and document prompts are the same has no queries to tell.
+    """
+    spec = host.spec
+    return prompt == spec.prompt_for("query") != spec.prompt_for("document")
+
+
+async def submit(host: ModelHost, texts: list[str], on_done, reject_truncated: bool, wait_for_room: bool,
+                 query: bool = False):
     """``batcher.submit``; with ``wait_for_room`` a full queue is waited out (polled) rather than raised."""
     pause = 0.01
     while True:
         try:
-            return host.batcher.submit(texts, on_done, reject_truncated)
+            return host.batcher.submit(texts, on_done, reject_truncated, query)
         except QueueFull:
             if not wait_for_room:
                 raise
