@@ -118,7 +118,7 @@ def _embed_chunked(records, total, output_path, loaded, quiet, chunking, id_fiel
     if output_path and output_path != "-":
         writer = embed_io.ChunkLinesWriter(open(output_path, "w", encoding="utf-8"), owns_stream=True)
     else:
-        writer = embed_io.ChunkLinesWriter(click.get_text_stream("stdout"))
+        writer = embed_io.ChunkLinesWriter(sys.stdout)
     try:
         with progress(total=total, desc="chunking", unit="text", quiet=quiet) as bar:
             for group in groups_of(records, CHUNK_GROUP_TEXTS, CHUNK_GROUP_CHARS):
@@ -160,7 +160,7 @@ def _embed_stream(records, total, output_path, kind, loaded, quiet):
     elif output_path and output_path != "-":
         writer = embed_io.JsonLinesWriter(open(output_path, "w", encoding="utf-8"), owns_stream=True)
     else:
-        writer = embed_io.JsonLinesWriter(click.get_text_stream("stdout"))
+        writer = embed_io.JsonLinesWriter(sys.stdout)
     try:
         with progress(total=total, desc="embedding", unit="text", quiet=quiet) as bar:
             for chunk in loaded.iter_embed_chunks(records, kind):
