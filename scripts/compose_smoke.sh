@@ -222,8 +222,14 @@ step "bringing the stack up (postgres, vecplug, pg-install, pg-worker; no Qdrant
 step "waiting for health"
 container_health() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
     "$("${COMPOSE[@]}" ps -q "$1")" 2>/dev/null || echo missing; }
+container_exit() { docker inspect -f '{{if eq .State.Status "exited"}}exited with status {{.State.ExitCode}}{{end}}' \
+    "$("${COMPOSE[@]}" ps -q "$1")" 2>/dev/null; }
 for _ in $(seq 150); do
     [ "$(container_health postgres)" = healthy ] && [ "$(container_health vecplug)" = healthy ] && break
+    for service in postgres vecplug; do  # a container that stopped never becomes healthy: fail now
+        stopped=$(container_exit "$service")
+        [ -z "$stopped" ] || fail "$service $stopped"
+    done
     sleep 2
 done
 [ "$(container_health postgres)" = healthy ] || fail "postgres is $(container_health postgres)"
