@@ -247,3 +247,74 @@ def problems(root: Path, text: str | None = None) -> Findings:
     check_volumes(compose, dockerfiles, findings)
     check_variables(raw_text, root, findings)
     return findings
+
+
+HOST_OVERRIDE = "docker/compose.host.yml"
+SMOKE_SERVICES = ("postgres", "vecplug", "pg-install", "pg-worker")  # what scripts/compose_smoke.sh starts
+URL_HOST = re.compile(r"(?:postgresql|https?)://(?:[^@/\s'\"]*@)?([^:/\s'\"]+)(?::(\d+))?")
+
+
+def host_override_problems(root: Path, text: str | None = None) -> Findings:
+    """docker/compose.host.yml against docker-compose.yml and the code: the smoke stack stays on the loopback.
+
+    Every service the smoke starts is on the host network; every address in
+    its commands and health checks is 127.0.0.1; the ports agree (the serve
+    port, its health check and the --server-url of pg-install and pg-worker;
+    PostgreSQL's port=, pg_isready and the DSNs); flags exist in the code.
+    """
+    base = load(root)["services"]
+    override = load(root, text if text is not None else (root / HOST_OVERRIDE).read_text())["services"]
+    findings = Findings()
+    for name in sorted(set(override) - set(base)):
+        findings.problems.append(f"{name}: in {HOST_OVERRIDE} but no service of docker-compose.yml")
+    ports: dict[str, set[int]] = {"server": set(), "postgres": set()}
+    for name in SMOKE_SERVICES:
+        service = override.get(name, {})
+        if service.get("network_mode") != "host":
+            findings.problems.append(f"{name}: not on the host network (network_mode: host)")
+        command = [str(part) for part in service.get("command") or []]
+        healthcheck = [str(part) for part in service.get("healthcheck", {}).get("test", [])]
+        words = command + healthcheck
+        for word in words:
+            if "0.0.0.0" in word:
+                findings.problems.append(f"{name}: {word!r} binds every address, not 127.0.0.1")
+            for host, port in URL_HOST.findall(word):
+                if host != "127.0.0.1":
+                    findings.problems.append(f"{name}: {word!r} names host {host}, not 127.0.0.1")
+                if port:
+                    ports["postgres" if word.startswith("postgresql") else "server"].add(int(port))
+        if command[:1] == ["vecplug"]:
+            click_command, rest = find_command(command)
+            if click_command is None:
+                findings.unchecked.append(f"{name}: `{' '.join(command[:3])}` is not in the code yet")
+                continue
+            options = parse_options(click_command, rest, name, findings)
+            for flag in ("--host", "--metrics-host"):
+                if flag in options and options[flag] != "127.0.0.1":
+                    findings.problems.append(f"{name}: {flag} {options[flag]}, not 127.0.0.1")
+            if click_command.name == "serve":
+                ports["server"].add(int(options.get("--port") or option_default(click_command, "--port")))
+        for index, word in enumerate(words):
+            if word.startswith("port="):
+                ports["postgres"].add(int(word.split("=", 1)[1]))
+            if word == "-p" and index + 1 < len(words):
+                ports["postgres"].add(int(words[index + 1]))
+            if word == "listen_addresses=*":
+                findings.problems.append(f"{name}: PostgreSQL listens on every address")
+    for kind, found in ports.items():
+        if len(found) != 1:
+            findings.problems.append(f"the {kind} port differs between commands and health checks: {sorted(found)}")
+    if ports["postgres"] & {5432}:
+        findings.problems.append("PostgreSQL is on 5432, where a local PostgreSQL may already be")
+    return findings
+
+
+def dockerfile_base_images(root: Path) -> dict[str, str]:
+    """Each Dockerfile's default BASE_IMAGE (the image it is built FROM unless the build says otherwise)."""
+    defaults = {}
+    for path in ("docker/vecplug/Dockerfile", "docker/postgres/Dockerfile"):
+        text = (root / path).read_text()
+        default = re.search(r"^ARG BASE_IMAGE=(\S+)", text, flags=re.M)
+        builds_on_it = re.search(r"^FROM \$\{BASE_IMAGE\}\s*$", text, flags=re.M)
+        defaults[path] = default.group(1) if default and builds_on_it else ""
+    return defaults

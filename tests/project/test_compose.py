@@ -1,13 +1,14 @@
 """docker-compose.yml: valid for docker-compose, and every command, port, path, volume and variable in it exists in the code."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from compose_checks import problems
+from compose_checks import dockerfile_base_images, host_override_problems, problems
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = (ROOT / "docker-compose.yml").read_text()
@@ -72,3 +73,43 @@ def test_a_change_the_code_does_not_have_is_caught(original, changed, complaint)
     assert original in COMPOSE, f"the mutation no longer applies: {original!r}"
     findings = problems(ROOT, COMPOSE.replace(original, changed, 1))
     assert any(complaint in line for line in findings.problems), findings.problems
+
+
+HOST_OVERRIDE = (ROOT / "docker/compose.host.yml").read_text()
+
+
+def test_the_smoke_override_resolves_with_the_compose_file():
+    """scripts/compose_smoke.sh's two files together, as docker-compose resolves them."""
+    process = subprocess.run(["docker-compose", "--env-file", ".env.example", "-f", "docker-compose.yml",
+                              "-f", "docker/compose.host.yml", "config"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "SMOKE_MODEL_DIR": "/tmp"})
+    assert process.returncode == 0, process.stderr
+    assert "network_mode: host" in process.stdout and "127.0.0.1:18080" in process.stdout
+
+
+def test_the_smoke_stack_stays_on_the_loopback_and_its_ports_agree():
+    findings = host_override_problems(ROOT)
+    assert findings.problems == [] and findings.unchecked == []
+
+
+@pytest.mark.parametrize("original, changed, complaint", [
+    ('"--host", "127.0.0.1", "--port"', '"--host", "0.0.0.0", "--port"', "binds every address"),
+    ("urlopen('http://127.0.0.1:${SMOKE_SERVER_PORT:-18080}/health'", "urlopen('http://127.0.0.1:8080/health'",
+     "the server port differs"),
+    ('"-p", "${SMOKE_PG_PORT:-55432}"', '"-p", "5432"', "the postgres port differs"),
+    ('"http://127.0.0.1:${SMOKE_SERVER_PORT:-18080}"', '"http://vecplug:${SMOKE_SERVER_PORT:-18080}"',
+     "names host vecplug"),
+    ("  pg-worker:\n    network_mode: host\n", "  pg-worker:\n", "pg-worker: not on the host network"),
+    ('"--metrics-host", "127.0.0.1"', '"--metrics-hosts", "127.0.0.1"', "'--metrics-hosts' is not an option"),
+    ("${SMOKE_PG_PORT:-55432}", "${SMOKE_PG_PORT:-5432}", "PostgreSQL is on 5432"),
+])
+def test_a_smoke_override_that_leaves_the_loopback_or_disagrees_is_caught(original, changed, complaint):
+    assert original in HOST_OVERRIDE, f"the mutation no longer applies: {original!r}"
+    findings = host_override_problems(ROOT, HOST_OVERRIDE.replace(original, changed))
+    assert any(complaint in line for line in findings.problems), findings.problems
+
+
+def test_the_dockerfiles_build_on_official_images_unless_told_otherwise():
+    """compose_smoke.sh passes BASE_IMAGE (local Debian bases); everywhere else the official images are used."""
+    assert dockerfile_base_images(ROOT) == {"docker/vecplug/Dockerfile": "python:3.11-slim",
+                                            "docker/postgres/Dockerfile": "pgvector/pgvector:pg${PG_MAJOR}"}
