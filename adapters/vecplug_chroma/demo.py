@@ -17,7 +17,9 @@ class ChromaDemoStore:
         self.name = f"Chroma ({path})"
         self._add = add
         self.client = chromadb.PersistentClient(str(path))
-        function = ModernBertEmbeddingFunction(model.name, dimensions=model.dimensions)
+        # Chroma rebuilds its function from a name, so name where the model is: a served model by its URL (its
+        # name is a path or id on the server's machine, which need not exist here), a local one by its name
+        function = ModernBertEmbeddingFunction(model_source(model), dimensions=model.dimensions)
         collection_name = "vecplug_demo"
         if collection_name in [collection.name for collection in self.client.list_collections()]:
             self.client.delete_collection(collection_name)  # a named folder used again: start afresh
@@ -34,3 +36,10 @@ class ChromaDemoStore:
 
     def close(self) -> None:
         self.client = self.collection = None
+
+
+def model_source(model) -> str:
+    """What ``vecplug.load_model`` takes to get ``model`` again: a served model's URL, else its name."""
+    from vecplug.client import RemoteModel
+
+    return model.url if isinstance(model, RemoteModel) else model.name

@@ -193,3 +193,27 @@ def test_demo_sh_postgres_starts_and_removes_a_throwaway_cluster(pg_cluster, tmp
     assert "vecplug.embed_query(" in process.stdout
     assert process.stdout.rstrip().endswith("(the throwaway PostgreSQL goes now, with the demo's table)")
     assert clusters() == before
+
+
+def test_demo_stores_embed_through_a_served_model_whose_name_is_not_here(tiny_model_dir, tmp_path):
+    """A server names a local model by its own path (a container's /smoke-model): the demo's Chroma store
+    must reach the model through the server's URL, not look that path up on this machine."""
+    pytest.importorskip("chromadb")
+    import shutil
+
+    import vecplug
+    from vecplug.testing import running_server
+    from vecplug_chroma.demo import ChromaDemoStore
+
+    elsewhere = tmp_path / "on-the-server-only"
+    shutil.copytree(tiny_model_dir, elsewhere)
+    with running_server(elsewhere) as server:
+        shutil.rmtree(elsewhere)  # loaded: from here on the path exists only "on the server's machine"
+        remote = vecplug.load_model(server.url)
+        assert remote.name == str(elsewhere) and not elsewhere.exists()
+        store = ChromaDemoStore(tmp_path / "stores", remote)
+        try:
+            store.add([1, 2], ["the kettle boils water", "a tree grows leaves"])
+            assert [hit for hit, _ in store.search("the kettle boils water", 1)] == [1]
+        finally:
+            store.close()
