@@ -283,10 +283,10 @@ else
 fi
 demo_args=(--dsn "$DSN" --quiet)
 if "${demo[@]}" --help 2>/dev/null | grep -q -- --server-url; then
-    demo_args+=(--server-url "$SERVER_URL")
+    demo_args+=(--server-url "$SERVER_URL")  # the server's model is the demo's
 else
     say "this vecplug's demo has no --server-url: it runs with --dsn only (it embeds in its own process)"
+    demo_args+=(--model "$demo_model")  # the model the server serves
 fi
-demo_args+=(--model "$demo_model")  # the model the server serves
 say "running on $where: vecplug demo ${demo_args[*]//$POSTGRES_PASSWORD/***}"
 "${demo[@]}" "${demo_args[@]}" 2>&1 | sed 's/^/    /' >&2 || fail "vecplug demo (output above)"
