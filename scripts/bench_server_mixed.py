@@ -156,6 +156,23 @@ def measure(url: str, bulk: list[str], queries: list[str], arguments) -> dict:
             "bulk_docs_per_s_alone": alone["docs_per_s"], "bulk_docs_per_s_with_prober": mixed["docs_per_s"]}
 
 
+def bulk_cost(model_dir: Path, bulk: list[str], dtype: str | None) -> tuple[float, float, str]:
+    """(forward FLOPs of one bulk document, the matmul rate measured now in the server's dtype, that dtype).
+
+    With them every docs/s figure comes with its share of the machine's matmul rate (MFU), which is what
+    can be compared across machines.
+    """
+    import torch
+    import vecplug
+    from vecplug import bench
+
+    model = vecplug.load_model(str(model_dir), dtype=dtype)
+    chosen = model.describe()["dtype"]
+    flops = model.forward_flops(model.token_counts(bulk, "document")) / len(bulk)
+    del model
+    return flops, bench.measure_matmul_peak(getattr(torch, chosen)), chosen
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", action="append", default=None,
@@ -183,8 +200,9 @@ def main(argv=None) -> int:
     bulk = [" ".join(paragraphs[index % len(paragraphs)].split()[:arguments.bulk_words])
             for index in range(arguments.bulk_texts)]
     queries = ["where is the answer?", "how do I open a file", "exceptions", "what does yield do"]
+    flops_per_doc, peak, dtype = bulk_cost(model_dir, bulk, arguments.dtype)
     queue = arguments.max_queue_texts or (arguments.bulk_clients + 1) * arguments.bulk_texts + 64
-    server_args = ["--max-queue-texts", str(queue)] + (["--dtype", arguments.dtype] if arguments.dtype else [])
+    server_args = ["--max-queue-texts", str(queue), "--dtype", dtype]
     sources = [str(Path(source).resolve()) for source in arguments.src or []] or [None]
     # ``python -m vecplug`` puts its working directory first on sys.path, before PYTHONPATH: the
     # server must not start in a checkout, or that checkout's vecplug is the one measured
@@ -196,14 +214,22 @@ def main(argv=None) -> int:
             env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         with running_server(model_dir, *server_args, env=env) as server:
             row = {"src": source or "installed", **measure(server.url, bulk, queries, arguments)}
+        for window_name in ("alone", "with_prober"):
+            row[f"bulk_mfu_{window_name}"] = round(row[f"bulk_docs_per_s_{window_name}"] * flops_per_doc / peak, 3)
+        first = results[0] if results else row
+        row["bulk_vs_first_src"] = round(row["bulk_docs_per_s_with_prober"] / first["bulk_docs_per_s_with_prober"], 3)
         results.append(row)
         print(json.dumps(row), flush=True)
-    print("| src | idle p50 ms | under bulk p50 / p99 ms | p99 / idle | goal | bulk docs/s alone | with prober |")
-    print("|---|---:|---:|---:|---|---:|---:|")
+    print(json.dumps({"dtype": dtype, "matmul_peak_tflops": round(peak / 1e12, 3), "load_average": os.getloadavg()}))
+    print("| src | idle p50 ms | under bulk p50 / p99 ms | p99 / idle | goal | bulk docs/s alone (MFU) "
+          "| with prober (MFU) | with prober vs first src |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|")
     for row in results:
         print(f"| {row['src']} | {row['idle_p50_ms']} | {row['under_bulk_p50_ms']} / {row['under_bulk_p99_ms']} "
               f"| {row['p99_over_idle']}x | {'met' if row['goal_met'] else 'missed'} ({row['goal_ms']:.0f} ms) "
-              f"| {row['bulk_docs_per_s_alone']} | {row['bulk_docs_per_s_with_prober']} |")
+              f"| {row['bulk_docs_per_s_alone']} ({100 * row['bulk_mfu_alone']:.1f}%) "
+              f"| {row['bulk_docs_per_s_with_prober']} ({100 * row['bulk_mfu_with_prober']:.1f}%) "
+              f"| {row['bulk_vs_first_src']}x |")
     if json_path:
         json_path.write_text(json.dumps({"shape": arguments.shape, "rows": results}, indent=2))
     return 0

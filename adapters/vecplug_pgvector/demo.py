@@ -173,7 +173,8 @@ class PostgresDemoStore:
             f"  -- {installed}",
             *(f"  {statement}" for statement in self._setup_statements()),
             f"  {self.insert_shown}  -- {self.inserted} rows, no vectors",
-            f"  -- the worker (vecplug pg worker --once) embedded {self.embedded} queued rows: "
+            f"  -- the worker (vecplug pg worker --once) embedded {self.embedded} queued rows"
+            f"{' (a worker already running here got there first)' if self.embedded < self.inserted else ''}: "
             f"{with_vector}/{rows} rows have a vector, {queue}",
             *self.first_question,
         ]
