@@ -14,7 +14,10 @@ For each source tree (``--src``, default: the installed vecplug) a real
    ``--bulk-texts`` short documents back to back for ``--seconds``: docs/s;
 3. mixed: the same bulk clients plus the prober (one query, then ``--probe-gap``
    seconds of pause): the query's p50 / p99 under bulk, the ratio to idle, and
-   the bulk docs/s with the prober beside it.
+   the bulk docs/s with the prober beside it;
+4. a huge text (run right after the idle probes): one request of one
+   ``--huge-text-bytes`` text (8 MB: absurd, cut to max tokens anyway) and,
+   50 ms later, a one-text query: both latencies.
 
 The goal (issue 23): p99 under bulk within max(1 s, 4x idle) and the bulk
 throughput within 10% of the tree before. Prints one JSON line per tree and a
@@ -137,10 +140,34 @@ def wait_for_empty_queue(url: str, timeout: float = 600) -> None:
     time.sleep(1.0)
 
 
+async def beside_a_huge_text(url: str, huge: str, queries: list[str]) -> dict:
+    """A one-text query sent while a request of one huge text (megabytes) is being tokenized: both latencies."""
+    parts = urllib.parse.urlsplit(url)
+    big, small = Connection(parts.hostname, parts.port, None), Connection(parts.hostname, parts.port, None)
+    try:
+        started = time.perf_counter()
+        huge_request = asyncio.ensure_future(big.post("/v1/embeddings", {"input": [huge]}))
+        await asyncio.sleep(0.05)  # its body is in and being tokenized
+        query_started = time.perf_counter()
+        status, _, _ = await small.post("/v1/embeddings", {"input": queries[0], "input_type": "query"})
+        query_ms = 1000 * (time.perf_counter() - query_started)
+        huge_status, _, _ = await huge_request
+        huge_ms = 1000 * (time.perf_counter() - started)
+        if status != 200 or huge_status != 200:
+            raise RuntimeError(f"beside a huge text: HTTP {status} (query), {huge_status} (huge text)")
+        return {"huge_text_ms": round(huge_ms, 1), "query_beside_huge_text_ms": round(query_ms, 1)}
+    finally:
+        await big.close()
+        await small.close()
+
+
 def measure(url: str, bulk: list[str], queries: list[str], arguments) -> dict:
     idle = Prober(url, queries, 0.0)
     asyncio.run(idle.run(count=arguments.probes))
     idle_ms = percentile(idle.latencies[len(idle.latencies) // 5:], 0.5)  # the first probes warm caches
+    words = "the kettle boils water while the tree grows leaves "
+    huge = words * (arguments.huge_text_bytes // len(words))
+    beside_huge = asyncio.run(beside_a_huge_text(url, huge, queries))
     alone = asyncio.run(window(url, bulk, arguments.bulk_clients, arguments.seconds, None))
     wait_for_empty_queue(url)
     mixed_prober = Prober(url, queries, arguments.probe_gap)
@@ -153,7 +180,8 @@ def measure(url: str, bulk: list[str], queries: list[str], arguments) -> dict:
             "under_bulk_max_ms": percentile(latencies, 1.0), "probes_under_bulk": len(latencies),
             "p99_over_idle": round(p99 / idle_ms, 1) if p99 else None,
             "goal_ms": bound_ms, "goal_met": bool(p99 and p99 <= bound_ms),
-            "bulk_docs_per_s_alone": alone["docs_per_s"], "bulk_docs_per_s_with_prober": mixed["docs_per_s"]}
+            "bulk_docs_per_s_alone": alone["docs_per_s"], "bulk_docs_per_s_with_prober": mixed["docs_per_s"],
+            **beside_huge}
 
 
 def bulk_cost(model_dir: Path, bulk: list[str], dtype: str | None) -> tuple[float, float, str]:
@@ -188,6 +216,8 @@ def main(argv=None) -> int:
     parser.add_argument("--probe-gap", type=float, default=0.25, help="pause between probes under bulk")
     parser.add_argument("--max-queue-texts", type=int, default=None,
                         help="the server's queue (default: room for every bulk client's request)")
+    parser.add_argument("--huge-text-bytes", type=int, default=8_000_000,
+                        help="one text this long (under --max-request-bytes' 8 MiB) while a query is sent")
     parser.add_argument("--json", dest="json_path", default=None)
     arguments = parser.parse_args(argv)
 
@@ -210,8 +240,9 @@ def main(argv=None) -> int:
     results = []
     for source in sources:
         env = dict(os.environ)
-        if source:
-            env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        if source:  # the tree's adapters too: the installed ones may not match its core
+            paths = [source] + [str(Path(source) / "adapters")] * (Path(source) / "adapters").is_dir()
+            env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         with running_server(model_dir, *server_args, env=env) as server:
             row = {"src": source or "installed", **measure(server.url, bulk, queries, arguments)}
         for window_name in ("alone", "with_prober"):
@@ -222,14 +253,14 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
     print(json.dumps({"dtype": dtype, "matmul_peak_tflops": round(peak / 1e12, 3), "load_average": os.getloadavg()}))
     print("| src | idle p50 ms | under bulk p50 / p99 ms | p99 / idle | goal | bulk docs/s alone (MFU) "
-          "| with prober (MFU) | with prober vs first src |")
-    print("|---|---:|---:|---:|---|---:|---:|---:|")
+          "| with prober (MFU) | with prober vs first src | query beside a huge text ms (the huge text's) |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     for row in results:
         print(f"| {row['src']} | {row['idle_p50_ms']} | {row['under_bulk_p50_ms']} / {row['under_bulk_p99_ms']} "
               f"| {row['p99_over_idle']}x | {'met' if row['goal_met'] else 'missed'} ({row['goal_ms']:.0f} ms) "
               f"| {row['bulk_docs_per_s_alone']} ({100 * row['bulk_mfu_alone']:.1f}%) "
               f"| {row['bulk_docs_per_s_with_prober']} ({100 * row['bulk_mfu_with_prober']:.1f}%) "
-              f"| {row['bulk_vs_first_src']}x |")
+              f"| {row['bulk_vs_first_src']}x | {row['query_beside_huge_text_ms']} ({row['huge_text_ms']}) |")
     if json_path:
         json_path.write_text(json.dumps({"shape": arguments.shape, "rows": results}, indent=2))
     return 0

@@ -69,7 +69,8 @@ class ModelHost:
             model = load_model(config.model, device=config.device, dtype=config.dtype,
                                dimensions=config.dimensions)
             batcher = Batcher(model, max_queue_texts=config.max_queue_texts,
-                              max_batch_tokens=config.max_batch_tokens, metrics=self.metrics)
+                              max_batch_tokens=config.max_batch_tokens, metrics=self.metrics,
+                              express_lane=str(model.describe().get("device", "")).startswith("cpu"))
             batcher.start()
             self._warm_up(batcher, model)
             self.model, self.batcher = model, batcher
