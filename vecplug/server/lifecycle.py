@@ -5,8 +5,8 @@ number of connections (``limit_concurrency``: 503 beyond it), but nothing
 bounds a client that sends half a request line and waits: its connection
 would be held forever. ``http_protocol`` adds that bound: a connection must
 deliver a request's headers within ``--request-timeout`` seconds of opening
-(or of its previous answer), else it is closed. The body and the answer are
-bounded by the middleware (``middleware.Gate``).
+(or of its previous answer), else it is closed. The body (and, with
+``--answer-timeout``, the answer) are bounded by the middleware (``middleware.Gate``).
 
 On SIGTERM (or SIGINT) ``DrainingServer`` drains within ``--graceful-timeout``:
 the listener closes at once, requests in flight go on, new requests on open
