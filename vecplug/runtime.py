@@ -128,33 +128,35 @@ def choose_threads() -> ThreadChoice:
         elif wait == "passive":
             source = "default: torch's, one per physical core"
         else:
-            source = threads_beside_spinning_openmp(torch)
+            why = "torch was imported first" if wait.startswith("active (") else f"OMP_WAIT_POLICY={wait}"
+            source = threads_beside_spinning_openmp(torch, why)
         _choice = ThreadChoice(torch.get_num_threads(), source, wait)
         return _choice
 
 
-def threads_beside_spinning_openmp(torch) -> str:
-    """torch was imported first, so OpenMP spins: keep torch's count unless a probe measures contention.
+def threads_beside_spinning_openmp(torch, why: str = "torch was imported first") -> str:
+    """OpenMP spins (``why``: torch was imported first, or the user's policy): keep torch's count unless a probe
+    measures contention.
 
     Returns the reason the report shows; sets one thread (and warns once)
     only when ``spin_collapse`` says the machine is contended.
     """
     threads = torch.get_num_threads()
     if threads <= 1:
-        return "torch's count when vecplug loaded (torch was imported first)"
+        return f"torch's count when vecplug loaded ({why})"
     many, one = probe_seconds(torch, threads)
     if not spin_collapse(many, one):
-        return (f"torch's count, kept though torch was imported first (OpenMP spins): {threads} threads ran a "
+        return (f"torch's count, kept though OpenMP spins ({why}): {threads} threads ran a "
                 f"probe in {many * 1000:.0f} ms, one thread in {one * 1000:.0f} ms")
     torch.set_num_threads(1)
     warnings.warn(
-        f"vecplug: torch was imported before vecplug, so its OpenMP threads spin while they wait, and this CPU is "
+        f"vecplug: OpenMP threads spin while they wait here ({why}), and this CPU is "
         f"busy: {threads} threads ran {many / one:.1f}x slower than one, so vecplug embeds with 1 thread. "
         f"To use {threads}: import vecplug before torch (or set OMP_WAIT_POLICY=PASSIVE before torch is "
         f"imported), or set {THREADS_ENV}={threads} to keep them regardless.",
         RuntimeWarning, stacklevel=3,
     )
-    return (f"1: torch was imported first (OpenMP spins) and {threads} threads ran {many / one:.1f}x slower than one "
+    return (f"1: OpenMP spins ({why}) and {threads} threads ran {many / one:.1f}x slower than one "
             f"in a probe; import vecplug before torch, or set {THREADS_ENV}")
 
 

@@ -67,7 +67,11 @@ def test_vecplug_threads_and_omp_num_threads_are_honoured(tiny_model_dir):
     # a setting the user made is theirs: vecplug's defaults do not replace it
     mine = report(tiny_model_dir, ONEDNN_PRIMITIVE_CACHE_CAPACITY="8", OMP_WAIT_POLICY="active")
     assert mine["environment"]["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
-    assert mine["threads"]["openmp_wait"] == "active" and mine["threads"]["count"] == 1
+    assert mine["threads"]["openmp_wait"] == "active"
+    # spinning OpenMP: torch's count unless the probe measured contention (then one thread, saying so)
+    kept = mine["threads"]["count"] == torch_default_threads() and "kept" in mine["threads"]["source"]
+    backed_off = mine["threads"]["count"] == 1 and "slower than one" in mine["threads"]["source"]
+    assert kept or backed_off, mine["threads"]
 
 
 def report_with_warnings(model_dir, before: str = "", **settings) -> tuple[dict, str]:
@@ -92,7 +96,7 @@ def test_import_order_does_not_cost_threads(tiny_model_dir):
     threads = torch_first["threads"]
     assert threads["openmp_wait"].startswith("active") and torch_first["environment"]["OMP_WAIT_POLICY"] is None
     if threads["count"] == vecplug_first["count"]:
-        assert threads["source"].startswith("torch's count, kept though torch was imported first"), threads
+        assert threads["source"].startswith("torch's count, kept though OpenMP spins (torch was imported first)"), threads
         assert "RuntimeWarning" not in warnings
     else:
         assert threads["count"] == 1 and "ran" in threads["source"] and "VECPLUG_THREADS" in threads["source"]
