@@ -77,3 +77,21 @@ def test_the_new_routes_are_documented_and_listed(keyed):
     assert {"/tokenize", "/decode"} <= set(schema["paths"])
     _, _, info = call(keyed, "/info", headers=KEY)
     assert {"POST /tokenize", "POST /decode"} <= set(info["vecplug_routes"])
+
+
+@pytest.mark.parametrize("pooling", ["cls", "lasttoken"])
+def test_normalize_false_pools_the_way_the_model_pools(tmp_path, pooling):
+    """A sentence-transformers model with CLS or last-token pooling: the unnormalised vector, normalised, is
+    exactly what /embed serves."""
+    import vecplug
+    from vecplug.testing import write_model
+
+    model_dir = write_model(tmp_path / f"{pooling}-model", pooling=pooling)
+    texts = ["a text to embed", "another one, longer than the first"]
+    with running_server(model_dir, "--dtype", "float32") as server:
+        status, _, raw = call(server.url, "/embed", {"inputs": texts, "normalize": False})
+        assert status == 200, raw
+        _, _, served = call(server.url, "/embed", {"inputs": texts})
+    raw = np.asarray(raw)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1)[:, None], served, atol=1e-5)
+    assert vecplug.load_model(str(model_dir), dtype="float32").describe()["pooling"] == pooling

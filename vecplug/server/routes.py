@@ -208,9 +208,10 @@ async def tei_embed_all(call: Call) -> Response:
     return json_response(states, headers={FINGERPRINT_HEADER: host.spec.fingerprint})
 
 
-# How the served model pools token states into one vector, by ``describe()["pooling"]``.
+# How the served model pools token states into one vector, by ``describe()["pooling"]`` (the names of
+# ``modernbert.files.POOLING_MODES``: sentence-transformers' pooling modes).
 POOLINGS = {"mean": lambda states: states.mean(axis=0), "cls": lambda states: states[0],
-            "last": lambda states: states[-1]}
+            "lasttoken": lambda states: states[-1]}
 
 
 async def unnormalised(call: Call) -> Response:
