@@ -98,16 +98,11 @@ def install(dsn, server_url, api_key_file, connect_timeout, read_timeout):
         raise click.BadParameter(str(error)) from None
     click.echo(str(report))
     if server_url is None:
-        click.echo(recorded_server_line(dsn))
+        click.echo(recorded_server_line(report.server_url))
 
 
-def recorded_server_line(dsn: str) -> str:
+def recorded_server_line(recorded: str | None) -> str:
     """Which server the SQL functions call now that install kept the recorded one, and how to change it."""
-    from .connection import connection_for
-
-    with connection_for(dsn, "pg install") as connection:
-        row = connection.execute("SELECT value FROM vecplug.settings WHERE name = 'server_url'").fetchone()
-    recorded = row[0] if row else None
     if recorded:
         return (f"  server URL: {recorded} (recorded before; change it with "
                 "vecplug pg install --server-url URL)")

@@ -44,6 +44,7 @@ class InstallReport:
     query_functions: str = "not installed"  # "installed", "up to date" or "not installed"
     settings_changed: list[str] = dataclasses.field(default_factory=list)
     server: ModelSpec | None = None  # the model the server serves, when it was asked
+    server_url: str | None = None  # the server the SQL functions call after this install (None: none recorded)
     notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -404,7 +405,7 @@ def _why_no_query_layer(facts: _Facts) -> str | None:
 def _store_settings(connection, checked: dict, report: InstallReport) -> None:
     current = dict(connection.execute("SELECT name, value FROM vecplug.settings").fetchall())
     wanted = dict(checked)
-    url = wanted.get("server_url", current.get("server_url"))
+    url = report.server_url = wanted.get("server_url", current.get("server_url"))
     if "server_url" in wanted or "api_key" in wanted:
         key = wanted.get("api_key", current.get("api_key"))
         timeout = min(float(wanted.get("read_timeout", current.get("read_timeout") or 60)), 30.0)
