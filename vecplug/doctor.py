@@ -53,8 +53,8 @@ def torch_checks() -> list[Check]:
 
         checks.append(Check("torch", "flash-attn", "ok", f"flash-attn {version('flash-attn')}"))
     except Exception:
-        hint = "pip install 'vecplug[gpu]' for the fastest CUDA attention" if torch.cuda.is_available() else \
-            "only used on CUDA"
+        hint = ('pip install ".[gpu]" in the vecplug checkout for the fastest CUDA attention'
+                if torch.cuda.is_available() else "only used on CUDA")
         checks.append(Check("torch", "flash-attn", "info", f"not installed ({hint})"))
     return checks
 

@@ -16,7 +16,7 @@ def doctor_checks(dsn: str, server_url: str | None, api_key: str | None) -> list
     try:
         import psycopg  # noqa: F401 - installed at all?
     except ImportError:
-        return [check("psycopg", "fail", "not installed: pip install 'vecplug[postgres]'")]
+        return [check("psycopg", "fail", "not installed: pip install \".[postgres]\" in the vecplug checkout")]
     from .connection import connect
 
     try:

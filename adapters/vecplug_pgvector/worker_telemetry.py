@@ -49,7 +49,8 @@ class WorkerMetrics:
         try:
             from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
         except ImportError:
-            raise RuntimeError("--metrics-port needs prometheus-client: pip install 'vecplug[postgres]'") from None
+            raise RuntimeError('--metrics-port needs prometheus-client: pip install ".[postgres]" in the vecplug '
+                               "checkout") from None
         self.registry = registry = CollectorRegistry(auto_describe=True)
         label = ["vectorizer"]
         self.embedded = Counter("vecplug_worker_rows_embedded", "Rows that got their vector", label, registry=registry)

@@ -105,7 +105,8 @@ def served(chosen: ChosenModel | None, server_url: str | None, dsn: str | None, 
 
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
         raise click.ClickException("the PostgreSQL demo runs the model in `vecplug serve`, which needs the server "
-                                   "extra: pip install 'vecplug[server]' (or give --server-url of a running one)")
+                                   'extra: pip install ".[server]" in the vecplug checkout (or give --server-url '
+                                   "of a running one)")
     if sys.stderr.isatty() and not quiet:  # a progress line, like the bars
         say(f"starting vecplug serve for {chosen.name} on a free port (stopped at the end) ...")
     with contextlib.ExitStack() as stack:
@@ -234,7 +235,8 @@ def _run_with(chosen: ChosenModel, dsn: str | None, quiet: bool, folder: Path | 
     stores = open_stores(folder, dsn, chosen.model, say)
     try:
         if not stores:
-            raise click.ClickException("no database adapter is installed: pip install 'vecplug[chroma,qdrant]'")
+            raise click.ClickException('no database adapter is installed: pip install ".[chroma,qdrant]" in the '
+                                       "vecplug checkout")
         if dsn and not any(store.uses_dsn for store in stores):
             raise click.ClickException("--dsn was given, but no installed adapter offers a PostgreSQL demo store "
                                        "(the vecplug_demo_store hook of vecplug_pgvector); nothing was written")
