@@ -102,3 +102,16 @@ def vecplug_doctor_checks(dsn, server_url, api_key):
     reachable, pgvector, plpython3u, schema vecplug, the model it records
     against the server's) and returns None when ``dsn`` is not its concern.
     """
+
+
+@hookspec(firstresult=True)
+def vecplug_open_store(selection):
+    """Open the store ``selection`` names, or return None when it is not this plugin's.
+
+    ``selection`` is a ``vecplug.stores.StoreSelection`` built from the store
+    options every store command shares (``--dsn/--table``, ``--chroma``,
+    ``--qdrant`` with ``--collection``). Return a ``vecplug.stores.VectorStore``
+    when the option this plugin owns is set (the pgvector adapter: ``dsn``
+    and ``table``); raise ``vecplug.stores.StoreNotFoundError`` naming the
+    table or collection when it does not exist.
+    """

@@ -1,0 +1,1 @@
+"""vecplug for lancedb (being built)."""

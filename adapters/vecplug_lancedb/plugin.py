@@ -1,0 +1,1 @@
+"""The vecplug_lancedb plugin's hooks (found through the ``vecplug`` entry-point group)."""

@@ -1,0 +1,1 @@
+"""vecplug for langchain (being built)."""

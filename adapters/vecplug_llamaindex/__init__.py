@@ -1,0 +1,1 @@
+"""vecplug for llamaindex (being built)."""

@@ -1,0 +1,1 @@
+"""vecplug for milvus (being built)."""
