@@ -22,6 +22,10 @@ weights (``contracts.ChunkPath``):
 - Late chunking (``late=True``) embeds the whole document once (prompt
   included) and pools each chunk from token states that saw all of it:
   see ``late_vectors``.
+- Chunks are documents: the document prompt goes before each chunk (plain)
+  or the whole text (late), by ``ModelSpec.apply_prompt``'s one rule, so a
+  chunk or text that already starts with one of the model's prompts gets
+  none added, as anywhere else.
 """
 from __future__ import annotations
 
@@ -328,12 +332,12 @@ def document_windows(model, text: str, spans: list, first_chunk: int) -> list[Wi
     """
     import numpy as np
 
-    prompt = model.spec.prompt_for("document")
-    ids, offsets, special = model.encode_with_offsets([prompt + text])[0]
+    prompted = model.spec.apply_prompt(text, "document")  # no prompt added to a text that starts with one
+    prompt = prompted[:len(prompted) - len(text)]
+    ids, offsets, special = model.encode_with_offsets([prompted])[0]
     lead = next((index for index, flag in enumerate(special) if not flag), len(ids))
     trail = len(ids) - next((index for index in range(len(ids) - 1, -1, -1) if not special[index]), -1) - 1
     inner_end = len(ids) - trail
-    prompted = prompt + text
     visible = [first_visible(prompted, *offsets[token]) for token in range(lead, inner_end)]
     split = lead + next(
         (index for index, token in enumerate(range(lead, inner_end))

@@ -65,6 +65,24 @@ class ModelSpec:
         check_kind(kind)
         return self.prompts.get(kind, "")
 
+    def apply_prompt(self, text: str, kind: str) -> str:
+        """``text`` as the model reads it for ``kind``: its prompt, then the text; one rule for every path.
+
+        A text that already starts with one of the model's prompts is not
+        prefixed again: it is read as it stands, so a text starting with the
+        query prompt is embedded as a query whatever kind was asked. Tools
+        that add the prompt themselves (Milvus's ``search_prompt``, a user
+        who read the model card) then get exactly vecplug's vectors instead
+        of a doubled prompt. ``kind`` is a kind, or any other prompt name of
+        the model (TEI's ``prompt_name``).
+        """
+        prompt = self.prompts[kind] if kind in self.prompts else self.prompt_for(kind)
+        return text if self.starts_with_prompt(text) else prompt + text
+
+    def starts_with_prompt(self, text: str) -> bool:
+        """Whether ``text`` already begins with one of this model's (non-empty) prompts."""
+        return any(prompt and text.startswith(prompt) for prompt in self.prompts.values())
+
     def truncated(self, dimensions: int | None) -> "ModelSpec":
         """The spec of this model's vectors cut to ``dimensions`` (Matryoshka)."""
         dimensions = check_dimensions(dimensions, self)
@@ -295,10 +313,11 @@ class EmbeddingModel:
         """
         check_kind(kind)
         refuse_single_text(texts)
-        return self._iter_chunks(texts, self.spec.prompt_for(kind))
+        return self._iter_chunks(texts, kind)
 
-    def _iter_chunks(self, texts: Iterable[str], prompt: str) -> Iterator["np.ndarray"]:
-        prompted = (prompt + check_text(text, index) for index, text in enumerate(texts))
+    def _iter_chunks(self, texts: Iterable[str], kind: str) -> Iterator["np.ndarray"]:
+        apply_prompt = self.spec.apply_prompt
+        prompted = (apply_prompt(check_text(text, index), kind) for index, text in enumerate(texts))
         for chunk in self._iter_full(prompted):
             yield self._cut(chunk)
 

@@ -147,8 +147,7 @@ class ModernBertEmbedder(EmbeddingModel):
         return self.embed_tokenized(self.tokenize(texts))
 
     def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
-        prompt = self.spec.prompt_for(kind)
-        return [len(ids) for ids in self.tokenize([prompt + text for text in texts])]
+        return [len(ids) for ids in self.tokenize([self.spec.apply_prompt(text, kind) for text in texts])]
 
     def forward_flops(self, token_counts: list[int]) -> float:
         return model_flops(self.encoder.arch, token_counts)

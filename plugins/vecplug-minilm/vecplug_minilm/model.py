@@ -206,8 +206,8 @@ class MiniLMEmbedder(vecplug.EmbeddingModel):
         return np.concatenate(rows) if rows else np.empty((0, DIMENSIONS), dtype=np.float32)
 
     def token_counts(self, texts: list[str], kind: str = "document") -> list[int]:
-        prompt = self.spec.prompt_for(kind)
-        encodings = self.tokenizer.encode_batch([prompt + text for text in texts])  # counts nothing: embeds nothing
+        prompted = [self.spec.apply_prompt(text, kind) for text in texts]
+        encodings = self.tokenizer.encode_batch(prompted)  # counts nothing: embeds nothing
         return [len(encoding.ids) for encoding in encodings]
 
     def describe(self) -> dict:
