@@ -32,7 +32,7 @@ from ..errors import InvalidSettingError
 from .batching import QueueFull, ShuttingDown, TextsTooLong
 from .engine import ModelHost
 from .errors import APIError
-from .handling import ClientGone, cut_to, embed, job_error, queue_full_error, wait_for_disconnect
+from .handling import ClientGone, cut_to, embed, job_error, prompted, queue_full_error, wait_for_disconnect
 
 
 class RequestCancelled(Exception):
@@ -112,11 +112,10 @@ async def chunk_vectors(request: Request, host: ModelHost, texts: list[str], chu
 
 async def embed_in_slices(request: Request, host: ModelHost, texts: list[str]) -> tuple[np.ndarray, int]:
     """Documents through the batcher in slices of the per-request limit: their vectors, and how many were cut."""
-    prompt = host.spec.prompt_for("document")
     size = host.config.max_request_texts
     parts, truncated = [], 0
     for start in range(0, len(texts), size):
-        job = await embed(request, host, texts[start:start + size], prompt, wait_for_room=start > 0)
+        job = await embed(request, host, texts[start:start + size], "document", wait_for_room=start > 0)
         parts.append(job.vectors)
         truncated += job.truncated
     if not parts:
@@ -131,14 +130,14 @@ def late_chunks(texts: list[str], chunk_tokens: int, overlap_tokens: int, lane: 
     return embed_chunks(lane, texts, chunk_tokens, overlap_tokens, late=True)
 
 
-def token_states(host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool,
+def token_states(host: ModelHost, texts: list[str], prompt_name: str, reject_truncated: bool,
                  lane: EngineLane) -> list[np.ndarray]:
     """TEI's ``/embed_all``: each prompted text's tokens (special ones included, cut to max tokens) and their
     final hidden states, in passes of the batcher's budget (run in a worker thread)."""
     from ..token_budget import plan_batches
 
     before = host.model.truncated_count
-    token_ids = host.model.tokenize([prompt + text for text in texts])
+    token_ids = host.model.tokenize(prompted(host, texts, prompt_name))
     lane.truncated = host.model.truncated_count - before
     if reject_truncated and lane.truncated:
         limit = host.model.max_tokens

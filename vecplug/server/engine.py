@@ -88,7 +88,7 @@ class ModelHost:
     @staticmethod
     def _warm_up(batcher: Batcher, model) -> None:
         done = threading.Event()
-        texts = [model.spec.prompt_for(kind) + text for kind in ("document", "query") for text in WARM_UP_TEXTS]
+        texts = [model.spec.apply_prompt(text, kind) for kind in ("document", "query") for text in WARM_UP_TEXTS]
         job: Job = batcher.submit(texts, lambda _job: done.set())
         done.wait()
         if job.error is not None:

@@ -72,6 +72,13 @@ def prompt_names(host: ModelHost) -> list[str]:
     return sorted({"document", "query", *host.spec.prompts})
 
 
+def prompted(host: ModelHost, texts: list[str], prompt_name: str) -> list[str]:
+    """The texts as the model reads them: ``ModelSpec.apply_prompt``'s one rule (a text that already starts
+    with one of the model's prompts gets none added), the same as in Python, PostgreSQL and the stores."""
+    apply_prompt = host.spec.apply_prompt
+    return [apply_prompt(text, prompt_name) for text in texts]
+
+
 def requested_dimensions(host: ModelHost, dimensions: int | None) -> int | None:
     """The Matryoshka cut a body asks for, None for the full vector; a 400 when the model cannot give it."""
     if dimensions is None or dimensions == host.spec.dimensions:
@@ -107,7 +114,7 @@ class EmbeddingOrder:
     """What an embedding route asks of the engine, read from its body by the route's flavour."""
 
     texts: list[str]
-    prompt: str
+    prompt_name: str
     dimensions: int | None = None
     reject_truncated: bool = False
 
@@ -115,14 +122,15 @@ class EmbeddingOrder:
 async def run_embedding(request: Request, host: ModelHost, order: EmbeddingOrder) -> tuple[Job, np.ndarray, dict]:
     """Check the dimensions, embed, cut: the job, its vectors as asked, and the fingerprint header."""
     dimensions = requested_dimensions(host, order.dimensions)
-    job = await embed(request, host, order.texts, order.prompt, order.reject_truncated)
+    job = await embed(request, host, order.texts, order.prompt_name, order.reject_truncated)
     vectors = cut_to(job.vectors, dimensions or host.spec.dimensions)
     return job, vectors, {FINGERPRINT_HEADER: fingerprint(host, dimensions)}
 
 
-async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str, reject_truncated: bool = False,
-                wait_for_room: bool = False):
-    """Queue the texts with their prompt, wait for the vectors, drop them if the client leaves first.
+async def embed(request: Request, host: ModelHost, texts: list[str], prompt_name: str,
+                reject_truncated: bool = False, wait_for_room: bool = False):
+    """Queue the texts with their prompt (``prompt_name``'s), wait for the vectors, drop them if the client
+    leaves first.
 
     A full queue is a 429, unless ``wait_for_room``: then the texts wait until
     they fit (the later parts of a request already admitted, see ``chunks``).
@@ -139,8 +147,8 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
         loop.call_soon_threadsafe(_resolve, future, job)
 
     try:
-        job = await submit(host, [prompt + text for text in texts], on_done, reject_truncated, wait_for_room,
-                           is_query(host, prompt))
+        read = prompted(host, texts, prompt_name)
+        job = await submit(host, read, on_done, reject_truncated, wait_for_room, is_query(host, read))
     except QueueFull as full:
         metrics.rejected.labels("queue_full").inc()
         raise queue_full_error(full, len(texts)) from None
@@ -162,14 +170,20 @@ async def embed(request: Request, host: ModelHost, texts: list[str], prompt: str
     return job
 
 
-def is_query(host: ModelHost, prompt: str) -> bool:
-    """Whether texts with this prompt are queries (the scheduler runs query requests of up to a pass first).
+def is_query(host: ModelHost, prompted_texts: list[str]) -> bool:
+    """Whether these prompted texts are all queries (the scheduler runs query requests of up to a pass first).
 
-    Known by the prompt, so every route's flavour of asking for queries counts;
-    a model whose query and document prompts are the same has no queries to tell.
+    Known by the prompt the texts begin with, so every route's flavour of
+    asking for queries counts, Milvus's ``search_prompt`` in the text too; a
+    model whose query and document prompts are the same has no queries to tell.
     """
     spec = host.spec
-    return prompt == spec.prompt_for("query") != spec.prompt_for("document")
+    query, document = spec.prompt_for("query"), spec.prompt_for("document")
+    if query == document:
+        return False
+    if query:
+        return all(text.startswith(query) for text in prompted_texts)
+    return not any(text.startswith(document) for text in prompted_texts)  # no query prompt: not documents
 
 
 async def submit(host: ModelHost, texts: list[str], on_done, reject_truncated: bool, wait_for_room: bool,

@@ -33,9 +33,10 @@ from ..wire import FINGERPRINT_HEADER, TRUNCATED_HEADER
 from .chunks import chunk_vectors, check_request_texts, on_engine, require_chunk_path, token_states
 from .engine import ModelHost
 from .errors import OPENAI, TEI, APIError, Flavour
-from .handling import (EmbeddingOrder, as_texts, fingerprint, json_response, prompt_names, requested_dimensions,
-                       run_embedding)
+from .handling import (EmbeddingOrder, as_texts, fingerprint, json_response, prompt_names, prompted,
+                       requested_dimensions, run_embedding)
 from .middleware import KEY_GIVEN_KEY
+from .model_names import embedding_kind, model_description
 from .schemas import (ChunkedText, DecodeRequest, EmbedAllRequest, EmbedChunksRequest, EmbeddingRequest,
                       EmbeddingResponse, EmbedRequest, Health, ModelList, SimpleToken, TokenizeRequest)
 
@@ -131,20 +132,11 @@ class RouteTable:
 
 
 # -- OpenAI ---------------------------------------------------------------------
-def check_model_name(host: ModelHost, name: str | None) -> None:
-    """OpenAI's ``model`` field: absent, the served name, or one of the model's names; else 404."""
-    names = host.accepted_names()
-    if name is not None and name not in names:
-        raise APIError(404, f"model {name!r} is not served here; this server serves {names[0]!r}"
-                            + (f" (also accepted: {', '.join(map(repr, names[1:]))})" if names[1:] else "")
-                            + ". Send one of those, or leave model out.", code="model_not_found", param="model")
-
-
 async def create_embeddings(call: Call) -> Response:
-    """OpenAI's embeddings API; ``input_type`` picks the prompt (default document)."""
+    """OpenAI's embeddings API; ``input_type``, or ``:query``/``:document`` after the model name, picks the
+    prompt (default document)."""
     body, host = call.body, call.host
-    check_model_name(host, body.model)
-    order = EmbeddingOrder(as_texts(body.input), host.spec.prompt_for(body.input_type), body.dimensions)
+    order = EmbeddingOrder(as_texts(body.input), embedding_kind(host, body), body.dimensions)
     job, vectors, headers = await run_embedding(call.request, host, order)
     if body.encoding_format == "base64":
         encoded = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in vectors]
@@ -163,18 +155,18 @@ async def list_models(call: Call) -> Response:
     """The served model, with its spec (dimensions, prompts, fingerprint ...) under ``vecplug``."""
     host = call.host
     card = {"id": host.served_name, "object": "model", "created": host.started_at, "owned_by": "vecplug",
-            "vecplug": host.spec.to_dict()}
+            "description": model_description(host), "vecplug": host.spec.to_dict()}
     return json_response({"object": "list", "data": [card]})
 
 
 # -- text-embeddings-inference ----------------------------------------------------
-def tei_prompt(host: ModelHost, prompt_name: str | None) -> str:
-    """TEI's ``prompt_name`` (default document) as the prompt text; an unknown name is refused."""
+def tei_prompt_name(host: ModelHost, prompt_name: str | None) -> str:
+    """TEI's ``prompt_name`` (default document), checked: a name of the model's prompts, or a kind."""
     name = "document" if prompt_name is None else prompt_name
     names = prompt_names(host)
     if name not in names:
         raise APIError(400, f"unknown prompt_name {name!r}; this model has {', '.join(names)}")
-    return host.spec.prompts.get(name, "")
+    return name
 
 
 async def tei_embed(call: Call) -> Response:
@@ -187,7 +179,7 @@ async def tei_embed(call: Call) -> Response:
     body, host = call.body, call.host
     if body.normalize is False:
         return await unnormalised(call)
-    order = EmbeddingOrder(as_texts(body.inputs), tei_prompt(host, body.prompt_name), body.dimensions,
+    order = EmbeddingOrder(as_texts(body.inputs), tei_prompt_name(host, body.prompt_name), body.dimensions,
                            reject_truncated=body.truncate is False)
     _, vectors, headers = await run_embedding(call.request, host, order)
     return json_response(vectors, headers=headers)
@@ -203,8 +195,9 @@ async def tei_embed_all(call: Call) -> Response:
     require_chunk_path(host)
     texts = as_texts(body.inputs)
     check_request_texts(host, texts)
-    prompt = tei_prompt(host, body.prompt_name)
-    states = await on_engine(call.request, host, len(texts), token_states, host, texts, prompt, body.truncate is False)
+    prompt_name = tei_prompt_name(host, body.prompt_name)
+    states = await on_engine(call.request, host, len(texts), token_states, host, texts, prompt_name,
+                             body.truncate is False)
     return json_response(states, headers={FINGERPRINT_HEADER: host.spec.fingerprint})
 
 
@@ -231,8 +224,9 @@ async def unnormalised(call: Call) -> Response:
     dimensions = requested_dimensions(host, body.dimensions) or host.spec.dimensions
     texts = as_texts(body.inputs)
     check_request_texts(host, texts)
-    prompt = tei_prompt(host, body.prompt_name)
-    states = await on_engine(call.request, host, len(texts), token_states, host, texts, prompt, body.truncate is False)
+    prompt_name = tei_prompt_name(host, body.prompt_name)
+    states = await on_engine(call.request, host, len(texts), token_states, host, texts, prompt_name,
+                             body.truncate is False)
     pooled = np.stack([POOLINGS[pooling](np.asarray(text_states, dtype=np.float32)) for text_states in states])
     return json_response(np.ascontiguousarray(pooled[:, :dimensions]),
                          headers={FINGERPRINT_HEADER: fingerprint(host, None if dimensions == host.spec.dimensions
@@ -261,10 +255,10 @@ async def tei_tokenize(call: Call) -> Response:
     tokenizer = model_tokenizer(host)
     texts = as_texts(body.inputs)
     check_request_texts(host, texts)
-    prompted = [tei_prompt(host, body.prompt_name) + text for text in texts]
-    encoded = await asyncio.to_thread(host.model.encode_with_offsets, prompted)
+    read = prompted(host, texts, tei_prompt_name(host, body.prompt_name))
+    encoded = await asyncio.to_thread(host.model.encode_with_offsets, read)
     answer = []
-    for text, (ids, offsets, special_mask) in zip(prompted, encoded):
+    for text, (ids, offsets, special_mask) in zip(read, encoded):
         tokens = []
         for token_id, (start, stop), special in zip(ids, offsets, special_mask):
             if special and start == stop:  # added by the model's template ([CLS] ... [SEP])

@@ -29,7 +29,8 @@ def check_text_input(value, field: str):
         if isinstance(item, (int, list)) and not isinstance(item, bool):
             raise ValueError(
                 f"{field}[{index}] is {json_type(item)}: token-id input is not supported, "
-                "send the text itself (the server tokenizes with the model's own tokenizer)"
+                "send the text itself (the server tokenizes with the model's own tokenizer). LangChain's "
+                "OpenAIEmbeddings sends token ids by default: pass check_embedding_ctx_length=False"
             )
         raise ValueError(f"{field}[{index}] is {json_type(item)}, expected a string")
     return value
@@ -74,7 +75,9 @@ class EmbeddingRequest(RequestBody):
     """OpenAI's embeddings request, plus ``input_type`` (which prompt the server puts before each text)."""
 
     input: TextInput = Field(description="A text or a list of texts (at most the server's per-request limit).")
-    model: str | None = Field(None, description="The served model's name or an alias; omit for the served model.")
+    model: str | None = Field(None, description="The served model's name or an alias, optionally with :query or "
+                                                ":document after it (picks the prompt, as input_type does); omit "
+                                                "for the served model.")
     dimensions: int | None = Field(None, ge=1, description="Matryoshka: keep the first N dimensions, re-normalised.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="base64: each vector as little-endian float32 bytes, base64-encoded.")
@@ -106,6 +109,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "vecplug"
+    description: str = Field(description="The model, and how to ask for queries or documents by model name.")
     vecplug: dict = Field(description="The model's spec: name, aliases, dimensions, matryoshka_dims, "
                                       "max_tokens, prompts, fingerprint.")
 
@@ -140,7 +144,8 @@ def check_direction(value):
     """TEI's ``truncation_direction``: only right (a text keeps its beginning)."""
     if isinstance(value, str) and value.lower() == "left":
         raise ValueError("truncation_direction=left is not supported: texts longer than the model's "
-                         "max tokens keep their beginning. Leave it out or send right.")
+                         "max tokens keep their beginning. Leave it out or send right (in a Milvus "
+                         "function: truncation_direction Right, or no such param).")
     return value
 
 
