@@ -109,6 +109,14 @@ def test_model_name_suffix_picks_the_prompt(served, local, name):
         assert close([item["embedding"] for item in body["data"]], local.embed(TEXTS, kind)), (name, kind)
 
 
+def test_milvus_openai_provider_shape(served, local):
+    """Milvus's OpenAI provider: one model name, encoding_format float, the field's dim, a user."""
+    body = {"model": f"{NAME}:document", "input": TEXTS, "encoding_format": "float", "dimensions": local.dimensions,
+            "user": "milvus"}
+    status, _, answer = call(served, "/v1/embeddings", body)
+    assert status == 200 and close([item["embedding"] for item in answer["data"]], local.embed_documents(TEXTS))
+
+
 def test_model_name_suffix_mistakes_are_clear(served, local):
     status, _, body = call(served, "/v1/embeddings", {"input": "x", "model": f"{NAME}:passage"})
     assert status == 404 and body["error"]["code"] == "model_not_found"
