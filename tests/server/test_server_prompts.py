@@ -20,6 +20,8 @@ import vecplug
 from vecplug.testing import running_server
 from test_server import call
 
+pytestmark = pytest.mark.slow  # a server of its own: the tiny model under a hub name, with aliases
+
 NAME = "nomic-ai/modernbert-embed-base"
 ALIASES = ("modernbert-embed-base", "nomic-modernbert")
 TEXTS = ["where do rivers start?", "Rivers start in mountains, from rain and melting snow.", "short", ""]
