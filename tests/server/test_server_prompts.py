@@ -102,6 +102,18 @@ def test_prompted_texts_tokenize_and_embed_all_as_they_stand(served):
     assert len(states[0]) == len(as_query[0]) and close(states[0], np.array(query_states[0]))
 
 
+def test_remote_model_and_chunks_agree_with_the_local_rule(served, local):
+    """RemoteModel and /embed_chunks (plain and late) read prompted texts as the local model does."""
+    remote = vecplug.load_model(served)
+    with_query_prompt = ["search_query: " + text for text in TEXTS]
+    assert close(remote.embed_documents(with_query_prompt), local.embed_queries(TEXTS))
+    text = "search_document: Rivers start in mountains. " * 20
+    for late in (False, True):
+        served_chunks = remote.embed_chunks([text], chunk_tokens=32, late=late)[0]
+        local_chunks = local.embed_chunks([text], chunk_tokens=32, late=late)[0]
+        assert served_chunks.spans == local_chunks.spans and close(served_chunks.vectors, local_chunks.vectors)
+
+
 @pytest.mark.parametrize("name", [NAME, *ALIASES])
 def test_model_name_suffix_picks_the_prompt(served, local, name):
     for kind in ("query", "document"):
