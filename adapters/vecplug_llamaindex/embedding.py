@@ -81,6 +81,15 @@ class ModernBertEmbedding(BaseEmbedding):
         return model
 
     # -- LlamaIndex's BaseEmbedding ------------------------------------------------
+    def get_text_embedding_batch(self, texts: List[str], show_progress: bool = False,
+                                 **kwargs: Any) -> List[Embedding]:
+        """Every text checked before the first batch: an error names its index in ``texts``, not in a batch."""
+        return super().get_text_embedding_batch(check_texts(texts), show_progress=show_progress, **kwargs)
+
+    async def aget_text_embedding_batch(self, texts: List[str], show_progress: bool = False,
+                                        **kwargs: Any) -> List[Embedding]:
+        return await super().aget_text_embedding_batch(check_texts(texts), show_progress=show_progress, **kwargs)
+
     def _get_query_embedding(self, query: str) -> Embedding:
         return self.model.embed_queries([check_one(query, "query")])[0].tolist()
 

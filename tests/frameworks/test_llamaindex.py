@@ -86,9 +86,12 @@ def test_bad_settings_fail_where_they_are_made(settings, error, message):
 
 
 def test_bad_input_is_named(tiny_model_dir):
-    embedding = ModernBertEmbedding(str(tiny_model_dir))
-    with pytest.raises(TypeError, match="text at index 2 is int"):
-        embedding.get_text_embedding_batch(["a", "b", 3])
+    embedding = ModernBertEmbedding(str(tiny_model_dir), embed_batch_size=2)
+    with pytest.raises(TypeError, match="text at index 4 is int"):  # its index in the list, not in its batch
+        embedding.get_text_embedding_batch(["a", "b", "c", "d", 3])
+    with pytest.raises(TypeError, match="text at index 3 is bytes"):
+        asyncio.run(embedding.aget_text_embedding_batch(["a", "b", "c", b"d"]))
+    assert not embedding._lazy.loaded  # refused before any text was embedded
     with pytest.raises(TypeError, match="the query must be a str, got list"):
         embedding.get_query_embedding(["a question"])
     with pytest.raises(TypeError, match="the text must be a str, got NoneType"):
