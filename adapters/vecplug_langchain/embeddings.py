@@ -19,14 +19,15 @@ from langchain_core.embeddings import Embeddings
 
 from vecplug.model import check_texts
 
-from .lazy_model import LazyModel
+from .lazy_model import LazyModel, pick_model
 
 
 class ModernBertEmbeddings(Embeddings):
     """vecplug's model in LangChain: local, or a ``vecplug serve`` at ``server_url``.
 
-    ``model``: a hub id, alias, local directory or server URL (None:
-    ``$VECPLUG_MODEL`` or ``nomic-ai/modernbert-embed-base``).
+    ``model`` (or ``model_name``, as other LangChain classes spell it): a
+    hub id, alias, local directory or server URL (None: ``$VECPLUG_MODEL``
+    or ``nomic-ai/modernbert-embed-base``).
     ``dimensions``: Matryoshka truncation (then re-normalised).
     ``api_key``: the server's key (None: ``$VECPLUG_API_KEY_FILE`` or
     ``$VECPLUG_API_KEY``). ``device``/``dtype``: a local model's (None: the
@@ -36,8 +37,10 @@ class ModernBertEmbeddings(Embeddings):
     settings, not the weights.
     """
 
-    def __init__(self, model=None, server_url=None, dimensions=None, *, api_key=None, device=None, dtype=None):
-        self._lazy = LazyModel(model, server_url, dimensions, device=device, dtype=dtype, api_key=api_key)
+    def __init__(self, model=None, server_url=None, dimensions=None, *, model_name=None, api_key=None, device=None,
+                 dtype=None):
+        self._lazy = LazyModel(pick_model(model, model_name), server_url, dimensions, device=device, dtype=dtype,
+                               api_key=api_key)
 
     # -- what the object is ---------------------------------------------------
     @property

@@ -27,6 +27,13 @@ from vecplug.devices import normalise_device, normalise_dtype
 from vecplug.model import normalise_dimensions
 
 
+def pick_model(model, model_name):
+    """``model`` or ``model_name`` (the frameworks' usual spelling): one model, named once or twice alike."""
+    if model is not None and model_name is not None and os.fspath(model) != model_name:
+        raise ValueError(f"model={model!r} and model_name={model_name!r} name two models: pass one")
+    return model if model is not None else model_name
+
+
 class LazyModel:
     """The settings of one embedding object and, after the first use, its loaded vecplug model.
 

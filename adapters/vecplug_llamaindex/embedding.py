@@ -26,7 +26,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from pydantic import Field, PrivateAttr
 
 from vecplug.model import check_texts
-from vecplug_langchain.lazy_model import LazyModel
+from vecplug_langchain.lazy_model import LazyModel, pick_model
 
 BATCH_TEXTS = 256
 
@@ -58,9 +58,7 @@ class ModernBertEmbedding(BaseEmbedding):
 
     def __init__(self, model: Optional[str] = None, server_url: Optional[str] = None,
                  dimensions: Optional[int] = None, *, model_name: Optional[str] = None, **settings: Any):
-        if model is not None and model_name is not None and str(model) != model_name:
-            raise ValueError(f"model={model!r} and model_name={model_name!r} name two models: pass one")
-        lazy = LazyModel(model if model is not None else model_name, server_url, dimensions,
+        lazy = LazyModel(pick_model(model, model_name), server_url, dimensions,
                          device=settings.get("device"), dtype=settings.get("dtype"),
                          api_key=settings.get("api_key"))
         settings.update(device=lazy.device, dtype=lazy.dtype)

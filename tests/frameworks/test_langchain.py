@@ -29,6 +29,8 @@ def test_documents_and_queries_are_the_models_with_their_prompts(tiny_model_dir,
     assert not np.allclose(embeddings.embed_query(TEXTS[0]), documents[0], atol=1e-3)
     assert embeddings.embed_documents([]) == []
     assert embeddings.model_name == tiny_model.name and embeddings.dimensions == tiny_model.dimensions
+    same = ModernBertEmbeddings(model_name=str(tiny_model_dir), dtype="float32")  # LangChain's usual spelling
+    assert same.embed_query(QUESTION) == embeddings.embed_query(QUESTION)
 
 
 def test_through_vecplug_serve_with_its_key(keyed_server, tiny_model, monkeypatch):
@@ -80,6 +82,7 @@ def test_dimensions_cut_like_the_model(tiny_model_dir, tiny_model, keyed_server)
     (dict(model="http://127.0.0.1:9", server_url="http://127.0.0.1:9"), ValueError, "pass it once"),
     (dict(api_key="k"), ValueError, "pass it with server_url"),
     (dict(model=42), TypeError, "model must be a model name"),
+    (dict(model="minilm", model_name="nomic-ai/modernbert-embed-base"), ValueError, "name two models"),
 ])
 def test_bad_settings_fail_where_they_are_made(settings, error, message):
     with pytest.raises(error, match=message):
