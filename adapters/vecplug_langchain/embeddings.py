@@ -31,16 +31,18 @@ class ModernBertEmbeddings(Embeddings):
     ``dimensions``: Matryoshka truncation (then re-normalised).
     ``api_key``: the server's key (None: ``$VECPLUG_API_KEY_FILE`` or
     ``$VECPLUG_API_KEY``). ``device``/``dtype``: a local model's (None: the
-    fastest that keeps quality here). Settings are checked now; the model
+    fastest that keeps quality here). ``fingerprint``: refuse a model whose
+    vectors would not match ones you have (``embeddings.fingerprint`` of the
+    run that made them). Settings are checked now; the model
     loads with the first embedding, once (``.model`` loads it on demand).
     Vectors are L2-normalised lists of floats. Picklable: a copy carries the
     settings, not the weights.
     """
 
     def __init__(self, model=None, server_url=None, dimensions=None, *, model_name=None, api_key=None, device=None,
-                 dtype=None):
+                 dtype=None, fingerprint=None):
         self._lazy = LazyModel(pick_model(model, model_name), server_url, dimensions, device=device, dtype=dtype,
-                               api_key=api_key)
+                               api_key=api_key, fingerprint=fingerprint)
 
     # -- what the object is ---------------------------------------------------
     @property
@@ -56,6 +58,11 @@ class ModernBertEmbeddings(Embeddings):
     @property
     def server_url(self) -> str | None:
         return self._lazy.server_url
+
+    @property
+    def fingerprint(self) -> str:
+        """The loaded model's fingerprint (its vector space; loads the model): keep it with your vectors."""
+        return self.model.fingerprint
 
     @property
     def dimensions(self) -> int:

@@ -43,10 +43,13 @@ class LazyModel:
     model must answer to that name. ``api_key``: the server's key (None:
     ``$VECPLUG_API_KEY_FILE`` / ``$VECPLUG_API_KEY``, as ``vecplug.RemoteModel``
     reads them). ``device``/``dtype``: for a local model only (a server
-    chooses its own). ``dimensions``: Matryoshka truncation.
+    chooses its own). ``dimensions``: Matryoshka truncation. ``fingerprint``:
+    the vector space the vectors must be in (``model.fingerprint`` of an
+    earlier run); a model that loads with another one is refused at first use.
     """
 
-    def __init__(self, model=None, server_url=None, dimensions=None, *, device=None, dtype=None, api_key=None):
+    def __init__(self, model=None, server_url=None, dimensions=None, *, device=None, dtype=None, api_key=None,
+                 fingerprint=None):
         if model is not None and not isinstance(model, (str, os.PathLike)):
             raise TypeError(f"model must be a model name, a local directory or a vecplug serve URL, "
                             f"got {type(model).__name__} ({model!r:.60})")
@@ -69,6 +72,9 @@ class LazyModel:
                 f"{server_url} is a server: it runs the model on its own device and dtype "
                 "(`vecplug serve --device/--dtype`); pass neither with server_url")
         self.api_key = api_key
+        if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
+            raise ValueError(f"fingerprint must be a model's fingerprint (a non-empty str), got {fingerprint!r}")
+        self.fingerprint = fingerprint
         self._model = None
         self._lock = threading.Lock()
 
@@ -93,12 +99,20 @@ class LazyModel:
 
     def _load(self):
         if self.server_url is None:
-            return vecplug.load_model(self.model_name, device=self.device, dtype=self.dtype,
-                                      dimensions=self.dimensions)
-        remote = vecplug.RemoteModel(self.server_url, api_key=self.api_key)
-        if self.model_name is not None:
-            check_served_name(remote, self.model_name)
-        return remote.with_dimensions(self.dimensions)
+            model = vecplug.load_model(self.model_name, device=self.device, dtype=self.dtype,
+                                       dimensions=self.dimensions)
+        else:
+            remote = vecplug.RemoteModel(self.server_url, api_key=self.api_key)
+            if self.model_name is not None:
+                check_served_name(remote, self.model_name)
+            model = remote.with_dimensions(self.dimensions)
+        if self.fingerprint is not None:  # the core's one rule: the same weights under another name pass
+            # the recorded side has a fingerprint only: its name is not known here
+            vecplug.check_same_space({"name": "a model", "fingerprint": self.fingerprint}, model,
+                                     where="the vectors of fingerprint=", action="embed with",
+                                     hint="Load the model that made them, or embed your texts again without "
+                                          "fingerprint=.")
+        return model
 
     # -- pickle: the settings travel, the weights and the lock do not
     def __getstate__(self) -> dict:

@@ -39,8 +39,10 @@ class ModernBertEmbedding(BaseEmbedding):
     ``nomic-ai/modernbert-embed-base``). ``dimensions``: Matryoshka
     truncation. ``api_key``: the server's key (None: ``$VECPLUG_API_KEY_FILE``
     or ``$VECPLUG_API_KEY``). ``device``/``dtype``: a local model's.
-    Settings are checked now; the model loads with the first embedding, once,
-    and ``model_name`` then reports its name (``spec.name``).
+    ``fingerprint``: refuse a model whose vectors would not match ones you
+    have. Settings are checked now; the model loads with the first embedding,
+    once, and ``model_name`` and ``fingerprint`` then report it, so
+    ``to_dict()`` of a used object loads only the same model again.
     """
 
     model_name: Optional[str] = Field(
@@ -49,6 +51,8 @@ class ModernBertEmbedding(BaseEmbedding):
     dimensions: Optional[int] = Field(default=None, description="Matryoshka truncation; None: the model's size.")
     device: Optional[str] = Field(default=None, description="A local model's device; None: automatic.")
     dtype: Optional[str] = Field(default=None, description="A local model's dtype; None: automatic.")
+    fingerprint: Optional[str] = Field(
+        default=None, description="The model's vector space: filled when it loads; given, another model is refused.")
     api_key: Optional[str] = Field(default=None, exclude=True, repr=False,
                                    description="The server's key; None: $VECPLUG_API_KEY_FILE or $VECPLUG_API_KEY.")
     embed_batch_size: int = Field(default=BATCH_TEXTS, gt=0, le=2048,
@@ -60,7 +64,7 @@ class ModernBertEmbedding(BaseEmbedding):
                  dimensions: Optional[int] = None, *, model_name: Optional[str] = None, **settings: Any):
         lazy = LazyModel(pick_model(model, model_name), server_url, dimensions,
                          device=settings.get("device"), dtype=settings.get("dtype"),
-                         api_key=settings.get("api_key"))
+                         api_key=settings.get("api_key"), fingerprint=settings.get("fingerprint"))
         settings.update(device=lazy.device, dtype=lazy.dtype)
         super().__init__(model_name=lazy.model_name or (None if lazy.server_url else lazy.requested_name),
                          server_url=lazy.server_url, dimensions=lazy.dimensions, **settings)
@@ -74,8 +78,8 @@ class ModernBertEmbedding(BaseEmbedding):
     def model(self):
         """The ``vecplug.EmbeddingModel`` (a ``RemoteModel`` for a server), loaded on first access."""
         model = self._lazy.get()
-        if self.model_name != model.name:
-            self.model_name = model.name
+        if self.model_name != model.name or self.fingerprint != model.fingerprint:
+            self.model_name, self.fingerprint = model.name, model.fingerprint
         return model
 
     # -- LlamaIndex's BaseEmbedding ------------------------------------------------

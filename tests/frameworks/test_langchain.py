@@ -139,3 +139,16 @@ def test_loading_the_plugins_imports_no_framework():
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == "[]", process.stdout
     assert {"langchain", "llamaindex"} <= {vecplug.pm.get_name(plugin) for plugin in vecplug.pm.get_plugins()}
+
+
+def test_a_fingerprint_refuses_another_model(tiny_model_dir, tiny_model_no_prompts_dir, keyed_server):
+    """Vectors kept from an earlier run name their model's fingerprint: another model is refused, the same one passes."""
+    kept = ModernBertEmbeddings(str(tiny_model_dir), dtype="float32")
+    fingerprint = kept.fingerprint
+    assert ModernBertEmbeddings(server_url=keyed_server.url, api_key=SERVER_KEY,
+                                fingerprint=fingerprint).embed_query(QUESTION)  # same weights, served
+    other = ModernBertEmbeddings(str(tiny_model_no_prompts_dir), fingerprint=fingerprint)
+    with pytest.raises(vecplug.ModelMismatchError, match="refusing to embed with .*tiny-no-prompts"):
+        other.embed_documents(["a text"])
+    with pytest.raises(ValueError, match="fingerprint must be"):
+        ModernBertEmbeddings(fingerprint="")

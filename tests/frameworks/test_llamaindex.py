@@ -98,6 +98,18 @@ def test_bad_input_is_named(tiny_model_dir):
         embedding.get_text_embedding(None)
 
 
+def test_a_saved_object_loads_only_the_same_model(tiny_model_dir, tiny_model_no_prompts_dir, tiny_model):
+    embedding = ModernBertEmbedding(str(tiny_model_dir), dtype="float32")
+    assert embedding.to_dict()["fingerprint"] is None  # nothing loaded, nothing known yet
+    vector = embedding.get_query_embedding(QUESTION)
+    saved = embedding.to_dict()
+    assert saved["fingerprint"] == tiny_model.fingerprint
+    assert ModernBertEmbedding.from_dict(saved).get_query_embedding(QUESTION) == vector
+    moved = ModernBertEmbedding.from_dict({**saved, "model_name": str(tiny_model_no_prompts_dir)})
+    with pytest.raises(vecplug.ModelMismatchError, match="refusing to embed with"):
+        moved.get_text_embedding("a text")
+
+
 def test_loaded_on_first_use_and_pickled_without_weights(tiny_model_dir):
     embedding = ModernBertEmbedding(str(tiny_model_dir), dtype="float32")
     assert not embedding._lazy.loaded
