@@ -45,15 +45,19 @@ class ModernBertEmbedding(BaseEmbedding):
     ``to_dict()`` of a used object loads only the same model again.
     """
 
+    # Frozen: the model is chosen by these when the object is made; changing one later would be ignored silently.
     model_name: Optional[str] = Field(
-        default=None, description="The vecplug model: a hub id, alias or local directory; after loading, its name.")
-    server_url: Optional[str] = Field(default=None, description="A `vecplug serve` that runs the model.")
-    dimensions: Optional[int] = Field(default=None, description="Matryoshka truncation; None: the model's size.")
-    device: Optional[str] = Field(default=None, description="A local model's device; None: automatic.")
-    dtype: Optional[str] = Field(default=None, description="A local model's dtype; None: automatic.")
+        default=None, frozen=True,
+        description="The vecplug model: a hub id, alias or local directory; after loading, its name.")
+    server_url: Optional[str] = Field(default=None, frozen=True, description="A `vecplug serve` that runs the model.")
+    dimensions: Optional[int] = Field(default=None, frozen=True,
+                                      description="Matryoshka truncation; None: the model's size.")
+    device: Optional[str] = Field(default=None, frozen=True, description="A local model's device; None: automatic.")
+    dtype: Optional[str] = Field(default=None, frozen=True, description="A local model's dtype; None: automatic.")
     fingerprint: Optional[str] = Field(
-        default=None, description="The model's vector space: filled when it loads; given, another model is refused.")
-    api_key: Optional[str] = Field(default=None, exclude=True, repr=False,
+        default=None, frozen=True,
+        description="The model's vector space: filled when it loads; given, another model is refused.")
+    api_key: Optional[str] = Field(default=None, exclude=True, repr=False, frozen=True,
                                    description="The server's key; None: $VECPLUG_API_KEY_FILE or $VECPLUG_API_KEY.")
     embed_batch_size: int = Field(default=BATCH_TEXTS, gt=0, le=2048,
                                   description="Texts per call to the model, which batches them by tokens.")
@@ -79,7 +83,8 @@ class ModernBertEmbedding(BaseEmbedding):
         """The ``vecplug.EmbeddingModel`` (a ``RemoteModel`` for a server), loaded on first access."""
         model = self._lazy.get()
         if self.model_name != model.name or self.fingerprint != model.fingerprint:
-            self.model_name, self.fingerprint = model.name, model.fingerprint
+            # what was loaded, for reports and to_dict(); past the freeze, which is there for users
+            self.__dict__.update(model_name=model.name, fingerprint=model.fingerprint)
         return model
 
     # -- LlamaIndex's BaseEmbedding ------------------------------------------------

@@ -70,6 +70,9 @@ def test_dimensions_and_model_name(tiny_model_dir, tiny_model):
     assert embedding.model_name == tiny_model.name
     with pytest.raises(ValueError, match="name two models"):
         ModernBertEmbedding("minilm", model_name="nomic-ai/modernbert-embed-base")
+    with pytest.raises(ValueError, match="frozen"):  # it would not change the loaded model
+        embedding.dimensions = 16
+    embedding.embed_batch_size = 64  # LlamaIndex's own settings stay settable
 
 
 @pytest.mark.parametrize("settings, error, message", [
