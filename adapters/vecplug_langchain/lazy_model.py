@@ -38,7 +38,8 @@ class LazyModel:
     """The settings of one embedding object and, after the first use, its loaded vecplug model.
 
     ``model``: a hub id, alias, local directory or ``vecplug serve`` URL
-    (None: ``$VECPLUG_MODEL`` or vecplug's default). ``server_url``: a
+    (None: ``$VECPLUG_MODEL`` when this object is made, or vecplug's
+    default; with ``server_url``, the served model). ``server_url``: a
     ``vecplug serve`` that runs the model; with ``model`` too, the server's
     model must answer to that name. ``api_key``: the server's key (None:
     ``$VECPLUG_API_KEY_FILE`` / ``$VECPLUG_API_KEY``, as ``vecplug.RemoteModel``
@@ -56,6 +57,8 @@ class LazyModel:
         if server_url is not None and not is_url(server_url):
             raise ValueError(f"server_url must be the http:// or https:// URL of a `vecplug serve`, "
                              f"got {server_url!r}")
+        if model is None and server_url is None:  # $VECPLUG_MODEL (maybe a server's URL) or the default, read now:
+            model = vecplug.default_model_name()  # a copy loads what this object would have loaded
         if is_url(model):
             if server_url is not None:
                 raise ValueError(f"model={model!r} is already a server URL; pass it once, as server_url")
@@ -63,8 +66,8 @@ class LazyModel:
         if api_key is not None and (not isinstance(api_key, str) or server_url is None):
             raise ValueError("api_key is the key of a `vecplug serve` (a str): pass it with server_url, "
                              "or leave it out for a local model")
-        self.model_name = None if model is None else os.fspath(model)
         self.server_url = server_url
+        self.model_name = None if model is None else os.fspath(model)
         self.dimensions = normalise_dimensions(dimensions)
         self.device, self.dtype = normalise_device(device), normalise_dtype(dtype)
         if server_url is not None and (self.device is not None or self.dtype is not None):
@@ -80,8 +83,8 @@ class LazyModel:
 
     @property
     def requested_name(self) -> str:
-        """What was asked for, before anything loads: the model's name as given, else the server or the default."""
-        return self.model_name or self.server_url or vecplug.default_model_name()
+        """What was asked for, before anything loads: the model's name (or the default's), else the server."""
+        return self.model_name or self.server_url
 
     @property
     def loaded(self) -> bool:

@@ -70,7 +70,7 @@ class ModernBertEmbedding(BaseEmbedding):
                          device=settings.get("device"), dtype=settings.get("dtype"),
                          api_key=settings.get("api_key"), fingerprint=settings.get("fingerprint"))
         settings.update(device=lazy.device, dtype=lazy.dtype)
-        super().__init__(model_name=lazy.model_name or (None if lazy.server_url else lazy.requested_name),
+        super().__init__(model_name=lazy.model_name,
                          server_url=lazy.server_url, dimensions=lazy.dimensions, **settings)
         self._lazy = lazy
 

@@ -103,6 +103,22 @@ def test_bad_input_is_named_and_nothing_is_embedded(tiny_model_dir):
         ModernBertEmbeddings("no-such-model").embed_query(QUESTION)
 
 
+def test_the_default_model_is_read_when_the_object_is_made(tiny_model_dir, tiny_model, monkeypatch):
+    monkeypatch.setenv("VECPLUG_MODEL", str(tiny_model_dir))
+    embeddings = ModernBertEmbeddings(dtype="float32")
+    monkeypatch.setenv("VECPLUG_MODEL", "no-such-model")  # later changes do not move a made object
+    assert embeddings.model_name == str(tiny_model_dir)
+    copy = pickle.loads(pickle.dumps(embeddings))
+    np.testing.assert_allclose(copy.embed_query(QUESTION), tiny_model.embed_queries([QUESTION])[0], atol=1e-6)
+
+
+def test_a_default_model_that_is_a_server_gets_the_key(keyed_server, tiny_model, monkeypatch):
+    monkeypatch.setenv("VECPLUG_MODEL", keyed_server.url)
+    embeddings = ModernBertEmbeddings(api_key=SERVER_KEY)
+    assert embeddings.server_url == keyed_server.url
+    np.testing.assert_allclose(embeddings.embed_query(QUESTION), tiny_model.embed_queries([QUESTION])[0], atol=2e-6)
+
+
 def test_loaded_on_first_use_once_and_pickled_without_weights(tiny_model_dir):
     embeddings = ModernBertEmbeddings(str(tiny_model_dir), dtype="float32")
     assert not embeddings._lazy.loaded  # building one is free: frameworks make them early
