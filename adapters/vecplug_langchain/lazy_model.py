@@ -29,9 +29,13 @@ from vecplug.model import normalise_dimensions
 
 def pick_model(model, model_name):
     """``model`` or ``model_name`` (the frameworks' usual spelling): one model, named once or twice alike."""
-    if model is not None and model_name is not None and os.fspath(model) != model_name:
+    if model is not None and model_name is not None and _spelled(model) != _spelled(model_name):
         raise ValueError(f"model={model!r} and model_name={model_name!r} name two models: pass one")
     return model if model is not None else model_name
+
+
+def _spelled(name):
+    return os.fspath(name) if isinstance(name, (str, os.PathLike)) else name
 
 
 class LazyModel:
