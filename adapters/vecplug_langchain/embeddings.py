@@ -19,7 +19,7 @@ from langchain_core.embeddings import Embeddings
 
 from vecplug.model import check_texts
 
-from .lazy_model import LazyModel, pick_model
+from vecplug.lazy_model import LazyModel, pick_model
 
 
 class ModernBertEmbeddings(Embeddings):

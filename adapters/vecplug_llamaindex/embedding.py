@@ -26,7 +26,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from pydantic import Field, PrivateAttr
 
 from vecplug.model import check_texts
-from vecplug_langchain.lazy_model import LazyModel, pick_model
+from vecplug.lazy_model import LazyModel, pick_model
 
 BATCH_TEXTS = 256
 

@@ -3,8 +3,8 @@
 LangChain's ``ModernBertEmbeddings`` and LlamaIndex's ``ModernBertEmbedding``
 both take the same settings (a model name, path or ``vecplug serve`` URL, a
 server URL, dimensions, device, dtype, an API key) and keep one rule for
-them, here; the LlamaIndex adapter imports this module too (it imports no
-framework library).
+them, here, in the core (it imports no framework library), for any adapter
+whose host library builds and copies embedding objects the same way.
 
 Why lazy: frameworks build embedding objects early (LlamaIndex's
 ``Settings.embed_model`` at import time, a LangChain chain's config) and copy
