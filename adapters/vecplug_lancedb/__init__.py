@@ -15,6 +15,7 @@
     table.add([{"text": "..."}])                            # document prompt
     table.search("question").limit(5).to_list()             # query prompt
     vecplug_lancedb.add(table, rows)                        # through vecplug_before_ingest, streamed
+    vecplug_lancedb.upsert(table, rows, on="id")            # merge_insert: replaced rows re-embedded
 
 LanceDB has no plugin discovery: a process that reopens a table must have
 imported ``vecplug_lancedb`` (or called ``vecplug.load_plugins()``) before
@@ -31,9 +32,9 @@ import importlib.abc
 import importlib.util
 import sys
 
-from .ingest import add
+from .ingest import add, upsert
 
-__all__ = ["VecplugEmbeddings", "add"]
+__all__ = ["VecplugEmbeddings", "add", "upsert"]
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""``add``: write rows to a LanceDB table through ``vecplug_before_ingest``, streamed, all or nothing.
+"""``add`` / ``upsert``: write rows to a LanceDB table through ``vecplug_before_ingest``, streamed, all or nothing.
 
 LanceDB's embedding function only sees the source column's texts, and
 LanceDB stores the rows it was handed, so a plugin that redacts or enriches
@@ -43,6 +43,31 @@ def add(table, rows: Iterable[Mapping], *, id_field: str | None = None, text_fie
     raises before anything is stored. ``rows`` may be any iterable, read
     ``batch_rows`` at a time; a progress bar shows on a terminal unless ``quiet``.
     """
+    return _write(table, rows, id_field, text_field, batch_rows, quiet, table.add, "adding to")
+
+
+def upsert(table, rows: Iterable[Mapping], *, on: str, text_field: str | None = None,
+           batch_rows: int = BATCH_ROWS, quiet: bool = False) -> int:
+    """Insert rows, or replace the stored row with the same ``on`` value, after the ingest plugins.
+
+    LanceDB's ``merge_insert(on)`` (update all matched, insert the rest),
+    fed like ``add``: ``on`` is the field plugins see as ``Record.id``, each
+    id may appear once per call, and a failure anywhere stores nothing.
+    Replaced rows get vectors of their new text. (LanceDB's own
+    ``table.update(values={text: ...})`` changes a text without
+    re-embedding it; use this, or ``merge_insert``, which embeds.)
+    """
+    if not isinstance(on, str):
+        raise TypeError(f"on must name the table's id field (a str), got {on!r}")
+
+    def merge(reader):
+        table.merge_insert(on).when_matched_update_all().when_not_matched_insert_all().execute(reader)
+
+    return _write(table, rows, on, text_field, batch_rows, quiet, merge, "upserting into", unique_ids=True)
+
+
+def _write(table, rows, id_field, text_field, batch_rows, quiet, write, verb: str, unique_ids=False) -> int:
+    """Check, run the plugins on and embed ``rows`` a batch at a time, and ``write`` them as one stream."""
     if isinstance(rows, (str, bytes, bytearray, Mapping)):
         raise TypeError(f"rows must be a list (or any iterable) of dicts, not a single {type(rows).__name__}; "
                         "wrap it in a list")
@@ -53,41 +78,52 @@ def add(table, rows: Iterable[Mapping], *, id_field: str | None = None, text_fie
 
     schema = table.schema
     if id_field is not None and id_field not in schema.names:
-        raise ValueError(f"id_field {id_field!r} is not a field of table {table.name!r} (fields: {schema.names})")
+        raise ValueError(f"id field {id_field!r} is not a field of table {table.name!r} (fields: {schema.names})")
     fields = [name for name in schema.names if name != vector_field]  # the helper fills the vectors
     required = [field.name for field in schema if not field.nullable and field.name != vector_field]
     target = vecplug.Target("lancedb", table.name)
     failures: list[BaseException] = []
+    seen_ids: set = set()
     stored = 0
 
     def batches():
         nonlocal stored
         try:
-            with vecplug.progress(desc=f"adding to {table.name}", unit="row", quiet=quiet) as bar:
+            with vecplug.progress(desc=f"{verb} {table.name}", unit="row", quiet=quiet) as bar:
                 for start, batch in _batched(rows, batch_rows):
                     records = [_record(row, start + offset, text_field, id_field, fields, required)
                                for offset, row in enumerate(batch)]
                     records = vecplug.before_ingest(records, target)
+                    bar.update(len(batch))
                     if not records:
                         continue
                     out = [_row(record, text_field, id_field, fields, required) for record in records]
+                    if unique_ids:
+                        _refuse_repeated_ids(records, seen_ids, id_field)
                     vectors = function.compute_source_embeddings([row[text_field] for row in out])
                     for row, vector in zip(out, vectors):
                         row[vector_field] = vector
                     stored += len(out)
-                    bar.update(len(batch))
                     yield pa.RecordBatch.from_pylist(out, schema=schema)
         except BaseException as error:  # LanceDB turns it into an Arrow RuntimeError: keep the original
             failures.append(error)
             raise
 
     try:
-        table.add(pa.RecordBatchReader.from_batches(schema, batches()))
+        write(pa.RecordBatchReader.from_batches(schema, batches()))
     except Exception:
         if failures:
             raise failures[0] from None
         raise
     return stored
+
+
+def _refuse_repeated_ids(records, seen_ids: set, id_field: str) -> None:
+    """merge_insert cannot say which of two rows with one id should win: the caller must."""
+    for record in records:
+        if record.id in seen_ids:
+            raise ValueError(f"{id_field} {record.id!r} appears twice in one upsert; pass each id once")
+        seen_ids.add(record.id)
 
 
 def _vecplug_column(table, text_field: str | None):

@@ -125,6 +125,8 @@ def test_create_refuses_bad_options_with_vecplugs_own_errors(tiny_model_dir):
         registered.create(name=str(tiny_model_dir), dimensions=1000)
     with pytest.raises(vecplug.InvalidSettingError, match="dimensions must be a positive integer"):
         registered.create(name=str(tiny_model_dir), dimensions=True)
+    with pytest.raises(vecplug.ModelMismatchError, match="fingerprint 0123456789ab"):  # a pinned fingerprint
+        registered.create(name=str(tiny_model_dir), fingerprint="0123456789ab")
     with pytest.raises(vecplug.UnknownModelError):
         registered.create(name="no-such-model-anywhere")
     with pytest.raises(vecplug.InvalidSettingError, match="dtype"):

@@ -86,7 +86,7 @@ def test_the_helper_refuses_bad_rows_before_anything_is_stored(tmp_path, functio
         with pytest.raises(error, match=message):
             vecplug_lancedb.add(table, rows)
         assert table.count_rows() == 1, what
-    with pytest.raises(ValueError, match="id_field 'id' is not a field"):
+    with pytest.raises(ValueError, match="id field .id. is not a field"):
         vecplug_lancedb.add(table, [{"note_id": 1, "body": "x"}], id_field="id")
     with pytest.raises(ValueError, match="source column 'author'"):
         vecplug_lancedb.add(table, [{"note_id": 1, "body": "x"}], text_field="author")
@@ -151,3 +151,28 @@ def test_a_question_finds_its_paragraph_with_minilm(tmp_path):
     table.add([{"title": document.title, "text": document.text} for document in corpus.DOCUMENTS])
     hits = table.search("How do I open a file and read what is in it?").distance_type("cosine").limit(3).to_list()
     assert hits[0]["title"] == "open()" and hits[0]["text"] == corpus.by_id(1).text, [hit["title"] for hit in hits]
+
+
+def test_upsert_replaces_by_id_and_re_embeds_all_or_nothing(tmp_path, function, tiny_model):
+    table = table_of(tmp_path / "db", function)
+    vecplug_lancedb.add(table, [{"note_id": 1, "body": "first"}, {"note_id": 2, "body": "second"}], id_field="note_id")
+    assert vecplug_lancedb.upsert(table, [{"note_id": 2, "body": "second, changed", "author": "ada"},
+                                          {"note_id": 3, "body": "third"}], on="note_id") == 2
+    stored = {row["note_id"]: row for row in table.to_arrow().to_pylist()}
+    assert {key: (row["body"], row["author"]) for key, row in stored.items()} == {
+        1: ("first", None), 2: ("second, changed", "ada"), 3: ("third", None)}
+    for row in stored.values():
+        np.testing.assert_allclose(row["embedding"], tiny_model.embed_documents([row["body"]])[0], atol=1e-6)
+    for rows, error, message in (([{"note_id": 1, "body": "x"}, {"note_id": 1, "body": "y"}], ValueError,
+                                  "note_id 1 appears twice"),
+                                 ([{"note_id": 1, "body": "x"}, {"note_id": 4, "body": None}], TypeError,
+                                  "text at index 1 is NoneType")):
+        with pytest.raises(error, match=message):
+            vecplug_lancedb.upsert(table, rows, on="note_id", batch_rows=1)  # the bad row in a later batch
+        assert {row["note_id"]: row["body"] for row in table.to_arrow().to_pylist()} == {
+            1: "first", 2: "second, changed", 3: "third"}
+    # what the docs warn about: LanceDB's update() changes a text without re-embedding it
+    table.update(where="note_id = 1", values={"body": "first, edited in place"})
+    edited = table.search().where("note_id = 1").to_list()[0]
+    assert not np.allclose(edited["embedding"], tiny_model.embed_documents([edited["body"]])[0], atol=1e-3)
+    np.testing.assert_allclose(edited["embedding"], tiny_model.embed_documents(["first"])[0], atol=1e-6)
