@@ -53,7 +53,9 @@ class VecplugEmbeddings(TextEmbeddingFunction):
 
     Unknown options are refused (a misspelt ``dimension=256`` must not be
     silently ignored), and the model is loaded at ``create()`` so a wrong
-    name or setting fails there, not at the first write.
+    name or setting fails there, not at the first write. LanceDB's own
+    ``max_retries`` option is accepted and has no effect (see the module
+    docstring).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -95,17 +97,19 @@ class VecplugEmbeddings(TextEmbeddingFunction):
             raise TypeError(f"name must be a model name, directory or vecplug serve URL (str), got {self.name!r}")
         device, dtype = self.device, self.dtype
         if device is None and dtype is None and self.fingerprint and not is_url(self.name):
-            device, dtype = _chosen_placement(self.name, self.fingerprint)  # rebuilt: this process's choice
+            device, dtype = _chosen_placement(self.name)  # a rebuilt function: this process's choice
         model = _load(self.name, device, dtype, self.dimensions)
         if self.fingerprint is not None or self.prompts is not None:
-            recorded = {"name": self.name, "fingerprint": self.fingerprint or "", "prompts": self.prompts}
+            # what is not recorded cannot differ: a config with prompts only is compared on its prompts
+            recorded = {"name": self.name, "fingerprint": self.fingerprint or model.fingerprint,
+                        "prompts": self.prompts}
             if self.dimensions is not None:
                 recorded["dimensions"] = self.dimensions
             vecplug.check_same_space(recorded, model, where="this LanceDB table",
                                      action="embed for it with what its recorded model name loads here:",
                                      hint=LANCEDB_HINT)
         elif self.device is not None or self.dtype is not None:
-            _remember_placement(model.spec.name, model.fingerprint, self.device, self.dtype)
+            _remember_placement(model.spec.name, self.device, self.dtype)
         self._model = model
 
     # -- what LanceDB calls ------------------------------------------------
@@ -166,18 +170,17 @@ def _load(name, device, dtype, dimensions) -> vecplug.EmbeddingModel:
     return model
 
 
-def _remember_placement(name: str, fingerprint: str, device, dtype) -> None:
+def _remember_placement(name: str, device, dtype) -> None:
     """The first device/dtype this process chose for a model: what the functions LanceDB rebuilds for it use."""
-    if fingerprint:
-        with _lock:
-            _placements.setdefault((name, fingerprint), (device, dtype))
-
-
-def _chosen_placement(name: str, fingerprint: str) -> tuple:
     with _lock:
-        return _placements.get((name, fingerprint), (None, None))
+        _placements.setdefault(name, (device, dtype))
+
+
+def _chosen_placement(name: str) -> tuple:
+    with _lock:
+        return _placements.get(name, (None, None))
 
 
 _lock = threading.Lock()
 _remote: dict[tuple, RemoteModel] = {}
-_placements: dict[tuple, tuple] = {}
+_placements: dict[str, tuple] = {}

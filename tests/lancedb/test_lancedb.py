@@ -127,6 +127,10 @@ def test_create_refuses_bad_options_with_vecplugs_own_errors(tiny_model_dir):
         registered.create(name=str(tiny_model_dir), dimensions=True)
     with pytest.raises(vecplug.ModelMismatchError, match="fingerprint 0123456789ab"):  # a pinned fingerprint
         registered.create(name=str(tiny_model_dir), fingerprint="0123456789ab")
+    prompts = vecplug.load_model(str(tiny_model_dir)).spec.prompts
+    assert registered.create(name=str(tiny_model_dir), prompts=prompts).model.spec.prompts == prompts
+    with pytest.raises(vecplug.ModelMismatchError, match="prompts"):  # a config recording other prompts
+        registered.create(name=str(tiny_model_dir), prompts={"query": "question: ", "document": "passage: "})
     with pytest.raises(vecplug.UnknownModelError):
         registered.create(name="no-such-model-anywhere")
     with pytest.raises(vecplug.InvalidSettingError, match="dtype"):
