@@ -176,3 +176,28 @@ def test_upsert_replaces_by_id_and_re_embeds_all_or_nothing(tmp_path, function, 
     edited = table.search().where("note_id = 1").to_list()[0]
     assert not np.allclose(edited["embedding"], tiny_model.embed_documents([edited["body"]])[0], atol=1e-3)
     np.testing.assert_allclose(edited["embedding"], tiny_model.embed_documents(["first"])[0], atol=1e-6)
+
+
+def test_lancedbs_own_add_of_record_batches_embeds_each_batch_and_commits_once(tmp_path, function, tiny_model):
+    import pyarrow as pa
+
+    table = table_of(tmp_path / "db", function)
+    schema = pa.schema([("note_id", pa.int64()), ("body", pa.string())])
+    handed_over = []
+
+    def batches(bad_batch=None):
+        for number in range(4):
+            handed_over.append(number)
+            bodies = [f"batch {number} note {i}" for i in range(100)]
+            if number == bad_batch:
+                bodies[7] = None
+            yield pa.RecordBatch.from_pylist([{"note_id": number * 100 + i, "body": body}
+                                              for i, body in enumerate(bodies)], schema=schema)
+
+    with pytest.raises(Exception, match="text at index 7 is NoneType"):
+        table.add(batches(bad_batch=2))
+    assert table.count_rows() == 0 and handed_over == [0, 1, 2]  # read lazily, nothing committed
+    table.add(batches())
+    assert table.count_rows() == 400
+    row = table.search().where("note_id = 321").to_list()[0]
+    np.testing.assert_allclose(row["embedding"], tiny_model.embed_documents(["batch 3 note 21"])[0], atol=1e-6)
