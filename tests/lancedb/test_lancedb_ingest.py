@@ -76,6 +76,8 @@ def test_the_helper_refuses_bad_rows_before_anything_is_stored(tmp_path, functio
         ("a single dict", {"note_id": 1, "body": "x"}, TypeError, "not a single dict"),
         ("bytes text", [{"note_id": 1, "body": b"x"}], TypeError, "text at index 0 is bytes"),
         ("no text", [{"note_id": 1, "bdy": "x"}], ValueError, "row at index 0 has no 'body'"),
+        ("lone surrogate", [{"note_id": 1, "body": "ok"}, {"note_id": 2, "body": "bad \udcff"}], ValueError,
+         "text at index 1 has a lone surrogate"),
         ("misspelt field", [{"note_id": 1, "body": "x", "autor": "z"}], ValueError, r"\['autor'\]"),
         ("vector given", [{"note_id": 1, "body": "x", "embedding": [0.0] * function.ndims()}], ValueError,
          r"\['embedding'\]"),
