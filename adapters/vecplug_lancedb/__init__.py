@@ -1,1 +1,84 @@
-"""vecplug for lancedb (being built)."""
+"""vecplug's LanceDB adapter: the ``"vecplug"`` embedding function in LanceDB's registry.
+
+    import lancedb
+    from lancedb.embeddings import get_registry
+    from lancedb.pydantic import LanceModel, Vector
+    import vecplug_lancedb                                  # registers "vecplug" (or vecplug.load_plugins())
+
+    function = get_registry().get("vecplug").create(name="nomic-ai/modernbert-embed-base")
+
+    class Docs(LanceModel):
+        text: str = function.SourceField()
+        vector: Vector(function.ndims()) = function.VectorField()
+
+    table = lancedb.connect("db").create_table("docs", schema=Docs)
+    table.add([{"text": "..."}])                            # document prompt
+    table.search("question").limit(5).to_list()             # query prompt
+    vecplug_lancedb.add(table, rows)                        # through vecplug_before_ingest, streamed
+    vecplug_lancedb.upsert(table, rows, on="id")            # merge_insert: replaced rows re-embedded
+
+LanceDB has no plugin discovery: a process that reopens a table must have
+imported ``vecplug_lancedb`` (or called ``vecplug.load_plugins()``) before
+its first search or write. This package is also the parent of the
+``vecplug`` entry-point module (``vecplug_lancedb.plugin``), which
+``vecplug.load_plugins()`` and ``vecplug --help`` import, so it must not
+import lancedb itself: registration happens now if lancedb is already
+imported, and otherwise the moment ``import lancedb`` completes.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+from .ingest import add, upsert
+
+__all__ = ["VecplugEmbeddings", "add", "upsert"]
+
+
+def __getattr__(name: str):
+    if name == "VecplugEmbeddings":
+        from .embedding_function import VecplugEmbeddings
+
+        return VecplugEmbeddings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _RegisterAfterLancedbImport(importlib.abc.MetaPathFinder):
+    """Runs the registration right after ``lancedb`` has been imported, then steps aside."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "lancedb":
+            return None
+        _remove_finder()
+        spec = importlib.util.find_spec(fullname)  # the finders that would have served it
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        original_exec_module = spec.loader.exec_module
+
+        def exec_module(module):
+            original_exec_module(module)
+            try:
+                _register()
+            except Exception as error:  # a broken adapter must not break `import lancedb`
+                import warnings
+
+                warnings.warn(f"vecplug_lancedb could not register its embedding function: {error!r}", stacklevel=2)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _register() -> None:
+    importlib.import_module(f"{__name__}.embedding_function")  # registers "vecplug" on import
+
+
+def _remove_finder() -> None:
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _RegisterAfterLancedbImport)]
+
+
+if "lancedb" in sys.modules:
+    _register()
+else:
+    sys.meta_path.insert(0, _RegisterAfterLancedbImport())
