@@ -15,7 +15,8 @@ from vecplug.cli import cli
 from fake_plugin import FakePlugin
 
 HEAVY_MODULES = ["torch", "transformers", "tokenizers", "numpy", "chromadb", "qdrant_client", "psycopg",
-                 "sentence_transformers", "safetensors", "huggingface_hub"]
+                 "sentence_transformers", "safetensors", "huggingface_hub", "pymilvus", "lancedb", "pyarrow",
+                 "langchain_core", "llama_index", "sklearn"]
 
 
 def test_embed_prints_json_lines_matching_the_api(tiny_model_dir, tiny_model):
