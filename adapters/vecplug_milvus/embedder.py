@@ -197,9 +197,10 @@ class MilvusEmbedder:
             collection.ensure_loaded(self.client, name)
             self._loaded.add(name)
         fields = list(DEFAULT_OUTPUT_FIELDS if output_fields is None else output_fields)
+        # an empty list means every field to Milvus Lite: ask for the id alone, and leave it out of the entity
         found = self.client.search(name, [self.query_vector(text)], limit=limit, filter=filter or "",
-                                   output_fields=fields, **options)
-        return [{"id": hit["id"], "distance": float(hit["distance"]), "entity": dict(hit.get("entity") or {})}
+                                   output_fields=fields or [ID_FIELD], **options)
+        return [{"id": hit["id"], "distance": float(hit["distance"]), "entity": _entity(hit, fields)}
                 for hit in found[0]]
 
 
@@ -209,6 +210,13 @@ def _as_list(value):
     if isinstance(value, Iterable):
         return list(value)
     return value
+
+
+def _entity(hit, fields: list) -> dict:
+    entity = dict(hit.get("entity") or {})
+    if not fields:
+        entity.pop(ID_FIELD, None)
+    return entity
 
 
 def _note(error: Exception, note: str) -> None:
