@@ -18,7 +18,7 @@ from vecplug import Record, Target, before_ingest
 from vecplug.model import check_text
 
 from .collection import DOCUMENT_MAX_LENGTH, ID_FIELD, RESERVED_FIELDS, STR_ID_MAX_LENGTH, TEXT_FIELD, VECTOR_FIELD
-from .ids import new_ids
+from .ids import IdSource
 
 DATABASE = "milvus"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -142,10 +142,11 @@ class RowBuilder:
     def __init__(self, client, name: str, model, id_type: str):
         self.client, self.name, self.model, self.id_type = client, name, model, id_type
         self.target = Target(DATABASE, name)
+        self.ids = IdSource(client, name, id_type)
 
     def rows(self, batch: list[Record], refuse_stored: bool = True) -> list[dict]:
         """One batch: ids for records without, plugins, their output checked, then the document vectors."""
-        fresh = set()  # generated here: new_ids made sure the collection has none of them
+        fresh = set()  # generated here: IdSource made sure the collection has none of them
         batch = self._with_ids(batch, fresh)
         records = before_ingest(batch, self.target)
         if not records:
@@ -170,7 +171,7 @@ class RowBuilder:
         missing = sum(record.id is None for record in records)
         if not missing:
             return records
-        generated = new_ids(self.client, self.name, self.id_type, missing)
+        generated = self.ids.take(missing)
         fresh.update(generated)
         stream = iter(generated)
         return [Record(next(stream), record.text, record.metadata) if record.id is None else record
