@@ -5,10 +5,12 @@ import json
 from collections.abc import Collection, Iterable
 
 from vecplug import EmbeddingModel, load_model
+from vecplug.chunking import ChunkSettings
 from vecplug.progress import progress
 
 from . import collection
 from .collection import ID_FIELD, TEXT_FIELD
+from .chunks import CHUNK_FIELDS, chunk_rows, delete_sources
 from .ingest import RowBuilder, batched, check_inputs, iter_records, refuse_repeats
 
 DEFAULT_BATCH_SIZE = 256
@@ -104,7 +106,8 @@ class MilvusEmbedder:
         return RowBuilder(self.client, name, self.model, collection.id_type_of(description))
 
     # -- writes -----------------------------------------------------------
-    def insert(self, name: str, texts, ids=None, metadata=None) -> list:
+    def insert(self, name: str, texts, ids=None, metadata=None, *, chunk_tokens: int | None = None,
+               overlap_tokens: int = 0, late: bool = False) -> list:
         """Embed and insert a finite input; return the ids written, in order.
 
         All or nothing: every text, id and metadata dict is checked, the
@@ -112,22 +115,46 @@ class MilvusEmbedder:
         already in the collection are refused (``upsert`` replaces). With
         ``ids=None``, ids are generated (see ``vecplug_milvus.ids``).
         Metadata keys become dynamic fields, filterable in ``search``.
-        """
-        return self._write_all(name, texts, ids, metadata, "insert")
 
-    def upsert(self, name: str, texts, ids, metadata=None) -> list:
-        """``insert``, replacing the rows whose ids are given; ids are required."""
+        ``chunk_tokens``: one row per chunk of each text
+        (``model.embed_chunks(texts, chunk_tokens, overlap_tokens, late)``),
+        with ``source_id``, ``chunk_index``, ``chunk_start``, ``chunk_end``
+        (see ``vecplug_milvus.chunks``); returns the chunk rows' ids.
+        """
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)  # bad settings fail before any work
+        return self._write_all(name, texts, ids, metadata, "insert", chunking)
+
+    def upsert(self, name: str, texts, ids, metadata=None, *, chunk_tokens: int | None = None,
+               overlap_tokens: int = 0, late: bool = False) -> list:
+        """``insert``, replacing the rows whose ids are given; ids are required.
+
+        With ``chunk_tokens``, everything stored under these ids (their
+        chunk rows by ``source_id``, and a whole-document row) is deleted
+        after every chunk is embedded and before the new chunks go in, so a
+        shorter text leaves no stale chunk (decision 0079).
+        """
         if ids is None:
             raise TypeError("upsert replaces rows by id: pass ids (insert generates them)")
-        return self._write_all(name, texts, ids, metadata, "upsert")
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)
+        return self._write_all(name, texts, ids, metadata, "upsert", chunking)
 
-    def _write_all(self, name: str, texts, ids, metadata, operation: str) -> list:
+    def _write_all(self, name: str, texts, ids, metadata, operation: str, chunking: ChunkSettings | None) -> list:
         texts, ids, metadata = (_as_list(value) for value in (texts, ids, metadata))
         writer = self._writer(name)
-        check_inputs(texts, ids, metadata, writer.id_type)
-        records = iter_records(texts, ids, metadata, writer.id_type)
-        rows = [row for batch in batched(records, self.batch_size)
-                for row in writer.rows(batch, refuse_stored=operation == "insert")]
+        reserved = CHUNK_FIELDS if chunking is not None else ()
+        check_inputs(texts, ids, metadata, writer.id_type, reserved)
+        batches = batched(iter_records(texts, ids, metadata, writer.id_type), self.batch_size)
+        refuse_stored = operation == "insert"
+        if chunking is None:
+            rows = [row for batch in batches for row in writer.rows(batch, refuse_stored)]
+        else:
+            built = [chunk_rows(writer, batch, chunking, refuse_stored) for batch in batches]
+            sources = [source for chunked in built for source in chunked.source_ids]
+            refuse_repeats(sources, "ids")
+            rows = [row for chunked in built for row in chunked.rows]
+            if operation == "upsert" and sources:
+                delete_sources(self.client, name, sources)  # embedded already: a model error changes nothing
+            operation = "insert"  # chunk rows are new rows
         written = [row[ID_FIELD] for row in rows]
         refuse_repeats(written, "ids")  # across batches (each batch checked its own)
         for start in range(0, len(rows), self.batch_size):
@@ -140,7 +167,8 @@ class MilvusEmbedder:
         return written
 
     def upload(self, name: str, texts: Iterable, ids: Iterable | None = None, metadata: Iterable | None = None,
-               batch_size: int | None = None, quiet: bool = False) -> int:
+               batch_size: int | None = None, quiet: bool = False, *, chunk_tokens: int | None = None,
+               overlap_tokens: int = 0, late: bool = False) -> int:
         """Stream texts of any length into ``name``, one insert per batch; return the rows written.
 
         ``texts``, ``ids`` and ``metadata`` may be generators, read together
@@ -148,19 +176,21 @@ class MilvusEmbedder:
         Each item is checked as it is read; an error (a bad item, ids that
         run out) comes before the batch it falls in is written, after the
         earlier ones were: the exception says how many. A progress bar
-        shows on a terminal (``quiet=True``: never).
+        shows on a terminal (``quiet=True``: never). ``chunk_tokens``: one row
+        per chunk, as in ``insert`` (documents already stored are refused).
         """
+        chunking = ChunkSettings.of(chunk_tokens, overlap_tokens, late)
         batch_size = self.batch_size if batch_size is None else batch_size
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         writer = self._writer(name)
-        check_inputs(texts, ids, metadata, writer.id_type)
+        check_inputs(texts, ids, metadata, writer.id_type, CHUNK_FIELDS if chunking is not None else ())
         written = 0
         total = len(texts) if isinstance(texts, Collection) else None
         with progress(total=total, desc=f"embedding into {name}", unit="text", quiet=quiet) as bar:
             try:
                 for batch in batched(iter_records(texts, ids, metadata, writer.id_type), batch_size):
-                    rows = writer.rows(batch)
+                    rows = writer.rows(batch) if chunking is None else chunk_rows(writer, batch, chunking, True).rows
                     if rows:
                         self.client.insert(name, rows)
                     written += len(rows)

@@ -68,7 +68,7 @@ def check_metadata(value, where: str) -> dict:
     return dict(value)
 
 
-def check_inputs(texts, ids, metadata, id_type: str) -> None:
+def check_inputs(texts, ids, metadata, id_type: str, reserved: tuple = ()) -> None:
     """What can be checked before anything is embedded: shapes, and every item of the lists."""
     if texts is None:
         raise TypeError("texts must be a list or iterable of str, got None")
@@ -89,7 +89,20 @@ def check_inputs(texts, ids, metadata, id_type: str) -> None:
         refuse_repeats([check_id(value, id_type, f"id at index {index}") for index, value in enumerate(ids)], "ids")
     if isinstance(metadata, Collection):
         for index, value in enumerate(metadata):
-            check_metadata(value, f"metadata at index {index}")
+            refuse_keys(check_metadata(value, f"metadata at index {index}"), reserved, f"metadata at index {index}")
+
+
+def refuse_keys(metadata: Mapping, reserved: tuple, where: str) -> None:
+    """Metadata keys the write sets itself (a chunk's place in its document) would be overwritten: refuse them."""
+    taken = [key for key in reserved if key in metadata]
+    if taken:
+        raise ValueError(f"{where} has {', '.join(map(repr, taken))}: chunk rows keep their place in the document "
+                         f"under {', '.join(reserved)}; rename those metadata keys")
+
+
+def json_list(values: list) -> str:
+    """A list of ids as a Milvus expression literal (JSON: double-quoted, escaped str)."""
+    return json.dumps(list(values), ensure_ascii=False)
 
 
 def refuse_repeats(ids: list, where: str) -> None:
@@ -146,6 +159,19 @@ class RowBuilder:
 
     def rows(self, batch: list[Record], refuse_stored: bool = True) -> list[dict]:
         """One batch: ids for records without, plugins, their output checked, then the document vectors."""
+        checked = self.checked_records(batch, refuse_stored)
+        if not checked:
+            return []
+        vectors = self.model.embed_documents([record.text for record in checked])
+        return [{**record.metadata, ID_FIELD: record.id, VECTOR_FIELD: vector.tolist(), TEXT_FIELD: record.text}
+                for record, vector in zip(checked, vectors)]
+
+    def checked_records(self, batch: list[Record], refuse_stored: bool, reserved: tuple = ()) -> list[Record]:
+        """One batch with ids, through the plugins, what they returned checked like the input was.
+
+        ``refuse_stored``: ids the collection has are refused (as rows, or
+        as chunks' ``source_id``); ``reserved``: metadata keys the caller sets.
+        """
         fresh = set()  # generated here: IdSource made sure the collection has none of them
         batch = self._with_ids(batch, fresh)
         records = before_ingest(batch, self.target)
@@ -155,16 +181,15 @@ class RowBuilder:
         checked = []
         for index, record in enumerate(records):
             where = f"record {index} after vecplug_before_ingest"
+            metadata = check_metadata(record.metadata, f"the metadata of {where}")
+            refuse_keys(metadata, reserved, f"the metadata of {where}")
             checked.append(Record(check_id(record.id, self.id_type, f"the id of {where}"),
-                                  check_document(record.text, index),
-                                  check_metadata(record.metadata, f"the metadata of {where}")))
+                                  check_document(record.text, index), metadata))
         ids = [record.id for record in checked]
         refuse_repeats(ids, "ids after vecplug_before_ingest")
         if refuse_stored:
             self.refuse_stored([value for value in ids if value not in fresh])
-        vectors = self.model.embed_documents([record.text for record in checked])
-        return [{**record.metadata, ID_FIELD: record.id, VECTOR_FIELD: vector.tolist(), TEXT_FIELD: record.text}
-                for record, vector in zip(checked, vectors)]
+        return checked
 
     def _with_ids(self, records: list[Record], fresh: set) -> list[Record]:
         """``records`` with a new id wherever theirs is None (noted in ``fresh``)."""
@@ -181,11 +206,11 @@ class RowBuilder:
         """``insert`` of an id the collection has would keep two rows (a server) or replace one (Milvus Lite)."""
         if not ids:
             return
-        literal = json.dumps(ids, ensure_ascii=False)
-        found = self.client.query(self.name, filter=f"{ID_FIELD} in {literal}", output_fields=[ID_FIELD],
-                                  limit=min(len(ids), 16))
+        literal = json_list(ids)
+        found = self.client.query(self.name, filter=f"{ID_FIELD} in {literal} or source_id in {literal}",
+                                  output_fields=[ID_FIELD, "source_id"], limit=16)
         if found:
-            shown = ", ".join(repr(row[ID_FIELD]) for row in found[:5])
+            shown = ", ".join(sorted({repr(row.get("source_id", row[ID_FIELD])) for row in found})[:5])
             raise ValueError(
                 f"ids already in collection {self.name!r}: {shown}; insert never replaces a row. Use "
                 "embedder.upsert to replace them, or pass new ids. Nothing of this batch was written."
