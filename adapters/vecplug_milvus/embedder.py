@@ -152,11 +152,12 @@ class MilvusEmbedder:
             sources = [source for chunked in built for source in chunked.source_ids]
             refuse_repeats(sources, "ids")
             rows = [row for chunked in built for row in chunked.rows]
+        written = [row[ID_FIELD] for row in rows]
+        refuse_repeats(written, "ids")  # across batches (each batch checked its own)
+        if chunking is not None:
             if operation == "upsert" and sources:
                 delete_sources(self.client, name, sources)  # embedded already: a model error changes nothing
             operation = "insert"  # chunk rows are new rows
-        written = [row[ID_FIELD] for row in rows]
-        refuse_repeats(written, "ids")  # across batches (each batch checked its own)
         for start in range(0, len(rows), self.batch_size):
             try:
                 getattr(self.client, operation)(name, rows[start:start + self.batch_size])
