@@ -1,1 +1,16 @@
-"""The vecplug_milvus plugin's hooks (found through the ``vecplug`` entry-point group)."""
+"""Hook implementations of the milvus adapter (import-light).
+
+Loaded at ``vecplug --help`` time through the "vecplug" entry point, so it
+imports neither pymilvus nor torch. The adapter is a library
+(``vecplug_milvus.MilvusEmbedder``) that calls ``vecplug_before_ingest``.
+"""
+
+from vecplug import hookimpl
+
+
+@hookimpl
+def vecplug_demo_store(folder, dsn, model):
+    """``vecplug demo`` fills a Milvus Lite collection in its folder (pymilvus imported only then)."""
+    from .demo import MilvusDemoStore
+
+    return MilvusDemoStore(folder, model)
