@@ -26,11 +26,11 @@ done
 
 source scripts/venv.sh  # VENV, PIP; torch pinned
 if [ "$postgres" = 0 ]; then
-    $PIP install ".[chroma,qdrant]" ./plugins/vecplug-minilm
+    $PIP install ".[chroma,qdrant,milvus]" ./plugins/vecplug-minilm
     exec "$VENV/bin/vecplug" demo "${args[@]}"
 fi
 
-$PIP install ".[chroma,qdrant,postgres,server]" ./plugins/vecplug-minilm
+$PIP install ".[chroma,qdrant,milvus,postgres,server]" ./plugins/vecplug-minilm
 pg_bin=$(./scripts/install_postgres.sh | tail -n 1)
 source scripts/throwaway_postgres.sh
 trap throwaway_postgres_stop EXIT
