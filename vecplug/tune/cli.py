@@ -105,4 +105,7 @@ def format_table(base: dict, tuned: dict) -> str:
 def _importable(module: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # an import hook that refuses it, a broken install: not usable either way
+        return False

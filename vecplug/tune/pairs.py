@@ -36,6 +36,9 @@ def pairs_from_jsonl(path) -> list[Pair]:
                 row = json.loads(line)
             except ValueError as error:
                 raise InvalidSettingError(f"{path}: line {number}: invalid JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise InvalidSettingError(f'{path}: line {number}: expected an object {{"query": ..., '
+                                          f'"positive": ...}}, got a JSON {type(row).__name__}')
             rows.append((f"{path}: line {number}", row))
     return checked_pairs(rows, source=str(path))
 

@@ -34,7 +34,9 @@ def train(base_directory: Path, prompts: dict, max_tokens: int, pairs: list[Pair
         from sentence_transformers.training_args import BatchSamplers
 
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = SentenceTransformer(str(base_directory), device=device)
+    bars = not quiet and sys.stderr.isatty()
+    with no_progress_bars(not bars):
+        model = SentenceTransformer(str(base_directory), device=device)
     model.prompts = {name: prompt for name, prompt in prompts.items() if prompt}  # saved with the model
     model.max_seq_length = max_tokens
     columns = {"query": [pair.query for pair in pairs], "positive": [pair.positive for pair in pairs]}
@@ -57,7 +59,7 @@ def train(base_directory: Path, prompts: dict, max_tokens: int, pairs: list[Pair
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts={name: prompt for name, prompt in column_prompts.items() if prompt} or None,
         seed=options.seed, data_seed=options.seed, save_strategy="no", logging_strategy="no", report_to="none",
-        disable_tqdm=quiet or not sys.stderr.isatty(), use_cpu=device == "cpu", dataloader_drop_last=False,
+        disable_tqdm=not bars, use_cpu=device == "cpu", dataloader_drop_last=False,
     )
     trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
                                          loss=loss)
@@ -65,9 +67,33 @@ def train(base_directory: Path, prompts: dict, max_tokens: int, pairs: list[Pair
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's (--json): the trainer's lines go aside
+    # stdout is the command's (--json): the trainer's lines go aside
+    with contextlib.redirect_stdout(sys.stderr), no_progress_bars(not bars):
         trainer.train()
         model.save(str(save_to))
+
+
+@contextlib.contextmanager
+def no_progress_bars(active: bool):
+    """No loading/saving/model-card bars from transformers and sentence-transformers (no terminal, or --quiet)."""
+    if not active:
+        yield
+        return
+    import os
+
+    from transformers.utils import logging
+
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch: sentence-transformers' model card bar
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.enable_progress_bar()
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
 
 
 def warmup() -> dict:
