@@ -28,8 +28,9 @@ STILL = ["--learning-rate", "1e-12", "--epochs", "1"]
 def test_no_gain_writes_nothing_and_exits_1_naming_both_numbers(tmp_path, tiny_model_dir):
     pairs = write_pairs(tmp_path / "pairs.jsonl", synthetic_pairs(40))
     process = run_tune_cli("--pairs", pairs, "-m", tiny_model_dir, "--out", tmp_path / "out", *STILL, "--json",
-                           cwd=tmp_path)
+                           "--hard-negatives", "2", cwd=tmp_path)
     assert process.returncode == 1, process.stderr
+    assert "2 hard negatives per query" in process.stderr
     summary = json.loads(process.stdout.strip().splitlines()[-1])
     assert summary["path"] is None and summary["tuned"]["recall@10"] == summary["base"]["recall@10"]
     number = f"{summary['base']['recall@10']:.3f}"
@@ -39,7 +40,8 @@ def test_no_gain_writes_nothing_and_exits_1_naming_both_numbers(tmp_path, tiny_m
 
 @pytest.mark.slow
 def test_the_python_api_returns_no_path_when_the_tuned_model_does_not_win_and_force_writes(tmp_path, tiny_model_dir):
-    pairs = [(pair["query"], pair["positive"]) for pair in synthetic_pairs(40)]
+    synthetic = synthetic_pairs(41)  # with a negative each: the next pair's positive
+    pairs = [(pair["query"], pair["positive"], after["positive"]) for pair, after in zip(synthetic, synthetic[1:])]
     result = vecplug.tune(pairs, model=str(tiny_model_dir), out=tmp_path / "out", learning_rate=1e-12, epochs=1,
                           quiet=True)
     assert result.path is None and result.tuned["recall@10"] == result.base["recall@10"]

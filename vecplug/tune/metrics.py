@@ -53,11 +53,16 @@ def top_k(queries: np.ndarray, documents: np.ndarray, k: int, chunk: int = 1024)
     return np.concatenate(rows) if rows else np.zeros((0, k), dtype=int)
 
 
+def near_duplicate_ceiling(positive_score: float) -> float:
+    """Candidates must score below this: 5% of the positive's score under it (an untrained model's may be negative)."""
+    return positive_score - NEAR_DUPLICATE_MARGIN * abs(positive_score)
+
+
 def mine_hard_negatives(model, pairs: list[Pair], count: int) -> list[list[str]]:
     """For each training pair, ``count`` training positives the base model ranks high for its query.
 
     Skipped: the query's own positives, and near-duplicates of its positive
-    (a score above 95% of the positive's, which are usually unlabelled
+    (a score within 5% of the positive's, which are usually unlabelled
     positives and would teach the model to push true answers away).
     """
     corpus = corpus_of(pairs)
@@ -72,7 +77,7 @@ def mine_hard_negatives(model, pairs: list[Pair], count: int) -> list[list[str]]
     negatives = []
     for pair in pairs:
         vector = query_vectors[pair.query]
-        ceiling = float(vector @ documents[position[pair.positive]]) * (1 - NEAR_DUPLICATE_MARGIN)
+        ceiling = near_duplicate_ceiling(float(vector @ documents[position[pair.positive]]))
         candidates = top_k(vector[None, :], documents, depth)[0]
         chosen = [int(index) for index in candidates
                   if int(index) not in own[pair.query] and float(vector @ documents[index]) < ceiling][:count]

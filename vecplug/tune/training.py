@@ -61,8 +61,9 @@ def train(base_directory: Path, prompts: dict, max_tokens: int, pairs: list[Pair
         seed=options.seed, data_seed=options.seed, save_strategy="no", logging_strategy="no", report_to="none",
         disable_tqdm=not bars, use_cpu=device == "cpu", dataloader_drop_last=False,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
-                                         loss=loss)
+    with no_progress_bars(not bars):  # the trainer computes model-card examples as it starts, with a bar
+        trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(columns),
+                                             loss=loss)
     if arguments.disable_tqdm:  # no terminal: no loss lines either
         from transformers.trainer_callback import PrinterCallback
 
