@@ -46,7 +46,9 @@ def test_mined_negatives_skip_the_own_positive_and_its_near_duplicates(tiny_mode
     query = tiny_model.embed_queries([pairs[0].query])[0]
     assert query @ vectors[1] >= near_duplicate_ceiling(float(query @ vectors[0]))  # a near-duplicate ...
     assert duplicate not in negatives[0]  # ... so never a negative
-    # without the margin rule it would be: it is among the 3 best-scoring other documents for pair 0's query
+    # the hardest ones that stay clear of the positive: the 3 best-scoring documents below the ceiling
     others = sorted(corpus - {pairs[0].positive})
-    best = np.argsort(-(tiny_model.embed_documents(others) @ query))[:3]
-    assert duplicate in [others[index] for index in best]
+    scores = tiny_model.embed_documents(others) @ query
+    ceiling = near_duplicate_ceiling(float(query @ vectors[0]))
+    eligible = [others[index] for index in np.argsort(-scores) if scores[index] < ceiling]
+    assert negatives[0] == eligible[:3]
