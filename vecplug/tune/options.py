@@ -1,8 +1,8 @@
 """``vecplug tune``'s settings: what the user chose, and defaults that learn when they did not.
 
 sentence-transformers' usual learning rate, 2e-5, suits a ~150M-parameter
-model trained for many steps; a small model in a short run learns nothing
-from it. The default here scales with the model's width (2e-5 at
+model trained for many steps; a small model in a short run learns little
+from it (64 wide, synthetic task, 10 epochs: recall@10 0.15 at 2e-5, 1.0 at 8.3e-4). The default here scales with the model's width (2e-5 at
 ModernBERT-base's 768, more for narrower models, less for wider ones), and
 epochs and batch size follow the number of pairs, so a few hundred pairs
 get enough steps and a large set is not run ten times over.
