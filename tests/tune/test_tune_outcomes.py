@@ -88,6 +88,8 @@ def test_pairs_from_sql_through_a_server_side_cursor(pg_cluster, fresh_db, tmp_p
         [(pair["query"], pair["positive"], None) for pair in pairs]
     with pytest.raises(vecplug.InvalidSettingError, match="returns 1 columns"):
         pairs_from_sql(dsn, "SELECT question FROM faq")
+    with pytest.raises(vecplug.InvalidSettingError, match='--sql failed: column "nope" does not exist'):
+        pairs_from_sql(dsn, "SELECT nope, answer FROM faq")
     (tmp_path / "out").mkdir()  # an empty folder is fine
     # --force: the still learning rate cannot win, the model is written anyway, exit 0
     process = run_tune_cli("--dsn", dsn, "--sql", "SELECT question, answer FROM faq", "-m", tiny_model_dir, "--out",

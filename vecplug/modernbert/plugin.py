@@ -103,8 +103,7 @@ def tuned_sizes(path: Path) -> dict | None:
     """
     from .file_checks import read_json_file
 
-    record = read_json_file(path / "vecplug_tune.json") if (path / "vecplug_tune.json").exists() else {}
-    sizes = record.get("model", {}) if isinstance(record, dict) else {}
+    sizes = read_json_file(path / "vecplug_tune.json").get("model", {})  # {} when there is no such file
     if not isinstance(sizes, dict) or "matryoshka_dims" not in sizes:
         return None
     return {"matryoshka_dims": tuple(int(size) for size in sizes["matryoshka_dims"]),

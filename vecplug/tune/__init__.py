@@ -36,7 +36,7 @@ def tune(pairs: Iterable, model: str | None = None, out=None, *, epochs: int | N
     """
     from ..errors import InvalidSettingError
     from .options import TuneOptions
-    from .run import run_tune, stderr_say
+    from .run import run_tune
 
     if out is None:
         raise InvalidSettingError("out is required: the folder to write the tuned model to")
@@ -44,4 +44,4 @@ def tune(pairs: Iterable, model: str | None = None, out=None, *, epochs: int | N
                           matryoshka=tuple(matryoshka) if matryoshka else None, hard_negatives=hard_negatives,
                           eval_fraction=eval_fraction, seed=seed, force=force, device=device)
     options.check()
-    return run_tune(pairs_from_iterable(pairs), model, out, options, stderr_say(quiet))
+    return run_tune(pairs_from_iterable(pairs), model, out, options, quiet)

@@ -59,7 +59,7 @@ def tune(pairs_path, dsn, sql, model, out, epochs, batch_size, learning_rate, ma
     from ..errors import InvalidSettingError
     from .options import TuneOptions, parse_sizes
     from .pairs import pairs_from_jsonl, pairs_from_sql
-    from .run import run_tune, stderr_say
+    from .run import run_tune
 
     if (pairs_path is None) == (sql is None):
         raise click.UsageError("give --pairs FILE.jsonl, or --dsn DSN --sql QUERY (one source)")
@@ -80,7 +80,7 @@ def tune(pairs_path, dsn, sql, model, out, epochs, batch_size, learning_rate, ma
             raise InvalidSettingError(f"--pairs {pairs_path} is not UTF-8 text ({error.reason})") from None
     else:
         pairs = pairs_from_sql(dsn, sql)
-    result = run_tune(pairs, model, out, options, stderr_say(quiet))
+    result = run_tune(pairs, model, out, options, quiet)
     click.echo(format_table(result.base, result.tuned), err=as_json)
     if as_json:
         click.echo(json.dumps(result.to_dict()))

@@ -52,21 +52,49 @@ def pairs_from_iterable(pairs: Iterable) -> list[Pair]:
 
 
 def pairs_from_sql(dsn: str, sql: str, fetch: int = 2000) -> list[Pair]:
-    """Rows ``(query, positive[, negative])`` of ``sql``, read in batches through a server-side cursor."""
-    import psycopg
+    """Rows ``(query, positive[, negative])`` of ``sql``, read in batches through a server-side cursor.
 
+    psycopg comes with the ``postgres`` extra. A DSN libpq cannot parse and a
+    query PostgreSQL refuses are usage errors (exit 2); a database that does
+    not answer is a failure (exit 1); each is one line that says so.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from ..errors import VecplugError
+
+    try:
+        parameters = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as error:
+        raise InvalidSettingError(f"{dsn!r} is not a PostgreSQL connection string ({_reason(error)}): use a URI "
+                                  "like postgresql://user@localhost:5432/dbname") from None
+    options = {"application_name": "vecplug tune"}
+    if "connect_timeout" not in parameters:
+        options["connect_timeout"] = 10
+    try:
+        connection = psycopg.connect(dsn, **options)
+    except psycopg.OperationalError as error:
+        raise VecplugError(f"cannot connect to PostgreSQL: {_reason(error)}. Check --dsn (else the PG* "
+                           "environment variables) and that the server is running") from None
     rows = []
-    with psycopg.connect(dsn) as connection, connection.transaction():
+    with connection, connection.transaction():
         with connection.cursor(name="vecplug_tune_pairs") as cursor:
             cursor.itersize = fetch
-            cursor.execute(sql)
-            columns = len(cursor.description or ())
-            if columns not in (2, 3):
-                raise InvalidSettingError(f"--sql returns {columns} columns: select query, positive "
-                                          "(and optionally negative), in that order")
-            for number, row in enumerate(cursor, start=1):
-                rows.append((f"row {number}", tuple(row)))
+            try:
+                cursor.execute(sql)
+                columns = len(cursor.description or ())
+                if columns not in (2, 3):
+                    raise InvalidSettingError(f"--sql returns {columns} columns: select query, positive "
+                                              "(and optionally negative), in that order")
+                for number, row in enumerate(cursor, start=1):
+                    rows.append((f"row {number}", tuple(row)))
+            except psycopg.Error as error:
+                raise InvalidSettingError(f"--sql failed: {_reason(error)}") from None
     return checked_pairs(rows, source="the --sql query")
+
+
+def _reason(error) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def checked_pairs(rows, source: str) -> list[Pair]:

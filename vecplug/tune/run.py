@@ -34,9 +34,11 @@ class TuneResult:
         return {"base": self.base, "tuned": self.tuned, "path": str(self.path) if self.path else None}
 
 
-def run_tune(pairs: list[Pair], model, out, options: TuneOptions, say) -> TuneResult:
+def run_tune(pairs: list[Pair], model, out, options: TuneOptions, quiet: bool = False) -> TuneResult:
+    """The run; ``quiet``: no plan, estimate or bars on stderr."""
     from ..registry import load_model, resolve
 
+    say = stderr_say(quiet)
     options.check()
     out = check_output(out)
     train_pairs, held_out = split_held_out(pairs, options.eval_fraction, options.seed)
@@ -71,7 +73,7 @@ def run_tune(pairs: list[Pair], model, out, options: TuneOptions, say) -> TuneRe
     with staging_folder(out) as staging:
         started = time.monotonic()
         train(Path(directory), spec.prompts, spec.max_tokens, train_pairs, negatives, resolved,
-              work=staging / "trainer", save_to=staging / "model", quiet=options_quiet(say))
+              work=staging / "trainer", save_to=staging / "model", quiet=quiet)
         seconds = round(time.monotonic() - started, 1)
         registration = resolve(str(staging / "model"))
         tuned = registration.loader(registration.spec, *registration.loader.placement(options.device, None))
@@ -98,10 +100,6 @@ def options_record(options: TuneOptions) -> dict:
     return record
 
 
-def options_quiet(say) -> bool:
-    return getattr(say, "quiet", False)
-
-
 def format_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{max(seconds, 1):.0f} s"
@@ -116,5 +114,4 @@ def stderr_say(quiet: bool = False):
         if not quiet:
             print(line, file=sys.stderr, flush=True)
 
-    say.quiet = quiet
     return say
