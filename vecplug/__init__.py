@@ -36,6 +36,7 @@ from . import runtime
 from .registry import clear_cache, default_model_name, embed, load_model, registered_models
 from .settings import DEFAULT_MODEL
 from .spaces import check_same_space, same_space
+from .tune import tune  # the function; its package imports sentence-transformers only when a run starts
 
 __version__ = "0.1.0"
 
@@ -87,4 +88,5 @@ __all__ = [
     "progress",
     "registered_models",
     "same_space",
+    "tune",
 ]

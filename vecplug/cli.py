@@ -333,6 +333,10 @@ from .server.cli import serve as _serve  # noqa: E402  (click only; the server l
 
 cli.add_command(_serve)
 
+from .tune.cli import tune as _tune  # noqa: E402  (click only; sentence-transformers loads when it runs)
+
+cli.add_command(_tune)
+
 
 def _register_plugin_commands():
     load_plugins()

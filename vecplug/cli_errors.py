@@ -157,10 +157,10 @@ def os_error_line(error: OSError) -> str:
     return f"{reason} ({type(error).__name__})"
 
 
-def missing_module_line(module: str) -> str:
-    """The one install that brings a missing module: its vecplug extra when it has one."""
+def missing_module_line(module: str, extra: str | None = None) -> str:
+    """The one install that brings a missing module: its vecplug extra when it has one (``extra`` overrides)."""
     root = module.split(".")[0]
-    extra = EXTRA_OF_MODULE.get(root)
+    extra = extra or EXTRA_OF_MODULE.get(root)
     command = _state["command"]
     if extra:
         return (f"Error: {command} needs vecplug's {extra} extra ({root} is not installed): "

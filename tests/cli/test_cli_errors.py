@@ -54,6 +54,10 @@ BAD_INPUT = {
                     "is not a PostgreSQL connection string"),
                    (["--vectorizer", "1", "--model", "minilmm"], 2, "Did you mean 'minilm'")],
     "pg sql-dir": [(["extra"], 2, "unexpected extra argument")],
+    "tune": [(["--out", "tuned"], 2, "give --pairs FILE.jsonl, or --dsn DSN --sql QUERY"),
+             (["--sql", "SELECT 1, 2", "--dsn", UNREACHABLE_DSN, "--out", "tuned"], 1, "cannot connect to PostgreSQL"),
+             (["--sql", "SELECT 1, 2", "--dsn", MALFORMED_DSN, "--out", "tuned"], 2,
+              "is not a PostgreSQL connection string")],
 }
 
 

@@ -4,6 +4,9 @@
     1_Pooling/config.json  2_Normalize/  config_sentence_transformers.json
     sentence_bert_config.json
 
+Both layouts sentence-transformers writes are read: 5's (``Pooling`` flags,
+``max_seq_length`` in ``sentence_bert_config.json``) and 6's (``pooling_mode``,
+the length in ``tokenizer_config.json``, module types by their full path).
 Any ModernBERT checkpoint in that layout loads with its own pooling (mean,
 CLS or last token) and its own prompts; what vecplug cannot compute the
 same way (another pooling mode, a Dense module) is refused at load, named.
@@ -91,7 +94,11 @@ def _read_json(path: Path) -> dict:
 POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "lasttoken"}
 OTHER_POOLING_MODES = ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
                        "pooling_mode_weightedmean_tokens")
-ST_MODULES = "sentence_transformers.models."
+# sentence-transformers 5 names modules "sentence_transformers.models.Pooling"; 6 by their module path,
+# "sentence_transformers.sentence_transformer.modules.pooling.Pooling": the class name is the last part
+ST_PACKAGE = "sentence_transformers."
+# sentence-transformers 6's ``pooling_mode`` values vecplug computes, by the name vecplug reports
+POOLING_MODE_NAMES = {"mean": "mean", "cls": "cls", "lasttoken": "lasttoken"}
 # the kinds' prompt names, as sentence-transformers' encode_query / encode_document look for them
 PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
@@ -145,7 +152,7 @@ def pipeline_paths(directory: Path) -> dict[str, str]:
         raise ModelFileError(f"{path} holds a JSON {type(modules).__name__}, expected a list of modules: {REFETCH}")
     paths = {}
     for module in sorted(modules, key=lambda item: item.get("idx", 0) if isinstance(item, dict) else 0):
-        kind = str(module.get("type", "")).removeprefix(ST_MODULES) if isinstance(module, dict) else repr(module)
+        kind = module_kind(module) if isinstance(module, dict) else repr(module)
         if kind == "Transformer" and "Transformer" not in paths:
             paths[kind] = module.get("path", "")
         elif kind in ("Pooling", "Normalize") and kind not in paths:
@@ -158,8 +165,17 @@ def pipeline_paths(directory: Path) -> dict[str, str]:
     return paths
 
 
+def module_kind(module: dict) -> str:
+    """"Pooling" for a sentence-transformers module of either naming; another library's type as written."""
+    kind = str(module.get("type", ""))
+    return kind.rsplit(".", 1)[-1] if kind.startswith(ST_PACKAGE) else kind
+
+
 def pooling_mode(config_path: Path) -> str:
     """"mean", "cls" or "lasttoken" from a sentence-transformers ``Pooling/config.json`` (mean when absent).
+
+    Both layouts: sentence-transformers 5's boolean ``pooling_mode_*_tokens``
+    flags and 6's ``"pooling_mode": "mean"`` (a string, or a list of modes).
 
     Other modes (max, mean_sqrt_len, weightedmean, or several at once,
     concatenated) are refused, naming the mode. Mean pooling that leaves
@@ -169,8 +185,14 @@ def pooling_mode(config_path: Path) -> str:
     config = _read_json(config_path)
     if not config:
         return "mean"
-    chosen = [name for flag, name in POOLING_MODES.items() if config.get(flag)]
-    unsupported = [flag.removeprefix("pooling_mode_") for flag in OTHER_POOLING_MODES if config.get(flag)]
+    if "pooling_mode" in config:  # sentence-transformers 6: "mean", or a list of modes concatenated
+        modes = config["pooling_mode"]
+        modes = [modes] if isinstance(modes, str) else list(modes) if isinstance(modes, list) else [repr(modes)]
+        chosen = [POOLING_MODE_NAMES[mode] for mode in modes if mode in POOLING_MODE_NAMES]
+        unsupported = [str(mode) for mode in modes if mode not in POOLING_MODE_NAMES]
+    else:  # sentence-transformers 5 and older: one boolean flag per mode
+        chosen = [name for flag, name in POOLING_MODES.items() if config.get(flag)]
+        unsupported = [flag.removeprefix("pooling_mode_") for flag in OTHER_POOLING_MODES if config.get(flag)]
     if unsupported or len(chosen) != 1:
         modes = ", ".join(unsupported + chosen) or "none"
         raise ModelFileError(
@@ -185,12 +207,29 @@ def pooling_mode(config_path: Path) -> str:
     return chosen[0]
 
 
+def max_tokens_of(directory: Path, config: dict) -> int:
+    """The longest input the model takes, where sentence-transformers 5 or 6 keeps it.
+
+    5 writes ``max_seq_length`` in ``sentence_bert_config.json``; 6 leaves it
+    out there and keeps the tokenizer's ``model_max_length``
+    (``tokenizer_config.json``), capped, as it loads, at the model's
+    ``max_position_embeddings``. Without either, that limit itself.
+    """
+    limit = int(config.get("max_position_embeddings") or 8192)
+    written = _read_json(directory / "sentence_bert_config.json").get("max_seq_length")
+    if written:
+        return int(written)
+    tokenizer_length = _read_json(directory / "tokenizer_config.json").get("model_max_length")
+    if isinstance(tokenizer_length, (int, float)) and tokenizer_length > 0:
+        return int(min(tokenizer_length, limit))
+    return limit
+
+
 def read_model_files(directory: Path) -> ModelFiles:
     config = _read_json(directory / "config.json")
     paths = pipeline_paths(directory)
     pooling = pooling_mode(directory / paths.get("Pooling", "1_Pooling") / "config.json")
-    max_tokens = _read_json(directory / "sentence_bert_config.json").get("max_seq_length")
-    max_tokens = int(max_tokens or config.get("max_position_embeddings", 8192))
+    max_tokens = max_tokens_of(directory, config)
     for required in ("config.json", "model.safetensors", "tokenizer.json"):
         if not (directory / required).exists():
             raise ModelNotAvailableError(f"{directory} has no {required}; is it a complete model directory?")

@@ -82,16 +82,32 @@ def spec_for_directory(path: Path, name: str) -> ModelSpec:
     files = read_model_files(path)
     known = known_spec_for_directory(path)
     prompts = files.prompts or (known.prompts if known else {})
+    tuned = tuned_sizes(path)  # a `vecplug tune` output keeps the sizes its base had (or it was trained for)
     return ModelSpec(
         name=name,
         dimensions=files.hidden_size,
         max_tokens=files.max_tokens,
         prompts=prompts,
-        matryoshka_dims=known.matryoshka_dims if known else (),
-        any_dimensions=known is None,
+        matryoshka_dims=tuned["matryoshka_dims"] if tuned else known.matryoshka_dims if known else (),
+        any_dimensions=tuned["any_dimensions"] if tuned else known is None,
         description=f"ModernBERT from {path}" + (f" (a copy of {known.name})" if known else "")
         + (f", {files.pooling} pooling" if files.pooling != "mean" else ""),
     )
+
+
+def tuned_sizes(path: Path) -> dict | None:
+    """{"matryoshka_dims": (...), "any_dimensions": bool} from ``vecplug_tune.json``, None for other models.
+
+    sentence-transformers' files do not say which sizes a model was trained
+    to be cut to; ``vecplug tune`` records them beside its output.
+    """
+    from .file_checks import read_json_file
+
+    sizes = read_json_file(path / "vecplug_tune.json").get("model", {})  # {} when there is no such file
+    if not isinstance(sizes, dict) or "matryoshka_dims" not in sizes:
+        return None
+    return {"matryoshka_dims": tuple(int(size) for size in sizes["matryoshka_dims"]),
+            "any_dimensions": bool(sizes.get("any_dimensions", False))}
 
 
 @hookimpl

@@ -1,0 +1,91 @@
+"""`vecplug tune` on a synthetic task a fresh model cannot do: it learns, and the result is a normal model directory.
+
+One real run (module fixture, ~30 s on two CPU cores): a tiny random-weight
+ModernBERT with max_tokens 512 and the nomic prompts, 300 training pairs.
+The test keeps 100 more pairs to itself: queries the run never saw, not
+even in its own held-out split, measured by the test with ``load_model``.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import vecplug
+from vecplug.testing import NOMIC_PROMPTS, write_model
+from vecplug.tune.synthetic import synthetic_pairs
+
+from tune_helpers import recall_at_10, run_tune_cli, write_pairs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune-learns")
+    base = write_model(root / "base", shape="tiny", max_tokens=512)
+    pairs = synthetic_pairs(400, seed=1)
+    seen, unseen = pairs[:300], pairs[300:]
+    workdir = root / "cwd"
+    workdir.mkdir()
+    out = root / "outputs" / "tuned"
+    out.parent.mkdir()
+    process = run_tune_cli("--pairs", write_pairs(root / "pairs.jsonl", seen), "-m", base, "--out", out, "--json",
+                           "--matryoshka", "64,32", "--seed", "3", cwd=workdir)
+    return {"base": base, "out": out, "pairs": pairs, "unseen": unseen, "process": process, "cwd": workdir}
+
+
+def test_tuning_improves_recall_on_queries_it_never_saw(tuned_run):
+    process = tuned_run["process"]
+    assert process.returncode == 0, process.stderr
+    summary = json.loads(process.stdout.strip().splitlines()[-1])
+    assert summary["path"] == str(tuned_run["out"].absolute())
+    assert summary["tuned"]["recall@10"] > summary["base"]["recall@10"]
+    corpus = [pair["positive"] for pair in tuned_run["pairs"]]
+    before = recall_at_10(tuned_run["base"], tuned_run["unseen"], corpus)
+    after = recall_at_10(tuned_run["out"], tuned_run["unseen"], corpus)
+    assert before < 0.2 and after > 0.6 and after > before + 0.4, (before, after)
+
+
+def test_the_table_and_the_plan_are_shown(tuned_run):
+    stderr = tuned_run["process"].stderr
+    assert "epochs, batch size" in stderr and "learning rate" in stderr and "estimated training time" in stderr
+    assert "recall@10" in stderr and "nDCG" in stderr.replace("ndcg", "nDCG")
+
+
+def test_nothing_is_written_outside_the_output_folder(tuned_run):
+    assert list(tuned_run["cwd"].iterdir()) == []  # no trainer_output, runs/, model card in the working directory
+    assert [path.name for path in tuned_run["out"].parent.iterdir()] == ["tuned"]  # no staging folder left
+
+
+def test_the_tuned_model_keeps_the_base_space_settings_and_records_the_run(tuned_run):
+    base = vecplug.load_model(str(tuned_run["base"]), dtype="float32")
+    tuned = vecplug.load_model(str(tuned_run["out"]), dtype="float32")
+    assert tuned.spec.max_tokens == base.spec.max_tokens == 512
+    assert tuned.spec.prompts == base.spec.prompts == NOMIC_PROMPTS
+    assert tuned.spec.dimensions == base.spec.dimensions == 64
+    assert tuned.spec.matryoshka_dims == (64, 32) and not tuned.spec.any_dimensions
+    assert tuned.fingerprint != base.fingerprint
+    record = json.loads((tuned_run["out"] / "vecplug_tune.json").read_text())
+    assert record["base_model"] == {"name": str(tuned_run["base"]), "fingerprint": base.fingerprint}
+    assert record["model"]["fingerprint"] == tuned.fingerprint
+    assert record["pairs"] == 300 and record["seed"] == 3 and record["options"]["matryoshka"] == [64, 32]
+    assert record["tuned"]["recall@10"] > record["base"]["recall@10"]
+    # adapters that stored the base's vectors refuse the tuned model, as any other model
+    with pytest.raises(vecplug.ModelMismatchError):
+        vecplug.check_same_space(base, tuned, where="collection 'docs'")
+
+
+def test_the_tuned_directory_gives_the_same_vectors_in_sentence_transformers(tuned_run):
+    from sentence_transformers import SentenceTransformer
+
+    tuned = vecplug.load_model(str(tuned_run["out"]), dtype="float32")
+    st_model = SentenceTransformer(str(tuned_run["out"]), device="cpu")
+    assert st_model.max_seq_length == 512 and st_model.prompts == NOMIC_PROMPTS
+    texts = [pair["positive"] for pair in tuned_run["unseen"][:8]] + ["a longer text " * 40]
+    np.testing.assert_allclose(tuned.embed_documents(texts), st_model.encode_document(texts), atol=1e-5)
+    queries = [pair["query"] for pair in tuned_run["unseen"][:8]]
+    np.testing.assert_allclose(tuned.embed_queries(queries), st_model.encode_query(queries), atol=1e-5)
+    # the recorded Matryoshka size is usable in vecplug
+    assert vecplug.load_model(str(tuned_run["out"]), dtype="float32", dimensions=32).embed_queries(["x"]).shape == (1, 32)
