@@ -59,6 +59,15 @@ def test_nothing_is_written_outside_the_output_folder(tuned_run):
     assert [path.name for path in tuned_run["out"].parent.iterdir()] == ["tuned"]  # no staging folder left
 
 
+def test_the_tuned_folder_quotes_none_of_the_pairs(tuned_run):
+    """No model card: sentence-transformers' quotes training pairs, and a model folder gets shared."""
+    assert not (tuned_run["out"] / "README.md").exists()
+    first_pair = tuned_run["pairs"][0]  # one it trained on
+    for path in tuned_run["out"].rglob("*"):
+        if path.is_file() and path.suffix in {".md", ".json", ".txt"}:
+            assert first_pair["positive"] not in path.read_text(errors="replace"), path
+
+
 def test_the_tuned_model_keeps_the_base_space_settings_and_records_the_run(tuned_run):
     base = vecplug.load_model(str(tuned_run["base"]), dtype="float32")
     tuned = vecplug.load_model(str(tuned_run["out"]), dtype="float32")

@@ -71,7 +71,9 @@ def train(base_directory: Path, prompts: dict, max_tokens: int, pairs: list[Pair
     # stdout is the command's (--json): the trainer's lines go aside
     with contextlib.redirect_stdout(sys.stderr), no_progress_bars(not bars):
         trainer.train()
-        model.save(str(save_to))
+        # No model card: sentence-transformers' would quote the user's own pairs (a folder
+        # shared or pushed to a hub would leak them); vecplug_tune.json records the run instead.
+        model.save(str(save_to), create_model_card=False)
 
 
 @contextlib.contextmanager
