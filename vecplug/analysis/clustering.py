@@ -2,9 +2,10 @@
 
 k-means (scikit-learn): plain ``KMeans`` holds every vector, which is the
 fastest and best up to ``IN_MEMORY_ROWS``; above, ``cluster_store`` never
-holds more than a sample: a uniform sample of ``IN_MEMORY_ROWS`` items seeds
-``MiniBatchKMeans``, a second pass refines it with ``partial_fit`` batch by
-batch, a third labels every item. HDBSCAN has no streaming form: it needs
+holds more than a sample: plain ``KMeans`` on a uniform sample of
+``IN_MEMORY_ROWS`` items gives the starting centres (and, through a first
+``partial_fit`` on the sample, their weights), a second pass refines them
+with ``MiniBatchKMeans.partial_fit`` batch by batch, a third labels every item. HDBSCAN has no streaming form: it needs
 every vector at once and is refused above ``HDBSCAN_MAX_ROWS``.
 ``docs/decisions/0095-store-commands-stream.md`` has the measurements.
 Vectors are unit length, so Euclidean k-means and HDBSCAN follow cosine.
@@ -152,8 +153,10 @@ class StoreClustering:
             from sklearn.cluster import MiniBatchKMeans
 
             sample = self._sample(self.in_memory_rows)
-            self._model = MiniBatchKMeans(n_clusters=self.k, random_state=self.seed, n_init=3,
-                                          batch_size=self.batch_size).fit(sample)
+            centres = _kmeans(self.k, self.seed).fit(sample).cluster_centers_  # the best start a sample gives
+            self._model = MiniBatchKMeans(n_clusters=self.k, init=centres, n_init=1, random_state=self.seed,
+                                          batch_size=self.batch_size)
+            self._model.partial_fit(sample)  # counts per centre from the sample: the stream refines, never resets
             for batch in self.store.items(self.batch_size):
                 self._model.partial_fit(np.stack([item.vector for item in batch]))
                 self.on_progress(len(batch))
