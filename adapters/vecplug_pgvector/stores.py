@@ -102,28 +102,17 @@ class PostgresStore:
         dropped here, so the index still serves the query.
         """
         import numpy as np
-        from psycopg import sql
 
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, not {k!r}")
         if where is not None and not isinstance(where, str):
             raise TypeError("where must be an SQL condition string")
-
         excluded = {self._normal_id(value) for value in exclude}
         limit = k + len(excluded)
-        query_vector = np.asarray(vector, dtype=np.float32)
-        cosine = sql.SQL("{} OPERATOR({}.<=>) CAST(%(q)s AS {})").format(
-            sql.Identifier(self.columns.vector), sql.Identifier(self.info["type_schema"]), self._vector_type())
-        condition = sql.SQL("{} IS NOT NULL").format(sql.Identifier(self.columns.vector))
-        if where:
-            condition = sql.SQL("{} AND ({})").format(condition, sql.SQL(where))
-        query = sql.SQL("SELECT {id}, {text}, 1 - ({cosine}) FROM {table} WHERE {condition} "
-                        "ORDER BY {cosine} LIMIT {limit}").format(
-            id=self._id_expression(), text=self._text_expression(), cosine=cosine, table=self.columns.table,
-            condition=condition, limit=sql.Literal(limit))
+        query, arguments = self._nearest_query(np.asarray(vector, dtype=np.float32), limit, where)
         with _permission_errors(), self.conn.transaction(), self.conn.cursor(binary=True) as cursor:
             self._index_settings(cursor, limit, filtered=bool(where))
-            rows = cursor.execute(query, {"q": query_vector}).fetchall()
+            rows = cursor.execute(query, arguments).fetchall()
         hits = [Hit(row_id, float(score), text) for row_id, text, score in rows if row_id not in excluded]
         return hits[:k]
 
@@ -201,6 +190,21 @@ class PostgresStore:
         self.close()
 
     # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _nearest_query(self, vector, limit: int, where: str | None):
+        """(query, arguments) of ``nearest``: the cosine distance in ORDER BY, so a cosine index serves it."""
+        from psycopg import sql
+
+        cosine = sql.SQL("{} OPERATOR({}.<=>) CAST(%(q)s AS {})").format(
+            sql.Identifier(self.columns.vector), sql.Identifier(self.info["type_schema"]), self._vector_type())
+        condition = sql.SQL("{} IS NOT NULL").format(sql.Identifier(self.columns.vector))
+        if where:
+            condition = sql.SQL("{} AND ({})").format(condition, sql.SQL(where))
+        query = sql.SQL("SELECT {id}, {text}, 1 - ({cosine}) FROM {table} WHERE {condition} "
+                        "ORDER BY {cosine} LIMIT {limit}").format(
+            id=self._id_expression(), text=self._text_expression(), cosine=cosine, table=self.columns.table,
+            condition=condition, limit=sql.Literal(limit))
+        return query, {"q": vector}
 
     def _vector_type(self):
         from psycopg import sql

@@ -115,6 +115,32 @@ def test_nearest_finds_the_exact_text_first_with_numpys_cosine(pg_cluster, store
         assert store.nearest(query, k=1)[0].id == 20
 
 
+def test_nearest_is_served_by_the_vectorizers_hnsw_index(pg_cluster, store_db):
+    """On 61 rows PostgreSQL rightly prefers a scan; with scans ruled out, nearest's query is an index scan."""
+    with open_store(pg_cluster.dsn(store_db)) as store:
+        store.conn.execute("SET enable_seqscan = off")
+        query, arguments = store._nearest_query(store.vectors([1])[1], 50, None)
+        plan = "\n".join(row[0] for row in store.conn.execute(b"EXPLAIN " + query.as_bytes(store.conn), arguments))
+        assert "Index Scan using docs_embedding" in plan and "Order By: (embedding <=> " in plan, plan
+        store.nearest(store.vectors([1])[1], 50)
+        assert store.conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"  # raised for the query only
+
+
+def test_chunked_vectorizers_are_refused_with_what_to_use_instead(pg_cluster, store_db):
+    with pg_cluster.connect(store_db) as conn:
+        conn.execute("CREATE TABLE long_docs (id integer PRIMARY KEY, body text)")
+        conn.execute("SELECT vecplug.create_vectorizer('long_docs', 'body', chunk_tokens => 64, dimensions => 64)")
+    try:
+        for table in ("long_docs", "long_docs_chunks"):
+            with pytest.raises(vecplug.InvalidSettingError, match=r"chunked vectorizer \d+ .*one vector per row.*"
+                               r"long_docs_chunks_view"):
+                open_store(pg_cluster.dsn(store_db), table)
+    finally:
+        with pg_cluster.connect(store_db) as conn:
+            conn.execute("SELECT vecplug.drop_vectorizer(id) FROM vecplug.vectorizer_columns "
+                         "WHERE table_name = 'long_docs'; DROP TABLE long_docs CASCADE")
+
+
 def test_recommend_excludes_the_given_ids_and_prefers_the_positives_topic(pg_cluster, store_db):
     _, topics = corpus()
     positive, negative = [15, 16, 17], [30, 31]  # cooking, finance
