@@ -12,9 +12,9 @@ centres plus noise, cosine about 0.5 inside a topic, about 0 across), each
 text made of its topic's words (for cluster's top terms), and 1% of the rows
 planted near-duplicates of another row (cosine above 0.98). An HNSW cosine
 index is built, as a vectorizer makes one. Each measured step runs as its own
-process: its peak RSS is the kernel's ``ru_maxrss`` of that child; the
-PostgreSQL backends serving it are sampled (``psutil`` USS, their private
-memory: shared buffers are the server's, not the command's). Both commands'
+process, whose RSS is sampled (``psutil``), and so are the PostgreSQL
+backends serving it (USS, their private memory: shared buffers are the
+server's, not the command's). Both commands'
 answers are checked: dedup's recall of the planted pairs, cluster's adjusted
 Rand index against the planted topics. Prints a table and one JSON line per
 size (with the command that was timed).
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -47,24 +46,22 @@ def planted_rows(rows: int, dims: int, clusters: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dims)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    previous = None
     for start in range(0, rows, COPY_CHUNK):
         count = min(COPY_CHUNK, rows - start)
         topics = rng.integers(0, clusters, size=count)
         noise = rng.normal(size=(count, dims)).astype(np.float32) / np.sqrt(dims)
         vectors = centres[topics] + noise
+        half = count // 2  # near-duplicates in the second half, each of a row of the first half
+        chosen = half + rng.choice(count - half, size=int(count * DUPLICATE_SHARE), replace=False)
+        sources = rng.choice(half, size=len(chosen), replace=False)
         pairs = []
-        if previous is not None:  # near-duplicates of rows of the previous chunk (already written)
-            chosen = rng.choice(count, size=int(count * DUPLICATE_SHARE), replace=False)
-            sources = rng.integers(0, len(previous[0]), size=len(chosen))
-            for row, source in zip(chosen, sources):
-                topics[row] = previous[1][source]
-                vectors[row] = previous[0][source] + 0.05 * rng.normal(size=dims).astype(np.float32) / np.sqrt(dims)
-                pairs.append((int(previous[2] + source), int(start + row)))
+        for row, source in zip(chosen, sources):
+            topics[row] = topics[source]
+            vectors[row] = vectors[source] + 0.05 * rng.normal(size=dims).astype(np.float32) / np.sqrt(dims)
+            pairs.append((int(start + source), int(start + row)))
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         texts = [" ".join(f"topic{topic}word{index}" for index in rng.choice(12, size=6, replace=False))
                  for topic in topics]
-        previous = (vectors, topics, start)
         yield list(range(start, start + count)), topics.tolist(), texts, vectors, pairs
 
 
@@ -96,11 +93,16 @@ def load(dsn: str, table: str, rows: int, dims: int, clusters: int) -> dict:
 
 
 def run_measured(argv: list[str], dsn: str, output: Path) -> dict:
-    """Run ``argv`` (stdout to ``output``); its wall time, its peak RSS, the peak USS of the backends serving it."""
-    import psycopg
-    import psutil
+    """Run ``argv`` (stdout to ``output``): its wall time, its peak RSS and the backends' peak USS, sampled.
 
-    backends_peak = {"uss": 0}
+    Sampled (every 50 ms for the command, 250 ms for the backends), not the
+    kernel's ``ru_maxrss``: a child started by this (large) process inherits
+    its high-water mark through vfork and exec, which would count this
+    script's memory as the command's.
+    """
+    import psycopg
+
+    peaks = {"rss": 0, "uss": 0}
     done = threading.Event()
 
     def sample_backends():
@@ -109,13 +111,7 @@ def run_measured(argv: list[str], dsn: str, output: Path) -> dict:
                 pids = [row[0] for row in conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'vecplug%%' AND pid <> "
                     "pg_backend_pid()").fetchall()]
-                total = 0
-                for pid in pids:
-                    try:
-                        total += psutil.Process(pid).memory_full_info().uss
-                    except (psutil.NoSuchProcess, psutil.AccessDenied):
-                        pass
-                backends_peak["uss"] = max(backends_peak["uss"], total)
+                peaks["uss"] = max(peaks["uss"], sum(_memory(pid, "uss") for pid in pids))
 
     sampler = threading.Thread(target=sample_backends, daemon=True)
     sampler.start()
@@ -123,15 +119,26 @@ def run_measured(argv: list[str], dsn: str, output: Path) -> dict:
     errors = output.with_suffix(".stderr")
     with output.open("wb") as sink, errors.open("wb") as error_sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=error_sink)
-        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage: its peak RSS
-        process.returncode = os.waitstatus_to_exitcode(status)
+        while process.poll() is None:
+            peaks["rss"] = max(peaks["rss"], _memory(process.pid, "rss"))
+            time.sleep(0.05)
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({process.returncode}):\n{errors.read_text()[-3000:]}")
-    return {"s": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "backend_peak_uss_mb": round(backends_peak["uss"] / 2**20, 1)}
+    return {"s": round(seconds, 2), "peak_rss_mb": round(peaks["rss"] / 2**20, 1),
+            "backend_peak_uss_mb": round(peaks["uss"] / 2**20, 1)}
+
+
+def _memory(pid: int, kind: str) -> int:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.memory_full_info().uss if kind == "uss" else process.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
 
 
 def stream_only(dsn: str, table: str) -> None:
