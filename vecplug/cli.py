@@ -333,6 +333,11 @@ from .server.cli import serve as _serve  # noqa: E402  (click only; the server l
 
 cli.add_command(_serve)
 
+from .cli_stores import STORE_COMMANDS as _STORE_COMMANDS  # noqa: E402  (search, recommend, cluster, dedup)
+
+for _command in _STORE_COMMANDS:
+    cli.add_command(_command)
+
 
 def _register_plugin_commands():
     load_plugins()

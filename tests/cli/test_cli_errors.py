@@ -54,6 +54,14 @@ BAD_INPUT = {
                     "is not a PostgreSQL connection string"),
                    (["--vectorizer", "1", "--model", "minilmm"], 2, "Did you mean 'minilm'")],
     "pg sql-dir": [(["extra"], 2, "unexpected extra argument")],
+    "search": [(["x"], 2, "name a store"),
+               (["x", "--chroma", "/nonexistent", "--qdrant", "/nonexistent", "--collection", "c"], 2,
+                "name one store")],
+    "recommend": [(["--positive", "1", "--qdrant", "/nonexistent", "--collection", "c"], 2,
+                   "no Qdrant store in '/nonexistent'")],
+    "cluster": [(["--chroma", "/nonexistent"], 2, "--chroma needs --collection"),
+                (["--method", "means"], 2, "Invalid value for '--method'")],
+    "dedup": [(["--threshold", "2", "--chroma", "x", "--collection", "c"], 2, "not in the range")],
 }
 
 
