@@ -4,8 +4,10 @@ Everything runs as the calling role: ``ALTER TABLE ... ADD COLUMN IF NOT
 EXISTS`` needs the table's owner (a role that may not gets one line saying
 so, and nothing changes); a column that exists already needs only UPDATE
 on it. All batches are one transaction, so an unknown id or an error
-half-way leaves the table as it was. The vectorizer's AFTER UPDATE trigger
-fires, but queues only rows whose text changed: labels re-queue nothing.
+half-way leaves the table as it was. The labels are read in full first
+(ids and ints), so the transaction is as short as the UPDATEs. The
+vectorizer's AFTER UPDATE trigger fires, but queues only rows whose text
+changed: labels re-queue nothing.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ def write_labels(store, field: str, labels) -> int:
     from .stores import StorePermissionError, _permission_errors
 
     _check_field(store, field)
+    # Read every label before the transaction: they often come from a pass over store.items() on this same
+    # connection, whose cursor would otherwise live inside the write's transaction (a failure then unwinds
+    # both out of order). Ids and ints only: small beside the vectors the clustering held.
+    batches = list(_batches(store, labels))
     columns, conn = store.columns, store.conn
     written = 0
     with _permission_errors(), conn.transaction():
@@ -46,7 +52,7 @@ def write_labels(store, field: str, labels) -> int:
                          "AS l (key, label) WHERE t.{key} = l.key").format(
             table=columns.table, field=sql.Identifier(field), ids=store._ids_parameter("ids"),
             key=sql.Identifier(columns.id))
-        for batch in _batches(store, labels):
+        for batch in batches:
             ids = list(batch)
             arguments = {"ids": store._ids_argument(ids), "labels": list(batch.values())}
             with conn.cursor() as cursor:

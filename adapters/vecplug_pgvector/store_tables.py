@@ -14,7 +14,7 @@ import dataclasses
 from vecplug.errors import InvalidSettingError
 from vecplug.stores import StoreNotFoundError
 
-from .columns import SearchTargetError
+from .columns import VECTOR_TYPES
 
 INTEGER_TYPES = ("int2", "int4", "int8")
 DEFAULT_VECTOR_COLUMN = "embedding"
@@ -80,15 +80,20 @@ def find_columns(conn, schema: str, name: str, column: str | None, text_column: 
     display = f"{schema}.{name}"
     vectorizer = _vectorizer(conn, oid, display, column)
     vector = column or (vectorizer and vectorizer["embedding_column"]) or DEFAULT_VECTOR_COLUMN
+    if attributes.get(vector, {}).get("type_name") not in VECTOR_TYPES:
+        vector_columns = [name for name, about in attributes.items() if about["type_name"] in VECTOR_TYPES]
+        what = "has no column" if vector not in attributes else "has no vector column"
+        raise InvalidSettingError(f"table {display} {what} {vector!r}; its vector columns: "
+                                  f"{', '.join(vector_columns) or 'none'} (pass --column COLUMN)")
     text = text_column or (vectorizer and vectorizer["text_column"]) or DEFAULT_TEXT_COLUMN
     if text not in attributes:
         if text_column:
-            raise SearchTargetError(f"table {display} has no column {text_column!r} (--text-column); its "
+            raise InvalidSettingError(f"table {display} has no column {text_column!r} (--text-column); its "
                                     f"columns: {', '.join(attributes)}")
         text = None
     if id_column:
         if id_column not in attributes:
-            raise SearchTargetError(f"table {display} has no column {id_column!r} (--id-column); its "
+            raise InvalidSettingError(f"table {display} has no column {id_column!r} (--id-column); its "
                                     f"columns: {', '.join(attributes)}")
         key = id_column
     elif vectorizer and len(vectorizer["key_columns"]) == 1:

@@ -135,13 +135,12 @@ class PostgresStore:
         return found
 
     def recommend(self, positive: Sequence, negative: Sequence, k: int) -> list[Hit]:
-        """Nearest to ``recommend_vector`` of the stored vectors, never one of the given ids."""
-        if not positive:
-            raise ValueError("recommend needs at least one positive id")
-        given = self.vectors([*positive, *negative])
-        query = recommend_vector([given[self._normal_id(value)] for value in positive],
-                                 [given[self._normal_id(value)] for value in negative])
-        return self.nearest(query, k, exclude=list(given))
+        """vecplug's strategy for stores without a recommend of their own (Qdrant's average vector), never a
+        given id; ids as the store returns them (``"7"`` from a command line is 7 for an integer key)."""
+        from vecplug.analysis.recommending import recommend_by_average
+
+        return recommend_by_average(self, [self._normal_id(value) for value in positive],
+                                    [self._normal_id(value) for value in negative or ()], k)
 
     def items(self, batch_size: int = DEFAULT_ITEMS_BATCH) -> Iterator[list[StoredItem]]:
         """Every row with a vector through a server-side cursor: at most ``batch_size`` rows in memory.
@@ -265,37 +264,24 @@ class PostgresStore:
         return str(value)
 
 
-def recommend_vector(positive: list, negative: list) -> "np.ndarray":
-    """Qdrant's "average_vector" strategy: mean(positive) + (mean(positive) - mean(negative)), unit length.
-
-    Without negatives it is the mean of the positives. pgvector has no
-    recommend of its own; this is what Qdrant does server-side.
-    """
-    import numpy as np
-
-    mean_positive = np.mean(np.asarray(positive, dtype=np.float64), axis=0)
-    query = mean_positive
-    if len(negative):
-        query = mean_positive + (mean_positive - np.mean(np.asarray(negative, dtype=np.float64), axis=0))
-    norm = np.linalg.norm(query)
-    return (query / norm if norm > 0 else query).astype(np.float32)
-
-
 def recommend(conn, table, positive: Sequence, negative: Sequence = (), k: int = 10, *, column: str | None = None,
-              id_column: str | None = None, text_column: str | None = None) -> list[dict]:
+              id_column: str | None = None, text_column: str | None = None) -> list[Hit]:
     """Rows like the ``positive`` ids and unlike the ``negative`` ones, best first, never one of them.
 
-    ``[{"id": ..., "score": cosine, "text": ...}, ...]`` from the stored
-    vectors (no model needed). ``table`` is a name or a (schema, table)
-    pair; ``conn`` a psycopg 3 connection (used with its role's rights) or
-    a DSN. The strategy is ``recommend_vector``'s (Qdrant's average_vector).
+    ``vecplug.stores.Hit`` s (``id``, ``score``: cosine similarity to the
+    recommendation vector, ``text``; ``to_dict()``) from the stored vectors,
+    no model needed. ``table`` is a name or a (schema, table) pair; ``conn``
+    a psycopg 3 connection (used with its role's rights) or a DSN.
+    pgvector has no recommend: the strategy is vecplug's for such stores
+    (``vecplug.analysis.recommending``, Qdrant's average vector:
+    ``mean(positive) + (mean(positive) - mean(negative))``).
     """
     if isinstance(conn, str):
         with connect(conn, "pg recommend") as owned:
             return recommend(owned, table, positive, negative, k, column=column, id_column=id_column,
                              text_column=text_column)
     store = PostgresStore(conn, table, column=column, text_column=text_column, id_column=id_column)
-    return [hit.to_dict() for hit in store.recommend(list(positive), list(negative), k)]
+    return store.recommend(list(positive), list(negative), k)
 
 
 def _register_vector_type(conn, info: dict) -> None:

@@ -87,7 +87,9 @@ def test_the_hook_opens_the_vectorized_table_with_the_vectorizers_columns_and_mo
         assert recorded["name"] == model.name and recorded["dimensions"] == model.dimensions
         vecplug.check_same_space(recorded, model.spec, where="the test table")  # the worker pinned this model
         assert store.count() == len(corpus()[0])
-    assert vecplug.load_plugins().hook.vecplug_open_store(selection=StoreSelection(chroma="x", collection="c")) is None
+    from vecplug_pgvector.plugin import vecplug_open_store
+
+    assert vecplug_open_store(StoreSelection(chroma="x", collection="c")) is None  # not PostgreSQL's
 
 
 def test_nearest_finds_the_exact_text_first_with_numpys_cosine(pg_cluster, store_db, model):
@@ -144,17 +146,18 @@ def test_chunked_vectorizers_are_refused_with_what_to_use_instead(pg_cluster, st
 def test_recommend_excludes_the_given_ids_and_prefers_the_positives_topic(pg_cluster, store_db):
     _, topics = corpus()
     positive, negative = [15, 16, 17], [30, 31]  # cooking, finance
-    rows = vecplug_pgvector.recommend(pg_cluster.dsn(store_db), "docs", positive=positive, negative=negative, k=10)
+    rows = [hit.to_dict() for hit in
+            vecplug_pgvector.recommend(pg_cluster.dsn(store_db), "docs", positive=positive, negative=negative, k=10)]
     assert [set(row) for row in rows] == [{"id", "score", "text"}] * 10
     assert not {row["id"] for row in rows} & {*positive, *negative}
     assert all(topics[row["id"]] == "cooking" for row in rows)
     assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
     by_id = stored(pg_cluster, store_db)
-    query = vecplug_pgvector.stores.recommend_vector([by_id[i] for i in positive], [by_id[i] for i in negative])
+    query = vecplug.analysis.recommendation_vector([by_id[i] for i in positive], [by_id[i] for i in negative])
     assert rows[0]["score"] == pytest.approx(float(by_id[rows[0]["id"]] @ query), abs=1e-5)
     with pg_cluster.connect(store_db) as conn:  # a caller's connection, and string ids from a command line
         again = vecplug_pgvector.recommend(conn, ("public", "docs"), positive=["15", "16", "17"], negative=["30", "31"])
-    assert [row["id"] for row in again] == [row["id"] for row in rows]
+    assert [hit.id for hit in again] == [row["id"] for row in rows]
 
 
 def test_items_stream_every_row_once_in_batches(pg_cluster, store_db):
@@ -202,8 +205,10 @@ def test_unknown_ids_missing_tables_and_wrong_options_are_one_line_errors(pg_clu
         open_store(dsn, "nope")
     with pytest.raises(vecplug.InvalidSettingError, match="add --table"):
         vecplug.load_plugins().hook.vecplug_open_store(selection=StoreSelection(dsn=dsn))
-    with pytest.raises(vecplug_pgvector.SearchTargetError, match="no column 'text'"):
+    with pytest.raises(vecplug.InvalidSettingError, match="no column 'text' \\(--text-column\\)"):
         open_store(dsn, text_column="text")
+    with pytest.raises(vecplug.InvalidSettingError, match="no vector column 'body'; its vector columns: embedding"):
+        open_store(dsn, column="body")
     with pytest.raises(vecplug.InvalidSettingError, match="does not identify a row alone"):
         open_store(dsn, id_column="lang")
     with open_store(dsn) as store:
@@ -272,6 +277,7 @@ def test_a_role_without_rights_cannot_use_the_store_on_a_table(pg_cluster, store
         conn.execute("ALTER TABLE docs DROP COLUMN reviewed")
 
 
+@pytest.mark.slow  # three child processes (items, dedup, cluster): 8-18 s on 2 busy cores
 def test_the_benchmark_script_runs_and_checks_its_answers(pg_cluster, tmp_path):
     """scripts/bench_stores_pg.py on 500 rows: it loads, streams every row (it checks), and times both commands."""
     import json
