@@ -1,5 +1,8 @@
 """The synthetic corpus (tests/store_corpus.py) loaded once per session into each real store.
 
+PostgreSQL gets it the documented way: plain INSERTs into a table with a
+vectorizer, embedded by one worker run (its tests are marked ``pg``).
+
 ``store`` is parametrized over the stores: its value is the command-line
 options that name the store, and ``open_store`` opens it through the
 ``vecplug_open_store`` hook as the commands do. Chroma and Qdrant live in
@@ -14,7 +17,7 @@ import store_corpus
 import vecplug
 from vecplug.stores import StoreSelection
 
-STORES = ["chroma", "qdrant"]
+STORES = ["chroma", "qdrant", pytest.param("postgres", marks=pytest.mark.pg)]
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +34,35 @@ def qdrant_corpus(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def postgres_corpus(pg_cluster):
+    """The DSN of database ``stores_corpus``: table ``corpus`` with a vectorizer, every row embedded by MiniLM."""
+    import vecplug_pgvector
+    from pg_vectorizer_helpers import install, one_torch_thread
+
+    name = pg_cluster.create_database("stores_corpus")
+    dsn = pg_cluster.dsn(name)
+    install(dsn, None)
+    with one_torch_thread():
+        model = vecplug.load_model(store_corpus.MODEL)
+    with pg_cluster.connect(name) as conn:
+        conn.execute(store_corpus.create_table_sql("corpus"))
+        conn.execute("SELECT vecplug.create_vectorizer('corpus', 'body', dimensions => %s)", [model.dimensions])
+        store_corpus.insert_rows(conn, "corpus")
+    with one_torch_thread():
+        report = vecplug_pgvector.Worker(dsn, model, show_progress=False).run(once=True)
+    assert report.embedded == len(store_corpus.documents()), report
+    yield dsn
+    pg_cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=STORES)
 def store(request) -> list[str]:
     """The options that name the corpus's store (one test per store)."""
     if request.param == "chroma":
         return ["--chroma", str(request.getfixturevalue("chroma_corpus")), "--collection", "corpus"]
+    if request.param == "postgres":
+        return ["--dsn", request.getfixturevalue("postgres_corpus"), "--table", "corpus"]
     return ["--qdrant", str(request.getfixturevalue("qdrant_corpus")), "--collection", "corpus"]
 
 

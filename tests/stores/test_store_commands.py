@@ -50,8 +50,8 @@ def test_search_answers_a_question_with_the_right_sentence(store):
 
 
 def test_search_where_filters_in_the_store_own_syntax(store):
-    where = '{"topic": "football"}' if "--chroma" in store else \
-        '{"must": [{"key": "topic", "match": {"value": "football"}}]}'
+    where = {"--chroma": '{"topic": "football"}', "--dsn": "topic = 'football'",
+             "--qdrant": '{"must": [{"key": "topic", "match": {"value": "football"}}]}'}[store[0]]
     hits = run("search", "a planet and its moons", *store, "-k", "5", "--where", where)
     topics = store_corpus.topic_labels()
     assert len(hits) == 5 and {topics[int(hit["id"])] for hit in hits} == {"football"}
@@ -74,6 +74,12 @@ def test_recommend_in_python_matches_the_command(store, tmp_path):
     positive, negative = [3, 5], [12]
     command = same_ids(hit["id"] for hit in run("recommend", *store, "--positive=3", "--positive=5",
                                                 "--negative=12", "-k", "5"))
+    if "--dsn" in store:
+        import vecplug_pgvector
+
+        found = vecplug_pgvector.recommend(store[1], "corpus", positive=positive, negative=negative, k=5)
+        assert [hit.id for hit in found] == command
+        return
     if "--chroma" in store:
         import chromadb
 
@@ -110,6 +116,11 @@ def test_cluster_recovers_the_planted_topics_and_writes_labels(store):
 
 
 def labels_in_store(store) -> dict[int, int]:
+    if "--dsn" in store:
+        import psycopg
+
+        with psycopg.connect(store[1]) as conn:
+            return dict(conn.execute("SELECT id, label FROM corpus").fetchall())
     if "--chroma" in store:
         import chromadb
 
