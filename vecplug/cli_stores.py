@@ -233,12 +233,16 @@ def dedup(threshold, as_json, quiet, **store):
     from .progress import progress
 
     with opened_store(store) as opened:
-        with progress(total=opened.count(), desc="dedup", unit="item", quiet=quiet) as bar:
+        count, found = opened.count(), 0
+        with progress(total=count, desc="dedup", unit="item", quiet=quiet) as bar:
             for pair in duplicate_pairs(opened, threshold, on_progress=bar.update):
+                found += 1
                 if as_json:
                     click.echo(json.dumps(pair, default=str))
                 else:
                     click.echo(f"{pair['score']:7.4f}  {pair['a']!s:>12}  {pair['b']!s:>12}")
+        if not as_json and not found:
+            click.echo(f"no pair at or above {threshold} among {count} items in {opened.description}")
 
 
 STORE_COMMANDS = (search, recommend, cluster, dedup)

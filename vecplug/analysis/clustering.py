@@ -2,9 +2,10 @@
 
 k-means (scikit-learn): plain ``KMeans`` holds every vector, which is the
 fastest and best up to ``IN_MEMORY_ROWS``; above, ``cluster_store`` never
-holds more than a sample: a uniform sample of ``IN_MEMORY_ROWS`` items seeds
-``MiniBatchKMeans``, a second pass refines it with ``partial_fit`` batch by
-batch, a third labels every item. HDBSCAN has no streaming form: it needs
+holds more than a sample: plain ``KMeans`` on a uniform sample of
+``IN_MEMORY_ROWS`` items gives the starting centres (and, through a first
+``partial_fit`` on the sample, their weights), a second pass refines them
+with ``MiniBatchKMeans.partial_fit`` batch by batch, a third labels every item. HDBSCAN has no streaming form: it needs
 every vector at once and is refused above ``HDBSCAN_MAX_ROWS``.
 ``docs/decisions/0095-store-commands-stream.md`` has the measurements.
 Vectors are unit length, so Euclidean k-means and HDBSCAN follow cosine.
@@ -20,7 +21,8 @@ from ..errors import InvalidSettingError
 from .topics import TopicTerms
 
 METHODS = ("kmeans", "hdbscan")
-IN_MEMORY_ROWS = 20_000    # plain KMeans up to here (20,000 x 768 float32: 61 MB)
+IN_MEMORY_ROWS = 10_000    # plain KMeans up to here (10,000 x 768 float32: 31 MB); the sample size above
+MANY_STARTS_ROWS = 5_000   # KMeans restarts 10 times up to here (a few hundred items need it), 3 times above
 HDBSCAN_MAX_ROWS = 50_000  # HDBSCAN holds all vectors and its neighbour graph; beyond this it runs for hours
 MAX_DEFAULT_K = 50
 NEAREST_TEXTS = 3
@@ -54,10 +56,10 @@ def check_settings(count: int, k: int | None, method: str) -> int | None:
     return k
 
 
-def _kmeans(k: int, seed: int):
+def _kmeans(k: int, seed: int, rows: int):
     from sklearn.cluster import KMeans
 
-    return KMeans(n_clusters=k, random_state=seed, n_init=10)
+    return KMeans(n_clusters=k, random_state=seed, n_init=10 if rows <= MANY_STARTS_ROWS else 3)
 
 
 def _hdbscan(count: int):
@@ -83,7 +85,7 @@ def cluster(vectors, k: int | None = None, method: str = "kmeans", seed: int = 0
         from sklearn.cluster import MiniBatchKMeans
 
         return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit_predict(vectors)
-    return _kmeans(k, seed).fit_predict(vectors).astype(int)
+    return _kmeans(k, seed, len(vectors)).fit_predict(vectors).astype(int)
 
 
 @dataclasses.dataclass
@@ -147,13 +149,15 @@ class StoreClustering:
             return self
         if self.count <= self.in_memory_rows:
             _, vectors = self._all_vectors()
-            self._model = _kmeans(self.k, self.seed).fit(vectors)
+            self._model = _kmeans(self.k, self.seed, len(vectors)).fit(vectors)
         else:
             from sklearn.cluster import MiniBatchKMeans
 
             sample = self._sample(self.in_memory_rows)
-            self._model = MiniBatchKMeans(n_clusters=self.k, random_state=self.seed, n_init=3,
-                                          batch_size=self.batch_size).fit(sample)
+            centres = _kmeans(self.k, self.seed, len(sample)).fit(sample).cluster_centers_  # the best start a sample gives
+            self._model = MiniBatchKMeans(n_clusters=self.k, init=centres, n_init=1, random_state=self.seed,
+                                          batch_size=self.batch_size)
+            self._model.partial_fit(sample)  # counts per centre from the sample: the stream refines, never resets
             for batch in self.store.items(self.batch_size):
                 self._model.partial_fit(np.stack([item.vector for item in batch]))
                 self.on_progress(len(batch))
