@@ -28,7 +28,6 @@ from vecplug.stores import Hit, StoredItem, StoreSelection, UnknownIdsError
 
 from .columns import describe, recorded_model
 from .connection import connect
-from .search import HNSW_DEFAULT_EF_SEARCH
 from .store_tables import StoreColumns, find_columns, find_table
 from .vectorizers import use_key_settings
 
@@ -36,6 +35,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_ITEMS_BATCH = 1000
+# hnsw.ef_search of a store's queries (at least the rows asked for). Not pgvector's 40: dedup must find a
+# row's near-duplicate, and at 40 the index missed 4 of 300 planted pairs (cosine 0.998) from both sides in
+# 30,000 rows of 768 dimensions; at 100 none, for 1.8x the time per query (scripts/bench_stores_pg.py).
+STORE_EF_SEARCH = 100
 
 
 class StorePermissionError(VecplugError, PermissionError):
@@ -215,7 +218,7 @@ class PostgresStore:
         if self.info["index_distance"] != "cosine":
             return
         if self.info["index_method"] == "hnsw":
-            settings["hnsw.ef_search"] = str(max(limit, HNSW_DEFAULT_EF_SEARCH))
+            settings["hnsw.ef_search"] = str(max(limit, STORE_EF_SEARCH))
             if filtered:
                 settings["hnsw.iterative_scan"] = "strict_order"
         elif self.info["index_method"] == "ivfflat" and filtered:

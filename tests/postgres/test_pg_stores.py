@@ -5,11 +5,17 @@ vocabulary, a planted exact duplicate) goes into a vectorized table:
 ``vecplug.create_vectorizer`` in SQL, rows inserted, one worker run with
 the tiny model in this process. The tiny random-weight model keeps texts
 that share words close, which is all the topic checks need. Every score is
-checked against numpy on the vectors the table holds.
+checked against numpy on the vectors the table holds. (The shared corpus
+with MiniLM runs over PostgreSQL with the other stores in tests/stores/;
+this file covers what only PostgreSQL has: rights, catalog names, key
+types, the index, the vectorizer's queue.)
 """
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -277,17 +283,46 @@ def test_a_role_without_rights_cannot_use_the_store_on_a_table(pg_cluster, store
         conn.execute("ALTER TABLE docs DROP COLUMN reviewed")
 
 
+def vecplug_command(*args: str) -> subprocess.CompletedProcess:
+    """The real command in its own process (exit statuses as a user sees them)."""
+    return subprocess.run([sys.executable, "-m", "vecplug", *args], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_the_cluster_command_writes_an_int_column_and_queues_nothing(pg_cluster, store_db):
+    """`vecplug cluster --write` as a user runs it: labels in a new integer column, equal to its JSON lines."""
+    from sklearn.metrics import adjusted_rand_score
+
+    process = vecplug_command("cluster", "--dsn", pg_cluster.dsn(store_db), "--table", "docs", "-k", "4",
+                              "--write", "cli_topic", "--json")
+    assert process.returncode == 0, process.stderr[-3000:]
+    found = {line["id"]: line["cluster"] for line in map(json.loads, process.stdout.splitlines())}
+    _, topics = corpus()
+    assert adjusted_rand_score([topics[i] for i in sorted(topics)], [found[i] for i in sorted(topics)]) > 0.9
+    with pg_cluster.connect(store_db) as conn:
+        assert dict(conn.execute("SELECT id, cli_topic FROM docs").fetchall()) == found
+        assert conn.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'docs' "
+                            "AND column_name = 'cli_topic'").fetchone()[0] == "integer"
+        assert queue_rows(conn) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["recommend", "--positive", "9999", "--table", "docs"], "no row with a vector for id(s) 9999"),
+    (["dedup", "--table", "nope"], "no table 'nope'"),
+    (["search", "x", "--table", "docs", "--column", "body"], "no vector column 'body'"),
+])
+def test_wrong_ids_tables_and_columns_are_one_line_and_exit_2(pg_cluster, store_db, args, message):
+    process = vecplug_command(*args, "--dsn", pg_cluster.dsn(store_db))
+    lines = [line for line in process.stderr.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1 and message in lines[0], process.stderr
+
+
 @pytest.mark.slow  # three child processes (items, dedup, cluster): 8-18 s on 2 busy cores
 def test_the_benchmark_script_runs_and_checks_its_answers(pg_cluster, tmp_path):
     """scripts/bench_stores_pg.py on 500 rows: it loads, streams every row (it checks), and times both commands."""
-    import json
     import os
-    import subprocess
-    import sys
     from pathlib import Path
 
-    if subprocess.run([sys.executable, "-m", "vecplug", "dedup", "--help"], capture_output=True).returncode:
-        pytest.skip("vecplug dedup is not in this checkout yet (helper beyond-core's CLI)")
     script = Path(__file__).resolve().parents[2] / "scripts" / "bench_stores_pg.py"
     process = subprocess.run([sys.executable, str(script), "--rows", "500", "--dims", "64", "--clusters", "4",
                               "--dsn", pg_cluster.dsn()], capture_output=True, text=True, timeout=300,
