@@ -6,6 +6,7 @@
     model.embed_queries(["question"])        # query prompt
     model.embed_chunks([long_text], chunk_tokens=512, late=True)  # passages: .spans, .texts, .vectors
     vecplug.embed(["text"], kind="query")    # through the vecplug_embed hook
+    vecplug.cluster(vectors, k=8)            # k-means labels (scikit-learn, the cluster extra)
 
 Importing this package is cheap: torch and friends load with the first model.
 
@@ -32,6 +33,7 @@ from .model import EmbeddingModel, ModelLoader, ModelSpec, check_kind, check_tex
 from .plugins import load_plugins, pm
 from .progress import progress
 from .records import Record, Target, before_ingest
+from .analysis import cluster
 from . import runtime
 from .registry import clear_cache, default_model_name, embed, load_model, registered_models
 from .settings import DEFAULT_MODEL
@@ -79,6 +81,7 @@ __all__ = [
     "check_text",
     "check_texts",
     "clear_cache",
+    "cluster",
     "default_model_name",
     "embed",
     "hookimpl",

@@ -337,6 +337,11 @@ from .tune.cli import tune as _tune  # noqa: E402  (click only; sentence-transfo
 
 cli.add_command(_tune)
 
+from .cli_stores import STORE_COMMANDS as _STORE_COMMANDS  # noqa: E402  (search, recommend, cluster, dedup)
+
+for _command in _STORE_COMMANDS:
+    cli.add_command(_command)
+
 
 def _register_plugin_commands():
     load_plugins()

@@ -7,6 +7,7 @@
     collection.query(query_texts=["question"])                # query prompt applied
     vecplug_chroma.upsert(collection, long_texts, ids=ids, chunk_tokens=512)   # records "id#0", "id#1", ...
     vecplug_chroma.best_chunks(collection, "question", n_results=5)            # best passage per document
+    vecplug_chroma.recommend(collection, positive=["a"], negative=["b"], n_results=5)  # like a, unlike b
 
 Importing this package registers the function with Chroma, so a process
 that reopens a collection with ``get_collection(name)`` and no function gets
@@ -26,9 +27,10 @@ import sys
 from .checks import check_collection, update_embedding_function
 from .chunks import best_chunks
 from .ingest import add, upsert
+from .store import recommend
 
-__all__ = ["ModernBertEmbeddingFunction", "add", "best_chunks", "check_collection", "update_embedding_function",
-           "upsert"]
+__all__ = ["ModernBertEmbeddingFunction", "add", "best_chunks", "check_collection", "recommend",
+           "update_embedding_function", "upsert"]
 
 
 def __getattr__(name: str):

@@ -1,8 +1,9 @@
 """Hook implementations of the chroma adapter (import-light).
 
-None yet: the adapter's work happens in ``ModernBertEmbeddingFunction`` and
-the ``add``/``upsert`` helpers, which call ``vecplug_before_ingest``
-themselves. ``vecplug --help`` loads this module, and with it the package
+The adapter's work happens in ``ModernBertEmbeddingFunction`` and the
+``add``/``upsert`` helpers, which call ``vecplug_before_ingest``
+themselves; the hooks fill the demo's store and open a collection for the
+store commands. ``vecplug --help`` loads this module, and with it the package
 ``__init__``; neither imports chromadb or torch.
 """
 
@@ -15,3 +16,13 @@ def vecplug_demo_store(folder, dsn, model):
     from .demo import ChromaDemoStore
 
     return ChromaDemoStore(folder, model)
+
+
+@hookimpl
+def vecplug_open_store(selection):
+    """``--chroma PATH_OR_URL --collection C``: the collection as a ``VectorStore`` (chromadb imported then)."""
+    if not selection.chroma:
+        return None
+    from .store import ChromaStore
+
+    return ChromaStore.open(selection.chroma, selection.collection)

@@ -30,3 +30,13 @@ def vecplug_demo_store(folder, dsn, model):
     from .demo import PostgresDemoStore
 
     return PostgresDemoStore(dsn, model)
+
+
+@vecplug.hookimpl
+def vecplug_open_store(selection):
+    """``--dsn --table`` of ``vecplug search/recommend/cluster/dedup``: the table as a VectorStore (else None)."""
+    if not selection.dsn:
+        return None
+    from .stores import open_store
+
+    return open_store(selection)

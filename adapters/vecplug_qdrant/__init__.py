@@ -8,6 +8,7 @@
     embedder.create_collection("docs")                # sized for the model, records it
     client.upload_points("docs", embedder.points(texts))
     embedder.query("docs", "a question", limit=5)
+    embedder.recommend("docs", positive=[1, 2], negative=[3], limit=5)   # Qdrant's recommend API
 
     embedder.upsert("docs", long_texts, ids=ids, chunk_tokens=512)          # one point per passage
     embedder.query("docs", "a question", limit=5, group_by="source_id")     # best passage per document
@@ -29,6 +30,7 @@ _EXPORTS = {
     "UnrecordedCollectionError": "collection",
     "document_id": "ingest",
     "chunk_id": "ingest",
+    "QdrantStore": "store",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, Collection
 from .base import EmbedderBase, best_of_groups, chunk_write_operations
 from .collection import exists, model_from_collection, not_found
 from .ingest import ChunkSettings, abatched, aiter_records, check_inputs
+from .recommend import examples, missing_ids, query_arguments
 
 
 async def _as_list(value):
@@ -135,4 +136,15 @@ class AsyncQdrantEmbedder(EmbedderBase):
                                             group_by)
         if group_by is not None:
             return best_of_groups(await self.client.query_points_groups(name, **arguments))
+        return (await self.client.query_points(name, **arguments)).points
+
+    async def recommend(self, name: str, positive, negative=(), limit: int = 10, query_filter=None,
+                        with_payload=True, **options) -> list:
+        """``QdrantEmbedder.recommend``, awaited."""
+        positive, negative = examples(positive, negative)
+        if name not in self._checked:
+            await self.check_collection(name)
+        found = await self.client.retrieve(name, [*positive, *negative], with_payload=False)
+        missing_ids([*positive, *negative], found)
+        arguments = query_arguments(positive, negative, self.vector_name, limit, query_filter, with_payload, **options)
         return (await self.client.query_points(name, **arguments)).points

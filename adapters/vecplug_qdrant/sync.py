@@ -4,6 +4,7 @@ from __future__ import annotations
 from .base import EmbedderBase, best_of_groups, chunk_write_operations
 from .collection import exists, model_from_collection, not_found
 from .ingest import ChunkSettings, sources_filter
+from .recommend import examples, missing_ids, query_arguments
 
 
 def _collection_info(client, name: str):
@@ -133,4 +134,20 @@ class QdrantEmbedder(EmbedderBase):
         arguments = self._query_arguments(text, limit, query_filter, with_payload, options, group_by)
         if group_by is not None:
             return best_of_groups(self.client.query_points_groups(name, **arguments))
+        return self.client.query_points(name, **arguments).points
+
+    def recommend(self, name: str, positive, negative=(), limit: int = 10, query_filter=None, with_payload=True,
+                  **options) -> list:
+        """Points like ``positive`` and unlike ``negative`` (point ids), from their stored vectors, best first.
+
+        Qdrant's own recommend API (average-vector strategy); the examples are
+        never returned. Returns ScoredPoint objects (``.id``, ``.score``:
+        cosine similarity to the recommendation vector); an id that is not
+        in the collection raises ``vecplug.stores.UnknownIdsError`` naming it.
+        """
+        positive, negative = examples(positive, negative)
+        if name not in self._checked:
+            self.check_collection(name)
+        missing_ids([*positive, *negative], self.client.retrieve(name, [*positive, *negative], with_payload=False))
+        arguments = query_arguments(positive, negative, self.vector_name, limit, query_filter, with_payload, **options)
         return self.client.query_points(name, **arguments).points

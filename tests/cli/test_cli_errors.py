@@ -58,6 +58,14 @@ BAD_INPUT = {
              (["--sql", "SELECT 1, 2", "--dsn", UNREACHABLE_DSN, "--out", "tuned"], 1, "cannot connect to PostgreSQL"),
              (["--sql", "SELECT 1, 2", "--dsn", MALFORMED_DSN, "--out", "tuned"], 2,
               "is not a PostgreSQL connection string")],
+    "search": [(["x"], 2, "name a store"),
+               (["x", "--chroma", "/nonexistent", "--qdrant", "/nonexistent", "--collection", "c"], 2,
+                "name one store")],
+    "recommend": [(["--positive", "1", "--qdrant", "/nonexistent", "--collection", "c"], 2,
+                   "no Qdrant store in '/nonexistent'")],
+    "cluster": [(["--chroma", "/nonexistent"], 2, "--chroma needs --collection"),
+                (["--method", "means"], 2, "Invalid value for '--method'")],
+    "dedup": [(["--threshold", "2", "--chroma", "x", "--collection", "c"], 2, "not in the range")],
 }
 
 
