@@ -130,8 +130,15 @@ def test_nearest_is_served_by_the_vectorizers_hnsw_index(pg_cluster, store_db):
         query, arguments = store._nearest_query(store.vectors([1])[1], 50, None)
         plan = "\n".join(row[0] for row in store.conn.execute(b"EXPLAIN " + query.as_bytes(store.conn), arguments))
         assert "Index Scan using docs_embedding" in plan and "Order By: (embedding <=> " in plan, plan
+        store.conn.execute("SET enable_seqscan = on")
         store.nearest(store.vectors([1])[1], 50)
         assert store.conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"  # raised for the query only
+    # the ef_search a query ran with: at least 100, or the limit, or the session's when higher
+    with open_store(pg_cluster.dsn(store_db)) as store, store.conn.transaction(), store.conn.cursor() as cursor:
+        for session, limit, expected in (("40", 11, "100"), ("40", 150, "150"), ("400", 11, "400")):
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, false)", [session])
+            store._index_settings(cursor, limit, filtered=False)
+            assert cursor.execute("SHOW hnsw.ef_search").fetchone()[0] == expected
 
 
 def test_chunked_vectorizers_are_refused_with_what_to_use_instead(pg_cluster, store_db):
