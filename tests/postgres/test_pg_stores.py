@@ -324,7 +324,7 @@ def test_wrong_ids_tables_and_columns_are_one_line_and_exit_2(pg_cluster, store_
     assert process.returncode == 2 and len(lines) == 1 and message in lines[0], process.stderr
 
 
-@pytest.mark.slow  # three child processes (items, dedup, cluster): 8-18 s on 2 busy cores
+@pytest.mark.slow  # three child processes (items, dedup, cluster): 5 s on 2 quiet cores, 20 s on busy ones
 def test_the_benchmark_script_runs_and_checks_its_answers(pg_cluster, tmp_path):
     """scripts/bench_stores_pg.py on 500 rows: it loads, streams every row (it checks), and times both commands."""
     import os
