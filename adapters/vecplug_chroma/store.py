@@ -19,10 +19,12 @@ import json
 import urllib.parse
 from pathlib import Path
 
+from vecplug.analysis.clustering import check_label_field
 from vecplug.analysis.recommending import recommend_by_average
 from vecplug.stores import Hit, StoredItem, StoreNotFoundError, UnknownIdsError
 
 from .checks import stored_config
+from .chunks import CHUNK_FIELDS
 
 LABEL_BATCH = 1000
 
@@ -128,6 +130,7 @@ class ChromaStore:
 
     def write_labels(self, field: str, labels) -> int:
         """Each label into metadata key ``field`` (Chroma merges it into the record's metadata), 1,000 at a time."""
+        check_label_field(field, CHUNK_FIELDS)
         written, pending = 0, []
         for pair in labels:
             pending.append(pair)

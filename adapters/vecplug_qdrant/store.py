@@ -13,6 +13,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from vecplug.analysis.clustering import check_label_field
 from vecplug.stores import Hit, StoredItem, StoreNotFoundError
 
 from .base import DEFAULT_TEXT_FIELD, DEFAULT_VECTOR_NAME
@@ -129,6 +130,7 @@ class QdrantStore:
 
     def write_labels(self, field: str, labels) -> int:
         """Each label into the payload key ``field``, one ``set_payload`` per label and batch of 1,000 points."""
+        check_label_field(field, (self.text_field, "source_id", "chunk_index", "chunk_start", "chunk_end"))
         written, pending = 0, []
         for pair in labels:
             pending.append(pair)

@@ -132,3 +132,14 @@ def test_async_qdrant_recommend_matches_the_sync_one(qdrant_corpus):
             await client.close()
 
     assert asyncio.run(recommend()) == sync and not {21, 22, 1} & set(sync)
+
+
+def test_labels_never_overwrite_what_the_store_keeps_itself(chroma_corpus, qdrant_corpus):
+    for options, taken in ((["--chroma", str(chroma_corpus)], "chunk_index"), (["--qdrant", str(qdrant_corpus)],
+                                                                               "document")):
+        store = open_store([*options, "--collection", "corpus"])
+        try:
+            with pytest.raises(InvalidSettingError, match=f"--write {taken}: that field holds the store's own data"):
+                store.write_labels(taken, iter([(1, 0)]))
+        finally:
+            store.close()

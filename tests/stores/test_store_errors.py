@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import store_corpus
+
 
 def run_vecplug(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vecplug", *args], capture_output=True, text=True, timeout=120,
@@ -38,3 +40,18 @@ def test_store_mistakes_are_one_line_and_exit_2(chroma_corpus, qdrant_corpus, tm
         shown = f"vecplug {' '.join(args)}: exit {process.returncode}, stderr {process.stderr!r}"
         lines = [line for line in process.stderr.splitlines() if line.strip()]
         assert process.returncode == 2 and len(lines) == 1 and text in lines[0], shown
+
+
+@pytest.mark.slow  # two fresh processes: about 10 s
+def test_cluster_and_dedup_show_a_bar_on_a_terminal_only(chroma_corpus):
+    """A person at a terminal sees progress (items of each pass); a pipe gets none."""
+    from terminal import run_with_terminal_stderr
+
+    store = ["--chroma", str(chroma_corpus), "--collection", "corpus"]
+    count = len(store_corpus.documents())
+    code, shown = run_with_terminal_stderr([sys.executable, "-m", "vecplug", "cluster", *store, "-k", "4"])
+    assert code == 0 and "clustering" in shown and f"{2 * count}/{2 * count}" in shown, shown
+    code, shown = run_with_terminal_stderr([sys.executable, "-m", "vecplug", "dedup", *store])
+    assert code == 0 and "dedup" in shown and f"{count}/{count}" in shown, shown
+    piped = run_vecplug("dedup", *store, "--json")
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr

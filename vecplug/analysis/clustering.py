@@ -29,6 +29,16 @@ NEAREST_TEXTS = 3
 TOP_TERMS = 5
 
 
+def check_label_field(field: str, taken=()) -> str:
+    """A field for ``--write``: a non-empty name that is not one the adapter keeps its own data in."""
+    if not isinstance(field, str) or not field.strip():
+        raise InvalidSettingError(f"--write needs a field name, got {field!r}")
+    if field in taken:
+        raise InvalidSettingError(f"--write {field}: that field holds the store's own data ({', '.join(taken)}); "
+                                  "pick another name")
+    return field
+
+
 def default_k(count: int) -> int:
     """The rule of thumb k = sqrt(n / 2), at least 2 and at most 50 (pass -k for more)."""
     return max(2, min(MAX_DEFAULT_K, round(math.sqrt(count / 2))))
