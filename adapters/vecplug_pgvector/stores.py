@@ -214,17 +214,18 @@ class PostgresStore:
         return sql.Identifier(self.info["type_schema"], self.info["type_name"])
 
     def _index_settings(self, cursor, limit: int, filtered: bool) -> None:
-        settings = {}
+        """``SET LOCAL`` what the index needs for ``limit`` rows. ``hnsw.ef_search`` is at least
+        STORE_EF_SEARCH and the limit, or the session's own when higher (a role or ``PGOPTIONS`` may ask for
+        more recall, never for less)."""
         if self.info["index_distance"] != "cosine":
             return
         if self.info["index_method"] == "hnsw":
-            settings["hnsw.ef_search"] = str(max(limit, STORE_EF_SEARCH))
+            cursor.execute("SELECT set_config('hnsw.ef_search', greatest(%s, current_setting('hnsw.ef_search', "
+                           "true)::integer)::text, true)", [max(limit, STORE_EF_SEARCH)])
             if filtered:
-                settings["hnsw.iterative_scan"] = "strict_order"
+                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
         elif self.info["index_method"] == "ivfflat" and filtered:
-            settings["ivfflat.iterative_scan"] = "relaxed_order"
-        for name, value in settings.items():
-            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+            cursor.execute("SELECT set_config('ivfflat.iterative_scan', 'relaxed_order', true)")
 
     def _id_expression(self):
         """Integer keys as they are; any other key as text (under the key settings) so ids print and round-trip."""

@@ -130,8 +130,15 @@ def test_nearest_is_served_by_the_vectorizers_hnsw_index(pg_cluster, store_db):
         query, arguments = store._nearest_query(store.vectors([1])[1], 50, None)
         plan = "\n".join(row[0] for row in store.conn.execute(b"EXPLAIN " + query.as_bytes(store.conn), arguments))
         assert "Index Scan using docs_embedding" in plan and "Order By: (embedding <=> " in plan, plan
+        store.conn.execute("SET enable_seqscan = on")
         store.nearest(store.vectors([1])[1], 50)
         assert store.conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"  # raised for the query only
+    # the ef_search a query ran with: at least 100, or the limit, or the session's when higher
+    with open_store(pg_cluster.dsn(store_db)) as store, store.conn.transaction(), store.conn.cursor() as cursor:
+        for session, limit, expected in (("40", 11, "100"), ("40", 150, "150"), ("400", 11, "400")):
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, false)", [session])
+            store._index_settings(cursor, limit, filtered=False)
+            assert cursor.execute("SHOW hnsw.ef_search").fetchone()[0] == expected
 
 
 def test_chunked_vectorizers_are_refused_with_what_to_use_instead(pg_cluster, store_db):
@@ -317,7 +324,7 @@ def test_wrong_ids_tables_and_columns_are_one_line_and_exit_2(pg_cluster, store_
     assert process.returncode == 2 and len(lines) == 1 and message in lines[0], process.stderr
 
 
-@pytest.mark.slow  # three child processes (items, dedup, cluster): 8-18 s on 2 busy cores
+@pytest.mark.slow  # three child processes (items, dedup, cluster): 5 s on 2 quiet cores, 20 s on busy ones
 def test_the_benchmark_script_runs_and_checks_its_answers(pg_cluster, tmp_path):
     """scripts/bench_stores_pg.py on 500 rows: it loads, streams every row (it checks), and times both commands."""
     import os
