@@ -84,8 +84,13 @@ def python_blocks(page: Path, postgres: bool) -> list[Block]:
     return [block for block in run_blocks(page, "python") if (NEEDS_POSTGRES in block.body) == postgres]
 
 
+def uses_the_pages_database(command: str) -> bool:
+    """`$ vecplug pg ...`, and any other command given the pages' DSN (`vecplug search --dsn ...`)."""
+    return command.startswith("vecplug pg") or PAGES_DSN in command
+
+
 def postgres_steps(page: Path) -> list[tuple[str, str]]:
-    """The `$ vecplug pg` lines ("command") and ```sql blocks ("sql"), in the page's order."""
+    """The lines that use the pages' database ("command") and ```sql blocks ("sql"), in the page's order."""
     steps = []
     for block in page_blocks(page):
         if block.skip_reason is not None:
@@ -93,13 +98,13 @@ def postgres_steps(page: Path) -> list[tuple[str, str]]:
         if block.language == "sql":
             steps.append(("sql", block.body))
         elif block.language == "console":
-            steps += [("command", command) for command in block.commands() if command.startswith("vecplug pg")]
+            steps += [("command", command) for command in block.commands() if uses_the_pages_database(command)]
     return steps
 
 
 def stands_in(command: str) -> bool:
     """Lines another fixture or test runs: the server this test started, the PostgreSQL steps."""
-    return command.startswith(("vecplug serve", "vecplug pg"))
+    return command.startswith("vecplug serve") or uses_the_pages_database(command)
 
 
 def console_commands(page: Path) -> list[str]:
@@ -277,12 +282,15 @@ def test_postgres_examples_run(page, pages_env, pages_server, pg_cluster, tmp_pa
     python = python_blocks(page, postgres=True)
     if not python:
         return
-    (folder / "page_postgres.py").write_text("\n\n".join(adapt(block.body) for block in python))
+    (folder / "page_postgres.py").write_text("\n\n".join(f"print('--- {block.where}')\n{adapt(block.body)}"
+                                                          for block in python))
     process = subprocess.run([sys.executable, "page_postgres.py"], cwd=folder, env=pages_env,
                              capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-5000:]
-    if any("k=3" in block.body for block in python):
-        assert len(process.stdout.strip().splitlines()) == 3, process.stdout
+    printed = dict(zip([block.where for block in python], process.stdout.split("--- ")[1:]))
+    for block in python:
+        if "vecplug_pgvector.search(" in block.body and "k=3" in block.body:  # three rows, one line each
+            assert len(printed[block.where].strip().splitlines()) == 1 + 3, printed[block.where]
 
 
 @pytest.mark.parametrize("block", [pytest.param(block, id=block.where) for block in ALL_BLOCKS
