@@ -20,9 +20,9 @@ already imported, and otherwise the moment ``import chromadb`` completes.
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
-import sys
+import importlib
+
+from vecplug.after_import import after_import
 
 from .checks import check_collection, update_embedding_function
 from .chunks import best_chunks
@@ -41,40 +41,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _RegisterAfterChromadbImport(importlib.abc.MetaPathFinder):
-    """Runs the registration right after ``chromadb`` has been imported, then steps aside."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "chromadb":
-            return None
-        _remove_finder()
-        spec = importlib.util.find_spec(fullname)  # the finders that would have served it
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        original_exec_module = spec.loader.exec_module
-
-        def exec_module(module):
-            original_exec_module(module)
-            try:
-                _register()
-            except Exception as error:  # a broken adapter must not break `import chromadb`
-                import warnings
-
-                warnings.warn(f"vecplug_chroma could not register its embedding function: {error!r}", stacklevel=2)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 def _register() -> None:
-    from . import embedding_function  # noqa: F401  (registers on import)
+    importlib.import_module(f"{__name__}.embedding_function")  # registers with Chroma on import
 
 
-def _remove_finder() -> None:
-    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _RegisterAfterChromadbImport)]
-
-
-if "chromadb" in sys.modules:
-    _register()
-else:
-    sys.meta_path.insert(0, _RegisterAfterChromadbImport())
+after_import("chromadb", _register, who=__name__)

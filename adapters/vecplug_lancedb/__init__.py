@@ -28,9 +28,8 @@ imported, and otherwise the moment ``import lancedb`` completes.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
+
+from vecplug.after_import import after_import
 
 from .ingest import add, upsert
 
@@ -45,40 +44,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _RegisterAfterLancedbImport(importlib.abc.MetaPathFinder):
-    """Runs the registration right after ``lancedb`` has been imported, then steps aside."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "lancedb":
-            return None
-        _remove_finder()
-        spec = importlib.util.find_spec(fullname)  # the finders that would have served it
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        original_exec_module = spec.loader.exec_module
-
-        def exec_module(module):
-            original_exec_module(module)
-            try:
-                _register()
-            except Exception as error:  # a broken adapter must not break `import lancedb`
-                import warnings
-
-                warnings.warn(f"vecplug_lancedb could not register its embedding function: {error!r}", stacklevel=2)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 def _register() -> None:
     importlib.import_module(f"{__name__}.embedding_function")  # registers "vecplug" on import
 
 
-def _remove_finder() -> None:
-    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _RegisterAfterLancedbImport)]
-
-
-if "lancedb" in sys.modules:
-    _register()
-else:
-    sys.meta_path.insert(0, _RegisterAfterLancedbImport())
+after_import("lancedb", _register, who=__name__)
