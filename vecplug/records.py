@@ -11,6 +11,7 @@ new ones: that is how a plugin splits a document into passages.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .plugins import call_implementation, load_plugins, pm
@@ -86,3 +87,20 @@ def _id_key(record_id):
     except TypeError:
         return ("unhashable", repr(record_id))
     return record_id
+
+
+def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Lists of up to ``size`` records; a full list is handed on only once the next record reads cleanly.
+
+    That one-record look-ahead makes every input error (a bad item, ids that
+    run out or are left over) surface before the batch it ends is yielded,
+    so no batch is ever half made of a broken input.
+    """
+    batch: list[Record] = []
+    for record in records:
+        if len(batch) == size:
+            yield batch
+            batch = []
+        batch.append(record)
+    if batch:
+        yield batch

@@ -91,3 +91,19 @@ def check_same_space(stored, current, *, where: str, action: str = "use it with"
 
 def _summary(space: dict) -> str:
     return f"{space['name']} ({space['dimensions']} dims, fingerprint {space['fingerprint'] or 'none'})"
+
+
+def load_recorded_model(spec: Mapping, *, where: str, url: str | None = None, device=None, dtype=None):
+    """The model a store recorded (``ModelSpec.to_dict()``), loaded again and checked to make the same vectors.
+
+    A store filled through a ``vecplug serve`` recorded its ``url``: that
+    server is asked. The check catches a name whose weights or prompts
+    changed since the store was filled, before a single vector is mixed.
+    """
+    from .registry import load_model
+
+    model = load_model(url or spec["name"], device=device, dtype=dtype, dimensions=spec.get("dimensions"))
+    check_same_space(spec, model, where=where, action="open it with what its model name loads today:",
+                     hint="Its weights or prompts changed: find the original model files, or re-embed it "
+                          "with the new model.")
+    return model

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from vecplug import ModelMismatchError, VecplugError, check_same_space, load_model
+from vecplug import ModelMismatchError, VecplugError, check_same_space
+from vecplug.spaces import load_recorded_model
 from vecplug.client import RemoteModel
 
 PROPERTY_KEY = "vecplug"
@@ -156,12 +157,6 @@ def model_from_collection(name: str, description: Mapping, device=None, dtype=No
             f"collection {name!r} was not created by vecplug: its properties have no {PROPERTY_KEY!r} record, "
             "so its model is unknown. Pass the model yourself: MilvusEmbedder(client, model=...)."
         )
-    spec = record["model"]
-    source = record.get("url") or spec["name"]  # a collection filled through a server asks that server
-    model = load_model(source, device=device, dtype=dtype, dimensions=spec.get("dimensions"))
-    check_same_space(
-        spec, model, where=f"collection {name!r}", action="open it with what its model name loads today:",
-        hint="Its weights or prompts changed: find the original model files, or re-embed the collection "
-             "with the new model.",
-    )
+    model = load_recorded_model(record["model"], where=f"collection {name!r}", url=record.get("url"),
+                                device=device, dtype=dtype)
     return model

@@ -7,11 +7,12 @@ from collections.abc import Collection, Iterable
 from vecplug import EmbeddingModel, load_model
 from vecplug.chunking import ChunkSettings
 from vecplug.progress import progress
+from vecplug.records import batched
 
 from . import collection
 from .collection import ID_FIELD, TEXT_FIELD
 from .chunks import CHUNK_FIELDS, chunk_rows, delete_sources
-from .ingest import RowBuilder, batched, check_inputs, iter_records, refuse_repeats
+from .ingest import RowBuilder, check_inputs, iter_records, refuse_repeats
 
 DEFAULT_BATCH_SIZE = 256
 # What search returns of each hit when output_fields is None: the text and every metadata field, not the vector.

@@ -137,17 +137,6 @@ def iter_records(texts: Iterable, ids: Iterable | None, metadata: Iterable | Non
             raise ValueError(f"{name} go on after the {count} texts ended: pass exactly one per text")
 
 
-def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    """Lists of up to ``size`` records; a full list is handed on only once the next record reads cleanly."""
-    batch: list[Record] = []
-    for record in records:
-        if len(batch) == size:
-            yield batch
-            batch = []
-        batch.append(record)
-    if batch:
-        yield batch
-
 
 class RowBuilder:
     """Turns batches of checked records into Milvus rows for one collection and model."""

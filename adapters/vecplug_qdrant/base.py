@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Collection, Iterable, Iterator
 
 from vecplug import EmbeddingModel, Target, load_model
+from vecplug.records import batched
 
 from . import collection, ingest
 
@@ -81,7 +82,7 @@ class EmbedderBase:
         records = ingest.iter_records(documents, ids, payloads)
         target = Target(ingest.DATABASE, collection_name or "")
         return ingest.iter_point_batches(
-            self.model, self.vector_name, self.text_field, ingest.batched(records, self.batch_size), target
+            self.model, self.vector_name, self.text_field, batched(records, self.batch_size), target
         )
 
     def chunk_batches(self, documents, ids, payloads, collection_name: str | None,
@@ -91,7 +92,7 @@ class EmbedderBase:
         records = ingest.iter_records(documents, ids, payloads)
         target = Target(ingest.DATABASE, collection_name or "")
         return ingest.iter_chunk_batches(self.model, self.vector_name, self.text_field,
-                                         ingest.batched(records, self.batch_size), target, chunking)
+                                         batched(records, self.batch_size), target, chunking)
 
     def points(self, documents, ids=None, payloads=None, *, collection_name: str | None = None,
                chunk_tokens: int | None = None, overlap_tokens: int = 0, late: bool = False) -> Iterator:

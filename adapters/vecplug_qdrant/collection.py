@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from importlib.metadata import version
 
-from vecplug import ModelMismatchError, VecplugError, check_same_space, load_model
+from vecplug import ModelMismatchError, VecplugError, check_same_space
+from vecplug.spaces import load_recorded_model
 from vecplug.client import RemoteModel
 
 METADATA_KEY = "vecplug"
@@ -130,12 +131,6 @@ def model_from_collection(name: str, info, device=None, dtype=None):
             f"collection {name!r} was not created by vecplug: its metadata has no {METADATA_KEY!r} record, "
             "so its model is unknown. Pass the model yourself: QdrantEmbedder(client, model=..., vector_name=...)."
         )
-    spec = record["model"]
-    source = record.get("url") or spec["name"]  # a collection filled through a server asks that server
-    model = load_model(source, device=device, dtype=dtype, dimensions=spec.get("dimensions"))
-    check_same_space(
-        spec, model, where=f"collection {name!r}", action="open it with what its model name loads today:",
-        hint="Its weights or prompts changed: find the original model files, or re-embed the collection "
-             "with the new model.",
-    )
+    model = load_recorded_model(record["model"], where=f"collection {name!r}", url=record.get("url"),
+                                device=device, dtype=dtype)
     return model, record.get("vector_name") or "modernbert"

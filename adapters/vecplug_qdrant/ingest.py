@@ -226,22 +226,6 @@ async def abatched(records: AsyncIterator[Record], size: int) -> AsyncIterator[l
         yield batch
 
 
-def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    """Lists of up to ``size`` records; a full list is handed on only once the next record reads cleanly.
-
-    That one-record look-ahead makes every input error (a bad item, ids that
-    run out or are left over) surface before the batch it ends is yielded,
-    so no batch is ever half made of a broken input.
-    """
-    batch: list[Record] = []
-    for record in records:
-        if len(batch) == size:
-            yield batch
-            batch = []
-        batch.append(record)
-    if batch:
-        yield batch
-
 
 def _finish(record, index: int, text_field: str | None) -> tuple:
     """Id and payload of a record as a plugin left it (plugins may add records without ids)."""
