@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from demo_stores import demo_store_count
 from terminal import run_with_terminal_stderr
 
 from vecplug.demo import corpus
@@ -23,11 +24,7 @@ def demo(*args: str, env=None, timeout: int = 300) -> subprocess.CompletedProces
 
 def local_store_count() -> int:
     """The demo's databases without --dsn: every installed demo store but PostgreSQL's (it answers a --dsn only)."""
-    import vecplug
-
-    vecplug.load_plugins()
-    return sum(implementation.plugin_name != "pgvector"
-               for implementation in vecplug.pm.hook.vecplug_demo_store.get_hookimpls())
+    return demo_store_count(with_dsn=False)
 
 
 def all_right(stores: int) -> str:

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+from demo_stores import demo_store_count
 from vecplug.demo import corpus
 
 
@@ -13,12 +14,13 @@ def run_vecplug(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 
 def test_demo_with_dsn_finds_the_open_paragraph_in_postgres(pg_cluster, fresh_db, tmp_path):
-    """MiniLM (real weights): every question's expected paragraph first in PostgreSQL, Chroma and Qdrant."""
+    """MiniLM (real weights): every question's expected paragraph first in PostgreSQL and every local store."""
     process = run_vecplug("demo", "--model", "minilm", "--quiet", "--dsn", pg_cluster.dsn(fresh_db),
                           "--dir", str(tmp_path))
     assert process.returncode == 0, process.stderr
     assert f"PostgreSQL (table vecplug_demo.docs in database {fresh_db})" in process.stdout
-    assert f"{3 * len(corpus.QUESTIONS)}/{3 * len(corpus.QUESTIONS)} answers" in process.stdout
+    answers = demo_store_count(with_dsn=True) * len(corpus.QUESTIONS)  # PostgreSQL, Chroma, Qdrant, Milvus Lite
+    assert f"{answers}/{answers} answers" in process.stdout, process.stdout
     with pg_cluster.connect(fresh_db) as conn:
         nearest = conn.execute("SELECT body FROM vecplug_demo.docs ORDER BY id LIMIT 1").fetchone()[0]
     assert nearest == corpus.by_id(1).text
