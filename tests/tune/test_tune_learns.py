@@ -8,6 +8,7 @@ even in its own held-out split, measured by the test with ``load_model``.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -98,3 +99,32 @@ def test_the_tuned_directory_gives_the_same_vectors_in_sentence_transformers(tun
     np.testing.assert_allclose(tuned.embed_queries(queries), st_model.encode_query(queries), atol=1e-5)
     # the recorded Matryoshka size is usable in vecplug
     assert vecplug.load_model(str(tuned_run["out"]), dtype="float32", dimensions=32).embed_queries(["x"]).shape == (1, 32)
+
+
+def test_the_readme_walk_through_serves_the_tuned_model_and_reembeds_a_vectorizer(tuned_run, pg_cluster, fresh_db):
+    """The README's three commands: tune (above), `vecplug serve -m DIR`, `vecplug pg reembed` to that server."""
+    pytest.importorskip("psycopg")
+    from pg_vectorizer_helpers import VECPLUG_CLI, assert_embedded_as, embedding_server, install, vectors
+
+    import vecplug_pgvector
+
+    texts = {index: pair["positive"] for index, pair in enumerate(tuned_run["unseen"][:20])}
+    dsn = pg_cluster.dsn(fresh_db)
+    with embedding_server(tuned_run["base"]) as base_server:
+        install(dsn, base_server.url)
+        with pg_cluster.connect(fresh_db) as conn:
+            conn.execute("CREATE TABLE articles (id integer PRIMARY KEY, body text)")
+            conn.execute("SELECT vecplug.create_vectorizer('articles', 'body')")
+            conn.execute("INSERT INTO articles SELECT * FROM unnest(%s::int[], %s::text[])",
+                         [list(texts), list(texts.values())])
+        assert vecplug_pgvector.Worker(dsn, server_url=base_server.url).run(once=True).embedded == len(texts)
+    with embedding_server(tuned_run["out"]) as tuned_server:
+        process = subprocess.run([*VECPLUG_CLI, "pg", "reembed", "--dsn", dsn, "--vectorizer",
+                                  "public.articles.embedding", "--server-url", tuned_server.url],
+                                 capture_output=True, text=True, timeout=300)
+        assert process.returncode == 0, process.stderr[-2000:]
+    tuned = vecplug.load_model(str(tuned_run["out"]), dtype="float32")
+    with pg_cluster.connect(fresh_db) as conn:
+        assert_embedded_as(vectors(conn, "articles"), dict(zip(texts, tuned.embed_documents(list(texts.values())))))
+        recorded = conn.execute("SELECT model_fingerprint FROM vecplug.vectorizers").fetchone()[0]
+    assert recorded == tuned.fingerprint
