@@ -26,7 +26,8 @@ TEXT_WIDTH = 72
 def store_options(function):
     """The options that pick the store, shared by every store command."""
     return _apply(
-        click.option("--dsn", default=None, help="PostgreSQL: a libpq connection string or URI (with --table)."),
+        click.option("--dsn", default=None, help="PostgreSQL: a libpq connection string or URI (with --table; "
+                                                 "default: the PG* environment variables, as vecplug pg does)."),
         click.option("--table", default=None, help="PostgreSQL: a vectorized table ([schema.]name)."),
         click.option("--column", default=None, help="PostgreSQL: the vector column (default: the vectorizer's, "
                                                     "else embedding)."),
@@ -62,7 +63,7 @@ def selection_of(dsn, table, column, text_column, id_column, chroma, qdrant, col
         if not table:
             raise click.UsageError("--dsn needs --table: the vectorized table to work on")
         if dsn is None:
-            raise click.UsageError("--table needs --dsn: the database it is in")
+            dsn = ""  # libpq's PG* environment variables, as every `vecplug pg` command reads them
         if collection:
             raise click.UsageError("--collection is for --chroma and --qdrant; PostgreSQL takes --table")
     else:

@@ -37,7 +37,7 @@ class StoreNotFoundError(VecplugError, LookupError):
 class StoreSelection:
     """The store options of a command, as the user gave them (None: not given)."""
 
-    dsn: str | None = None
+    dsn: str | None = None           # "": libpq's PG* environment variables
     table: str | None = None
     column: str | None = None        # vector column; None: the vectorizer's, else "embedding"
     text_column: str | None = None   # None: the vectorizer's source column, else "body"

@@ -35,7 +35,7 @@ def vecplug_demo_store(folder, dsn, model):
 @vecplug.hookimpl
 def vecplug_open_store(selection):
     """``--dsn --table`` of ``vecplug search/recommend/cluster/dedup``: the table as a VectorStore (else None)."""
-    if not selection.dsn:
+    if selection.dsn is None:  # "" is libpq's PG* environment variables
         return None
     from .stores import open_store
 

@@ -47,7 +47,7 @@ class StorePermissionError(VecplugError, PermissionError):
 
 def open_store(selection: StoreSelection):
     """The hook's work: a ``PostgresStore`` for ``--dsn --table``, None when the selection is not PostgreSQL's."""
-    if not selection.dsn:
+    if selection.dsn is None:  # "" is libpq's PG* environment variables: PostgreSQL's too
         return None
     if not selection.table:
         raise InvalidSettingError("--dsn names a database but no table: add --table TABLE (the table whose "

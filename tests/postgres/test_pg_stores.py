@@ -313,6 +313,23 @@ def test_the_cluster_command_writes_an_int_column_and_queues_nothing(pg_cluster,
         assert queue_rows(conn) == []
 
 
+def test_without_dsn_the_commands_read_the_pg_environment_variables(pg_cluster, store_db):
+    """`--table` alone: libpq's PG* variables name the database, as for every `vecplug pg` command."""
+    import os
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(pg_cluster.dsn(store_db))
+    environment = {**os.environ, "PGHOST": parts["host"], "PGPORT": str(parts["port"]),
+                   "PGDATABASE": parts["dbname"], "PGUSER": parts["user"]}
+    process = subprocess.run([sys.executable, "-m", "vecplug", "recommend", "--table", "docs", "--positive", "1",
+                              "-k", "2", "--json"], capture_output=True, text=True, timeout=300,
+                             stdin=subprocess.DEVNULL, env=environment)
+    assert process.returncode == 0, process.stderr[-3000:]
+    hits = [json.loads(line) for line in process.stdout.splitlines()]
+    assert len(hits) == 2 and 1 not in [hit["id"] for hit in hits]
+
+
 @pytest.mark.parametrize("args, message", [
     (["recommend", "--positive", "9999", "--table", "docs"], "no row with a vector for id(s) 9999"),
     (["dedup", "--table", "nope"], "no table 'nope'"),

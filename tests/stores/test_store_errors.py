@@ -28,7 +28,6 @@ def test_store_mistakes_are_one_line_and_exit_2(chroma_corpus, qdrant_corpus, tm
          "no record with id 9999"),
         (["recommend", *qdrant, "--collection", "corpus", "--positive", "777", "--positive", "1"],
          "no point with id 777"),
-        (["search", "x", "--table", "docs"], "--table needs --dsn"),
         (["search", "x", *qdrant, "--collection", "corpus", "--column", "v"], "--column only apply to --dsn"),
     ]
     with ThreadPoolExecutor(2) as pool:  # Qdrant's local mode locks its folder: no two at once on it
