@@ -9,7 +9,6 @@ numbers match transformers' ``ModernBertModel`` (tests prove it).
 from __future__ import annotations
 
 import itertools
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from .attention import choose_attention
+from .cpu_kernels import FusedLayerKernels, use_packed_linears
 from .file_checks import check_finite, check_weights_match_config
 from .packed_batch import PackedBatch
+from .rotary import RotaryTables, rotate_queries_and_keys
 
 
 @dataclass(frozen=True)
@@ -80,74 +81,16 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-class RotaryTables:
-    """cos/sin per position for one theta, grown on demand, kept in float32.
-
-    One model serves many threads (the server, ``asyncio.to_thread``), so the
-    tables grow under a lock, never shrink, and live in one (cos, sin) tuple
-    that a lookup reads once: a thread that grew them for a short text can
-    no longer replace the longer tables another thread has just checked,
-    and cos and sin always come from the same growth.
-    """
-
-    def __init__(self, head_dim: int, theta: float, device):
-        self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
-        empty = torch.empty(0, head_dim // 2, device=device)
-        self._tables = (empty, empty)
-        self._grow_lock = threading.Lock()
-
-    def _tables_for(self, max_position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        tables = self._tables
-        if max_position < tables[0].shape[0]:
-            return tables
-        with self._grow_lock:
-            tables = self._tables  # another thread may have grown them while this one waited
-            if max_position >= tables[0].shape[0]:
-                length = max(2 * tables[0].shape[0], max_position + 1, 512)
-                positions = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)
-                angles = positions[:, None] * self.inv_freq
-                tables = self._tables = (angles.cos(), angles.sin())
-        return tables
-
-    def lookup(self, positions: torch.Tensor, max_position: int):
-        """(tokens, 1, 1, head_dim / 2) tables: both halves of a rotary pair share an angle."""
-        cos, sin = self._tables_for(max_position)
-        return cos[positions][:, None, None, :], sin[positions][:, None, None, :]
-
-
-def rotate_queries_and_keys(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on q and k of a (tokens, 3, heads, head_dim) tensor, v copied as is.
-
-    Written as the two half-rotations (x1 c - x2 s, x2 c + x1 s) over q and k
-    together, each a multiply and an addcmul into the output, in the compute
-    dtype: transformers' cat/neg form in float32 costs 2x the time on CPU in
-    bf16 (a sixth of a layer), and this form 30% less than four multiplies
-    and two adds, at the same accuracy. ``cos``/``sin``: (tokens, 1, 1,
-    head_dim / 2), already in the compute dtype (``forward`` casts them once
-    per batch).
-    """
-    half = qkv.shape[-1] // 2
-    first, second = qkv[:, :2, :, :half], qkv[:, :2, :, half:]
-    if torch.compiler.is_compiling():  # inductor fuses the plain form (and cannot trace out=)
-        rotated = torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
-        return torch.cat([rotated, qkv[:, 2:]], dim=1)
-    out = torch.empty_like(qkv)
-    out[:, 2] = qkv[:, 2]
-    rotated_first, rotated_second = out[:, :2, :, :half], out[:, :2, :, half:]
-    torch.mul(first, cos, out=rotated_first).addcmul_(second, sin, value=-1)
-    torch.mul(second, cos, out=rotated_second).addcmul_(first, sin)
-    return out
-
-
 def attention_inputs(hidden, norm_weight, norm_bias, qkv_weight, qkv_bias, cos, sin, eps: float, heads: int):
     """Norm -> Wqkv -> rotary: everything a layer does before attention.
 
     A pure function of tensors so that one compiled graph serves every layer
-    (the first layer has no norm: ``norm_weight`` None).
+    (the first layer has no norm: ``norm_weight`` None). ``cos`` None: the
+    attention back-end rotates q and k itself.
     """
     normed = hidden if norm_weight is None else F.layer_norm(hidden, hidden.shape[-1:], norm_weight, norm_bias, eps)
     qkv = F.linear(normed, qkv_weight, qkv_bias).view(hidden.shape[0], 3, heads, -1)
-    return rotate_queries_and_keys(qkv, cos, sin)
+    return qkv if cos is None else rotate_queries_and_keys(qkv, cos, sin)
 
 
 def attention_output_and_mlp(hidden, attended, out_weight, out_bias, norm_weight, norm_bias, in_weight, in_bias,
@@ -237,9 +180,17 @@ class UnpaddedModernBert:
         self.activation = activation_function(self.arch.activation)
         self.compiled = should_compile(device, compile)
         self._before_attention, self._after_attention = attention_inputs, attention_output_and_mlp
+        self.fused = None
+        if not self.compiled and use_packed_linears(device, dtype):
+            self.fused = FusedLayerKernels(self.layers, self.arch.activation, self.activation, self.arch.norm_eps,
+                                           self.arch.heads)
+            self._drop_unpacked_linear_weights()
         if self.compiled:
             self._before_attention = torch.compile(attention_inputs, dynamic=True)
             self._after_attention = torch.compile(attention_output_and_mlp, dynamic=True)
+        # grouped SDPA rotates q and k while laying out each group (one pass, not two), except
+        # when compiled: there the rotation fuses into the compiled graph before attention
+        self.rotary_in_attention = self.attention_name == "sdpa" and not self.compiled
 
     def _norm(self, hidden: torch.Tensor, prefix: str) -> torch.Tensor:
         return F.layer_norm(
@@ -247,14 +198,35 @@ class UnpaddedModernBert:
             self.arch.norm_eps,
         )
 
+    def _drop_unpacked_linear_weights(self) -> None:
+        """The fused path holds its own packed copies: keeping the plain ones would double the memory."""
+        for key in [key for key in self.weights if key.startswith("layers.") and ".W" in key]:
+            del self.weights[key]
+        self.layers = None
+
     def _layer(self, index: int, hidden: torch.Tensor, batch: PackedBatch, rotary) -> torch.Tensor:
-        arch, layer = self.arch, self.layers[index]
+        arch = self.arch
         is_global = arch.layer_is_global[index]
-        qkv = self._before_attention(hidden, *layer.attn_norm, *layer.qkv, *rotary[is_global], arch.norm_eps,
-                                     arch.heads)
-        attended = self.attention(qkv, batch, None if is_global else arch.window).view(-1, arch.hidden_size)
-        return self._after_attention(hidden, attended, *layer.attn_out, *layer.mlp_norm, *layer.mlp_in,
-                                     *layer.mlp_out, arch.norm_eps, self.activation)
+        tables = rotary[is_global]
+        if self.fused is not None:
+            qkv = self.fused.before_attention(index, hidden)
+            return self.fused.after_attention(index, hidden, self._attend(qkv, batch, is_global, tables))
+        layer = self.layers[index]
+        cos, sin = (None, None) if self.rotary_in_attention else tables
+        qkv = self._before_attention(hidden, *layer.attn_norm, *layer.qkv, cos, sin, arch.norm_eps, arch.heads)
+        return self._after_attention(hidden, self._attend(qkv, batch, is_global, tables), *layer.attn_out,
+                                     *layer.mlp_norm, *layer.mlp_in, *layer.mlp_out, arch.norm_eps, self.activation)
+
+    def _attend(self, qkv, batch: PackedBatch, is_global: bool, tables) -> torch.Tensor:
+        """Attention for one layer, (tokens, hidden); rotates q and k first unless the back-end does."""
+        window = None if is_global else self.arch.window
+        if self.rotary_in_attention:
+            attended = self.attention(qkv, batch, window, rotary=tables)
+        else:
+            if self.fused is not None:
+                qkv = rotate_queries_and_keys(qkv, *tables)
+            attended = self.attention(qkv, batch, window)
+        return attended.view(-1, self.arch.hidden_size)
 
     def _run_layers(self, hidden, batch, rotary):
         for index in range(self.arch.layers):
@@ -286,7 +258,7 @@ class UnpaddedModernBert:
         flat = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=batch.total)
         flat = torch.from_numpy(flat).to(self.device)
         rotary = {  # looked up and cast once per batch, shared by every layer
-            is_global: tuple(table.to(self.dtype) for table in tables.lookup(batch.positions, batch.max_length))
+            is_global: tuple(table.to(self.dtype) for table in self._rotary_tables(tables, batch))
             for is_global, tables in self.rotary.items()
         }
         hidden = self._norm(F.embedding(flat, self.weights["embeddings.tok_embeddings.weight"]), "embeddings.norm")
@@ -298,6 +270,12 @@ class UnpaddedModernBert:
             self._fall_back_to_eager(error)
             hidden = self._run_layers(hidden, batch, rotary)
         return self._norm(hidden, "final_norm").float(), batch
+
+    def _rotary_tables(self, tables: RotaryTables, batch: PackedBatch):
+        """By position when the back-end rotates per group, else one row per token of the stream."""
+        if self.rotary_in_attention:
+            return tables.up_to(batch.max_length)
+        return tables.lookup(batch.positions, batch.max_length)
 
     def _fall_back_to_eager(self, error: Exception) -> None:
         """A machine without a working compiler still embeds, just slower."""

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .packed_batch import BLOCK_LOCAL_MIN_LENGTH, AttentionGroup, PackedBatch, band_mask
+from .rotary import rotate_into_head_layout, rotate_queries_and_keys
 
 # Queries per block of a local layer that goes block by block (groups from
 # BLOCK_LOCAL_MIN_LENGTH tokens): 32 beat blocks of 64 or 128 (bf16 CPU, 12 heads).
@@ -131,28 +132,32 @@ def uses_split_attention(group: AttentionGroup, window: int | None, dtype: torch
             and group.length <= SPLIT_ATTENTION_MAX_LENGTH and split_scores_are_exact())
 
 
-def _group_attention(members, group: AttentionGroup, window: int | None) -> torch.Tensor:
+def _group_attention(members, group: AttentionGroup, window: int | None, rotary) -> torch.Tensor:
     """Attention for one group; ``members``: (n, L, 3, heads, d), padded slots masked out as keys.
 
     Returns (n, heads, L, d).
     """
     if uses_split_attention(group, window, members.dtype):
-        # one copy lays out q, k and v as the batched matmuls want them
-        q, k, v = members.permute(2, 0, 3, 1, 4).contiguous()
+        q, k, v = rotate_into_head_layout(members, rotary)
         return split_bf16_attention(q, k, v, group.score_bias(window))
+    if rotary is not None:  # rotated in place of layout: SDPA reads the (n, L, heads, d) views as they are
+        cos, sin = (table[: group.length, None, None, :] for table in rotary)
+        members = rotate_queries_and_keys(members, cos, sin)
     q, k, v = (members[:, :, part].transpose(1, 2) for part in range(3))
     if window is not None and group.length >= BLOCK_LOCAL_MIN_LENGTH:
         return _local_block_attention(q, k, v, window)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=group.mask(window))
 
 
-def grouped_sdpa(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
+def grouped_sdpa(qkv, batch: PackedBatch, window: int | None, rotary=None) -> torch.Tensor:
     """Attention over groups of similar-length sequences: few calls, little padding.
 
     Works on any device; the default on CPU. Each sequence attends only to
     itself: padding is masked out as keys and dropped as queries. Local layers
     skip the band mask when a whole sequence fits in the window and go block
     by block for long sequences, so they cost O(L * window), not O(L^2).
+    ``rotary``: the layer's (cos, sin) tables by position, when q and k are
+    still to be rotated (see `rotate_into_head_layout`).
     """
     tokens_total, _, heads, head_dim = qkv.shape
     # index_select is 5x faster on 2-D rows than on the 4-D view (CPU, bf16)
@@ -164,7 +169,7 @@ def grouped_sdpa(qkv, batch: PackedBatch, window: int | None) -> torch.Tensor:
         if group.gather is not None:  # one gather pads q, k and v together
             members = members.index_select(0, group.gather)
         members = members.view(group.sequences, group.length, 3, heads, head_dim)
-        attended = _group_attention(members, group, window).transpose(1, 2).reshape(-1, heads * head_dim)
+        attended = _group_attention(members, group, window, rotary).transpose(1, 2).reshape(-1, heads * head_dim)
         if group.valid is None:
             out[tokens] = attended
         else:
