@@ -8,8 +8,11 @@ and whatever it lacks is named before any timing.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
+import warnings
 from pathlib import Path
 
 BACKENDS = ("onnx", "openvino")
@@ -72,7 +75,6 @@ def backend_encoder(model_dir: Path, backend: str, threads: int, prompt: str):
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()  # the export's tracer warnings are not the user's concern
     if backend == "onnx":
         import onnxruntime
 
@@ -81,7 +83,8 @@ def backend_encoder(model_dir: Path, backend: str, threads: int, prompt: str):
         model_kwargs = {"provider": "CPUExecutionProvider", "session_options": options}
     else:
         model_kwargs = {"ov_config": {"INFERENCE_NUM_THREADS": threads}}
-    model = SentenceTransformer(str(model_dir), device="cpu", backend=backend, model_kwargs=model_kwargs)
+    with _quiet_export():
+        model = SentenceTransformer(str(model_dir), device="cpu", backend=backend, model_kwargs=model_kwargs)
 
     def encode(texts):
         vectors = model.encode(texts, batch_size=32, prompt=prompt, normalize_embeddings=True,
@@ -91,12 +94,29 @@ def backend_encoder(model_dir: Path, backend: str, threads: int, prompt: str):
     return encode, _precision(model, backend)
 
 
+@contextlib.contextmanager
+def _quiet_export():
+    """The export's tracer warnings and "save the exported model" advice: not the bench user's concern."""
+    loggers = [logging.getLogger(name) for name in ("sentence_transformers", "optimum", "transformers")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
 def _precision(model, backend: str) -> str | None:
     """OpenVINO's inference precision ("bf16" on bf16 CPUs); ONNX Runtime does not report one."""
     if backend != "openvino":
         return None
     try:
-        return str(model[0].auto_model.request.get_property("INFERENCE_PRECISION_HINT"))
+        precision = model[0].auto_model.request.get_property("INFERENCE_PRECISION_HINT")
+        return precision.get_type_name()  # "bf16", "f32": an openvino.Type
     except Exception:  # an optimum-intel without ``request``, or not compiled yet: the cell just says "auto"
         return None
 
