@@ -203,9 +203,11 @@ def models(as_json):
               help="Which texts (default: both).")
 @click.option("--st-dtype", "st_dtypes", multiple=True, type=DTYPE,
               help="sentence-transformers dtypes to compare with (default: float32 and bfloat16).")
+@click.option("--st-backend", "st_backends", multiple=True, type=click.Choice(["onnx", "openvino"]),
+              help="Also sentence-transformers' ONNX or OpenVINO back-end (repeatable; needs optimum).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write results as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
-def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, json_path, quiet):
+def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, st_backends, json_path, quiet):
     """vecplug vs sentence-transformers on the same model files and texts, side by side."""
     from pathlib import Path
 
@@ -217,13 +219,20 @@ def bench(model, shape, quick, full, repeat, dtype, device, corpora, st_dtypes, 
     if model and not Path(model).is_dir():
         raise click.BadParameter(f"{model} is not a model directory (the bench compares with sentence-transformers "
                                  "on the same files)", param_hint="'--model'")
+    from .bench_references import missing_backend_line, tokenizer_class_problem
+
+    if missing := missing_backend_line(st_backends):  # before any model loads or timing starts
+        raise click.BadParameter(missing, param_hint="'--st-backend'")
     model_dir = Path(model) if model else benchmark.bench_model_dir("tiny" if quick else shape)
+    if unloadable := tokenizer_class_problem(model_dir):
+        raise click.BadParameter(unloadable, param_hint="'--model'")
     rows, environment = benchmark.run(
         model_dir, size="quick" if quick else "full" if full else "cpu", dtype=dtype, device=device, repeat=repeat,
         st_dtypes=tuple(st_dtypes) or ("float32", "bfloat16"), corpus_names=tuple(corpora) or ("paragraphs", "long"),
-        quiet=quiet,
+        quiet=quiet, st_backends=tuple(dict.fromkeys(st_backends)),
     )
     click.echo(json.dumps(environment))
+    click.echo(benchmark.header_line(environment))
     click.echo(benchmark.format_table(rows))
     if json_path:
         Path(json_path).write_text(benchmark.to_json(rows, environment))

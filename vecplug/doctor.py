@@ -37,11 +37,15 @@ def python_checks() -> list[Check]:
 
 
 def torch_checks() -> list[Check]:
+    from .cpu import cpu_kind
+
+    # the CPU's matmul class (AMX, AVX512-BF16, AVX512, AVX2, other), as the bench header names it
+    cpu = Check("torch", "CPU", "info", f"{cpu_kind()}, {os.cpu_count()} logical cores")
     try:
         import torch
     except ImportError as error:
-        return [Check("torch", "torch", "fail", f"not importable ({error}): pip install torch==2.13.0 (CPU)")]
-    checks = [Check("torch", "torch", "ok", f"{torch.__version__}")]
+        return [Check("torch", "torch", "fail", f"not importable ({error}): pip install torch==2.13.0 (CPU)"), cpu]
+    checks = [Check("torch", "torch", "ok", f"{torch.__version__}"), cpu]
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count()))
         checks.append(Check("torch", "CUDA", "ok", f"CUDA {torch.version.cuda}: {names}"))

@@ -29,6 +29,9 @@ def test_reports_engine_plugins_models_and_a_measured_matmul_rate(tmp_path):
     import torch
 
     assert checks[("torch", "torch")]["detail"] == torch.__version__
+    from vecplug.cpu import cpu_kind
+
+    assert checks[("torch", "CPU")]["detail"] == f"{cpu_kind()}, {os.cpu_count()} logical cores"
     engine = {name: check["detail"] for (section, name), check in checks.items() if section == "engine modernbert"}
     from vecplug.modernbert.report import engine_report
 

@@ -1,29 +1,15 @@
 """Pick the device and dtype: the fastest that keeps quality on this machine."""
 from __future__ import annotations
 
-import functools
 import platform
 
+from ..cpu import cpu_flags, cpu_kind, kind_has_native_bf16
 from ..devices import normalise_device, normalise_dtype, require_device_present
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags (Linux /proc/cpuinfo); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def cpu_has_native_bf16() -> bool:
     """bf16 matmuls are only a win with hardware support (AVX512-BF16 or AMX)."""
-    flags = cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return kind_has_native_bf16(cpu_kind())
 
 
 def cpu_description() -> str:
