@@ -53,6 +53,7 @@ def test_split_path_is_as_accurate_as_sdpa(window, scores_per_call, monkeypatch)
 
     split_error = (grouped_sdpa(qkv, batch, window).float() - reference).abs().max().item()
     monkeypatch.setattr(grouped_attention, "SPLIT_ATTENTION_MAX_LENGTH", 0)  # every group through SDPA
+    monkeypatch.setattr(grouped_attention, "SPLIT_GLOBAL_MAX_LENGTH", 0)
     sdpa_error = (grouped_sdpa(qkv, PackedBatch(LENGTHS, "cpu"), window).float() - reference).abs().max().item()
     # Both round probabilities and outputs to bf16 (errors ~0.03-0.05 on outputs up to ~10);
     # bf16-rounded scores would be eight times worse (0.24 here).
@@ -78,10 +79,13 @@ def test_each_sequence_attends_only_to_itself(scores_per_call, monkeypatch):
 @fast_path_expected
 def test_split_path_only_where_it_is_exact_and_faster(monkeypatch):
     short, long = PackedBatch([40, 41], "cpu").groups[0], PackedBatch([300], "cpu").groups[0]
+    middle, very_long = PackedBatch([250], "cpu").groups[0], PackedBatch([2000], "cpu").groups[0]
     assert grouped_attention.uses_split_attention(short, None, torch.bfloat16)
     assert not grouped_attention.uses_split_attention(short, None, torch.float32)  # float32 has its own exact kernel
     assert not grouped_attention.uses_split_attention(long, 64, torch.bfloat16)  # block-local SDPA instead
-    assert not grouped_attention.uses_split_attention(long, None, torch.bfloat16)  # flash kernel is as fast here
+    assert grouped_attention.uses_split_attention(long, None, torch.bfloat16)  # a global layer, a few heads a call
+    assert not grouped_attention.uses_split_attention(middle, None, torch.bfloat16)  # flash kernel as fast here
+    assert not grouped_attention.uses_split_attention(very_long, None, torch.bfloat16)  # scores outgrow the cache
     monkeypatch.setattr(grouped_attention, "split_scores_are_exact", lambda: False)
     assert not grouped_attention.uses_split_attention(short, None, torch.bfloat16)
 

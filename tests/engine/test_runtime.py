@@ -54,8 +54,8 @@ def test_default_is_one_thread_per_core_waiting_passively(tiny_model_dir):
     assert result["threads"] == {"count": torch_default_threads(), "source": "default: torch's, one per physical core",
                                  "openmp_wait": "passive"}
     assert result["torch"] == result["threads"]["count"]
-    assert result["environment"] == {"OMP_WAIT_POLICY": "PASSIVE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64",
-                                     "LRU_CACHE_CAPACITY": "64"}
+    assert result["environment"] == {"OMP_WAIT_POLICY": "PASSIVE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "32",
+                                     "LRU_CACHE_CAPACITY": "32"}
 
 
 @pytest.mark.slow  # four fresh processes that import torch and load a model
