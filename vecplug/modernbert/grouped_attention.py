@@ -26,8 +26,9 @@ LOCAL_QUERY_BLOCK = 32
 # `split_bf16_attention` (float32-exact scores from two bf16 matmuls, then
 # softmax and P @ V as batched matmuls): 1.5-2.3x faster than PyTorch's CPU
 # flash kernel on 12-191 tokens (ModernBERT-base heads, this project's
-# 2-core CPU). From 192 tokens the flash kernel was as fast or faster
-# (200-3,000 tokens), and local layers go block by block anyway.
+# 2-core CPU). From 192 tokens, with every head in one call, the flash
+# kernel was as fast or faster (200-3,000 tokens), and local layers go block
+# by block anyway; global layers of long sequences, a few heads a call: below.
 SPLIT_ATTENTION_MAX_LENGTH = BLOCK_LOCAL_MIN_LENGTH - 1
 # Global layers of long sequences (each its own group) also attend through
 # `split_bf16_attention`, a few heads per call: 1.4-1.6x faster than the
