@@ -17,12 +17,19 @@ busy machine and keeps flat memory; vecplug chooses each deliberately:
   waiting is passive. When torch was imported before vecplug (a notebook,
   most applications), OpenMP already spins and it is too late to change
   that; import order alone must not cost speed, so vecplug keeps torch's
-  count there too and backs off to one thread only when it measures
-  contention: a short probe (a few dozen small matmuls, ~50 ms) with
-  torch's count and with one thread, and one thread wins only when the
-  many ran ``SPIN_COLLAPSE`` times slower (a core taken by another
-  process: measured 4-13x). Then it warns once, naming the fixes
-  (``VECPLUG_THREADS``, or import vecplug before torch).
+  count there too and backs off only when it measures contention. At the
+  first load vecplug reads, from ``/proc/stat`` over 0.2 s, how much of
+  this process's CPUs other processes keep busy, and a short probe (a few
+  dozen small matmuls, ~50 ms) times torch's count against one thread. Fewer
+  threads are used when those processes leave fewer free CPUs than torch
+  has threads (as many as fit, at least one), or when the many ran
+  ``SPIN_COLLAPSE`` times slower than one. The reading is what decides
+  on a small machine: a spinning thread that was just woken runs a
+  probe's short rounds before the scheduler takes its core back, so a
+  busy core hid from the timing alone (2 threads 21 ms, one 27 ms, beside
+  a busy loop that made the embedding itself 2-3x slower). Then it warns
+  once, naming the fixes (``VECPLUG_THREADS``, or import vecplug before
+  torch).
   Applied with ``torch.set_num_threads`` when the first model loads.
 - **oneDNN caches** (``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` and ideep's
   ``LRU_CACHE_CAPACITY``, default 1,024 entries each): every new shape of
@@ -43,6 +50,7 @@ in ``model.describe()`` (``threads``, ``threads_reason``, ``openmp_wait``; the b
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import threading
@@ -57,6 +65,11 @@ CACHE_ENTRIES = "32"
 # held by another process 4-13x.
 SPIN_COLLAPSE = 1.5
 PROBE_ROUNDS = 3
+# torch's threads fit when other processes leave this many fewer CPUs free than there are threads, at most:
+# background noise is a tenth of a CPU or two, a busy process a whole one.
+FIT_MARGIN = 0.5
+# /proc/stat counts in ticks of 10 ms per CPU: read over this long, the reading is good to a tenth of a CPU or so.
+OCCUPANCY_WINDOW_SECONDS = 0.2
 DEFAULTS = {
     "OMP_WAIT_POLICY": "PASSIVE",
     "ONEDNN_PRIMITIVE_CACHE_CAPACITY": CACHE_ENTRIES,
@@ -142,31 +155,98 @@ def threads_beside_spinning_openmp(torch, why: str = "torch was imported first")
     """OpenMP spins (``why``: torch was imported first, or the user's policy): keep torch's count unless a probe
     measures contention.
 
-    Returns the reason the report shows; sets one thread (and warns once)
-    only when ``spin_collapse`` says the machine is contended.
+    Returns the reason the report shows; sets fewer threads (and warns once)
+    only when other processes leave too few free CPUs for them, or when
+    ``spin_collapse`` says the threads already wait on each other.
     """
     threads = torch.get_num_threads()
     if threads <= 1:
         return f"torch's count when vecplug loaded ({why})"
+    busy_elsewhere = cpus_busy_elsewhere()
     many, one = probe_seconds(torch, threads)
-    if not spin_collapse(many, one):
-        return (f"torch's count, kept though OpenMP spins ({why}): {threads} threads ran a "
-                f"probe in {many * 1000:.0f} ms, one thread in {one * 1000:.0f} ms")
-    torch.set_num_threads(1)
+    cpus = len(allowed_cpus())
+    timed = f"{threads} threads ran a probe in {many * 1000:.0f} ms, one thread in {one * 1000:.0f} ms"
+    seen = "" if busy_elsewhere is None else f"; other processes kept {busy_elsewhere:.1f} of {cpus} CPUs busy"
+    fitting = threads if busy_elsewhere is None else threads_that_fit(threads, cpus, busy_elsewhere)
+    if spin_collapse(many, one):
+        count, because = 1, f"{threads} threads ran {many / one:.1f}x slower than one in a probe"
+    elif fitting < threads:
+        count, because = fitting, (f"other processes kept {busy_elsewhere:.1f} of this process's {cpus} CPUs busy "
+                                   f"while vecplug loaded")
+    else:
+        return f"torch's count, kept though OpenMP spins ({why}): {timed}{seen}"
+    torch.set_num_threads(count)
     warnings.warn(
         f"vecplug: OpenMP threads spin while they wait here ({why}), and this CPU is "
-        f"busy: {threads} threads ran {many / one:.1f}x slower than one, so vecplug embeds with 1 thread. "
+        f"busy: {because}, so vecplug embeds with {count} thread{'s' if count > 1 else ''}. "
         f"To use {threads}: import vecplug before torch (or set OMP_WAIT_POLICY=PASSIVE before torch is "
         f"imported), or set {THREADS_ENV}={threads} to keep them regardless.",
         RuntimeWarning, stacklevel=3,
     )
-    return (f"1: OpenMP spins ({why}) and {threads} threads ran {many / one:.1f}x slower than one "
-            f"in a probe; import vecplug before torch, or set {THREADS_ENV}")
+    return f"{count}: OpenMP spins ({why}) and {because}; import vecplug before torch, or set {THREADS_ENV}"
 
 
 def spin_collapse(many_seconds: float, one_seconds: float) -> bool:
     """Did several spinning threads run the probe ``SPIN_COLLAPSE`` times slower than one thread?"""
     return many_seconds > SPIN_COLLAPSE * one_seconds
+
+
+def threads_that_fit(threads: int, cpus: int, busy_elsewhere: float) -> int:
+    """How many of ``threads`` spinning threads get a CPU of their own beside other processes' load (at least one).
+
+    A spinning thread that shares its CPU with a busy process makes every
+    parallel region wait a time slice for it, so the threads must fit in
+    the CPUs that the others leave free, within ``FIT_MARGIN``.
+    """
+    free = cpus - busy_elsewhere
+    if threads <= free + FIT_MARGIN:
+        return threads
+    return max(1, math.floor(free + FIT_MARGIN))
+
+
+def cpus_busy_elsewhere(seconds: float = OCCUPANCY_WINDOW_SECONDS) -> float | None:
+    """How many CPUs (of those this process may use) other processes keep busy, read over ``seconds`` while this
+    process waits; None where ``/proc/stat`` cannot tell (not Linux).
+
+    The CPUs' busy ticks over the window, less this process's own CPU time,
+    per second. Read while vecplug sleeps, so that the others' share is not
+    cut by torch's threads competing for the same CPUs (during the probe a
+    busy loop read 0.6-0.8 of a CPU, asleep 1.0); long enough that the
+    10 ms ticks do not decide.
+    """
+    before, own_before, started = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+    time.sleep(seconds)
+    after, own, wall = _busy_cpu_seconds(), time.process_time() - own_before, time.perf_counter() - started
+    if before is None or after is None:
+        return None
+    return max(0.0, (after - before - own) / wall)
+
+
+def allowed_cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity; every CPU where the platform cannot tell)."""
+    if hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return set(range(os.cpu_count() or 1))
+
+
+def _busy_cpu_seconds() -> float | None:
+    """Seconds the CPUs this process may run on have spent busy since boot (``/proc/stat``), None if unknown.
+
+    Busy is user, nice, system, irq and softirq time; idle, iowait and a
+    hypervisor's steal are not another process holding the CPU.
+    """
+    try:
+        allowed = {f"cpu{number}" for number in allowed_cpus()}
+        ticks = 0
+        with open("/proc/stat", encoding="ascii") as stat:
+            for line in stat:
+                name, *fields = line.split()
+                if name in allowed:
+                    user, nice, system, _idle, _iowait, irq, softirq = (int(field) for field in fields[:7])
+                    ticks += user + nice + system + irq + softirq
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
 
 
 def probe_seconds(torch, threads: int) -> tuple[float, float]:
