@@ -43,7 +43,9 @@ busy machine and keeps flat memory; vecplug chooses each deliberately:
   after layer); 16 was slower. Read lazily by torch, so set at ``import vecplug``
   and again before the first model loads (unless you set them).
 
-Every variable above is only a default: one set in the environment wins.
+Every variable above is only a default: one set in the environment wins
+(a blank one counts as unset), except an ``LRU_CACHE_CAPACITY`` that crashes
+torch's bf16 products, which a bf16 CPU load refuses.
 ``ThreadChoice`` records what was chosen and why; a loaded model reports it
 in ``model.describe()`` (``threads``, ``threads_reason``, ``openmp_wait``; the bench header and ``doctor`` print it).
 """
@@ -52,11 +54,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 import threading
 import time
 import warnings
 
+from .errors import InvalidSettingError
 from .settings import THREADS_ENV, Settings
 
 CACHE_ENTRIES = "32"
@@ -79,7 +83,7 @@ DEFAULTS = {
 # Read when vecplug is imported: was OpenMP loaded (with torch) before vecplug could
 # set the wait policy, and had the user chosen one?
 _torch_before_vecplug = "torch" in sys.modules
-_wait_policy_set_by_user = "OMP_WAIT_POLICY" in os.environ
+_wait_policy_set_by_user = bool(os.environ.get("OMP_WAIT_POLICY", "").strip())
 _choice: "ThreadChoice | None" = None
 _choice_lock = threading.Lock()
 
@@ -108,7 +112,27 @@ def prepare_environment() -> None:
     for name, value in DEFAULTS.items():
         if name == "OMP_WAIT_POLICY" and "torch" in sys.modules:
             continue  # too late: setting it now would only make the report lie
-        os.environ.setdefault(name, value)
+        if not os.environ.get(name, "").strip():  # a blank value (``NAME=`` in a compose file) is no choice
+            os.environ[name] = value
+
+
+def refuse_crashing_cache_setting(device: str, dtype: str) -> None:
+    """Refuse an ``LRU_CACHE_CAPACITY`` that crashes torch's bf16 products on a CPU, before torch runs one.
+
+    ideep reads the variable as C's ``atoi`` does: a 0, a word or a blank
+    gives a cache of no entries, and the first bf16 ``F.linear`` on a CPU
+    then kills the process with a segmentation fault (torch 2.13). float32
+    does not use that cache, so it is left alone there.
+    """
+    value = os.environ.get("LRU_CACHE_CAPACITY")
+    if value is None or device != "cpu" or dtype != "bfloat16":
+        return
+    leading_integer = re.match(r"\s*[+-]?\d+", value)
+    if leading_integer is None or int(leading_integer.group()) == 0:
+        raise InvalidSettingError(
+            f"LRU_CACHE_CAPACITY={value!r} gives oneDNN's cache no entries, and torch's bf16 products on a CPU "
+            f"crash the process then (a segmentation fault); set it to a positive number of entries "
+            f"(vecplug's default is {CACHE_ENTRIES}), unset it, or load the model with dtype='float32'")
 
 
 def requested_threads() -> int | None:

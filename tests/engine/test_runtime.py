@@ -207,6 +207,34 @@ def test_a_bad_vecplug_threads_is_refused_at_load(tiny_model_dir, value):
     assert expected in completed.stdout, completed.stdout + completed.stderr[-2000:]
 
 
+CACHE_SETTING = """
+import os, sys, vecplug
+try:
+    model = vecplug.load_model(sys.argv[1], dtype=sys.argv[2])
+    model.embed_documents(["a text that runs the products"])
+    print("embedded; LRU_CACHE_CAPACITY=" + os.environ["LRU_CACHE_CAPACITY"])
+except vecplug.InvalidSettingError as error:
+    print(error)
+"""
+
+
+@pytest.mark.parametrize("value, dtype, expected", [
+    ("0", "bfloat16", "LRU_CACHE_CAPACITY='0' gives oneDNN's cache no entries"),
+    ("none", "bfloat16", "LRU_CACHE_CAPACITY='none' gives oneDNN's cache no entries"),
+    ("", "bfloat16", "embedded; LRU_CACHE_CAPACITY=32"),  # blank: no choice, vecplug's default
+    ("0", "float32", "embedded; LRU_CACHE_CAPACITY=0"),  # float32 does not use that cache
+])
+def test_an_lru_cache_capacity_that_crashes_torch_is_refused_at_load(tiny_model_dir, value, dtype, expected):
+    """torch's bf16 products on a CPU die of a segmentation fault with ideep's cache at 0 entries: a clear error
+    instead, before any work."""
+    completed = subprocess.run([sys.executable, "-c", CACHE_SETTING, str(tiny_model_dir), dtype], capture_output=True,
+                               text=True, env=clean_environment(LRU_CACHE_CAPACITY=value), timeout=300)
+    assert completed.returncode == 0, (completed.returncode, completed.stderr[-2000:])
+    assert expected in completed.stdout, completed.stdout + completed.stderr[-2000:]
+    if "gives oneDNN's cache no entries" in expected:
+        assert "set it to a positive number of entries (vecplug's default is 32)" in completed.stdout
+
+
 EMBED = """
 import os, sys, time
 if os.environ.get("IMPORT_TORCH_FIRST"):

@@ -174,14 +174,16 @@ def load_modernbert(spec: ModelSpec, files: ModelFiles, device: str | None, dtyp
     """Build the embedder: pick device and dtype, compute the fingerprint."""
     import dataclasses
 
+    from ..devices import dtype_name
     from ..model import compute_fingerprint
-    from ..runtime import choose_threads
+    from ..runtime import choose_threads, refuse_crashing_cache_setting
     from .files import weights_digest
     from .hardware import choose_device, choose_dtype
 
     choose_threads()
     device = choose_device(device)
     torch_dtype = choose_dtype(dtype, device)
+    refuse_crashing_cache_setting(device, dtype_name(torch_dtype))
     fingerprint = compute_fingerprint(
         weights_digest(Path(files.directory) / "model.safetensors"),
         prompts=dict(spec.prompts),
