@@ -1,4 +1,4 @@
-"""One synthetic corpus for the store commands, loadable into Chroma, Qdrant and PostgreSQL.
+"""One synthetic corpus for the store commands, loadable into Chroma, Qdrant, LanceDB and PostgreSQL.
 
 Four planted topics of ten distinct hand-written sentences each, plus
 planted duplicates: exact copies of three sentences and near copies
@@ -6,7 +6,8 @@ planted duplicates: exact copies of three sentences and near copies
 in its original's topic. Ids are the ints 1..N (Chroma keeps them as str).
 Embedded with the MiniLM plugin (real weights, offline), so topics,
 duplicates and questions mean something; loaded through vecplug's own
-documented paths: ``vecplug_chroma.add``, ``QdrantEmbedder.upsert``, and for
+documented paths: ``vecplug_chroma.add``, ``QdrantEmbedder.upsert``,
+``vecplug_lancedb.add`` into a table of the ``"vecplug"`` function, and for
 PostgreSQL plain inserts (``create_table_sql`` / ``insert_rows``) that a
 vectorizer then embeds (see tests/postgres and docs/postgres.md).
 """
@@ -140,6 +141,27 @@ def load_qdrant(path, name: str = "corpus", model: str = MODEL) -> None:
                         payloads=[{"topic": doc.topic} for doc in docs])
     finally:
         client.close()
+
+
+def load_lancedb(path, name: str = "corpus", model: str = MODEL) -> None:
+    """A LanceDB table at ``path`` whose vecplug function embeds ``text``, filled through ``vecplug_lancedb.add``."""
+    import lancedb
+    from lancedb.embeddings import get_registry
+    from lancedb.pydantic import LanceModel, Vector
+
+    import vecplug_lancedb
+
+    function = get_registry().get("vecplug").create(name=model)
+
+    class Corpus(LanceModel):
+        id: int
+        text: str = function.SourceField()
+        topic: str
+        vector: Vector(function.ndims()) = function.VectorField()
+
+    table = lancedb.connect(str(path)).create_table(name, schema=Corpus)
+    vecplug_lancedb.add(table, [{"id": doc.id, "text": doc.text, "topic": doc.topic} for doc in documents()],
+                        id_field="id", quiet=True)
 
 
 def create_table_sql(table: str = "corpus") -> str:

@@ -18,8 +18,9 @@ import click
 from .cli_errors import EXIT_USAGE, Failure
 from .cli_options import _apply, server_url_option
 
-STORES = "--dsn DSN --table T, --chroma PATH_OR_URL --collection C or --qdrant PATH_OR_URL --collection C"
-EXTRA_OF_STORE = {"--dsn/--table": "postgres", "--chroma": "chroma", "--qdrant": "qdrant"}
+STORES = ("--dsn DSN --table T, --chroma PATH_OR_URL --collection C, --qdrant PATH_OR_URL --collection C "
+          "or --lancedb PATH_OR_URI --table T")
+EXTRA_OF_STORE = {"--dsn/--table": "postgres", "--chroma": "chroma", "--qdrant": "qdrant", "--lancedb": "lancedb"}
 TEXT_WIDTH = 72
 
 
@@ -28,15 +29,19 @@ def store_options(function):
     return _apply(
         click.option("--dsn", default=None, help="PostgreSQL: a libpq connection string or URI (with --table; "
                                                  "default: the PG* environment variables, as vecplug pg does)."),
-        click.option("--table", default=None, help="PostgreSQL: a vectorized table ([schema.]name)."),
-        click.option("--column", default=None, help="PostgreSQL: the vector column (default: the vectorizer's, "
-                                                    "else embedding)."),
+        click.option("--table", default=None, help="PostgreSQL: a vectorized table ([schema.]name); LanceDB: "
+                                                   "a table."),
+        click.option("--column", default=None, help="The vector column (PostgreSQL: default the vectorizer's, "
+                                                    "else embedding; LanceDB: the vecplug function's)."),
         click.option("--text-column", default=None, help="The text column (PostgreSQL: default the vectorizer's "
-                                                         "source, else body) or Qdrant payload key (document)."),
-        click.option("--id-column", default=None, help="PostgreSQL: the id column (default: the primary key)."),
+                                                         "source, else body; LanceDB: the vecplug function's "
+                                                         "source) or Qdrant payload key (document)."),
+        click.option("--id-column", default=None, help="The id column (PostgreSQL: default the primary key; "
+                                                       "LanceDB: id)."),
         click.option("--chroma", default=None, help="Chroma: a PersistentClient folder or an http(s) URL."),
         click.option("--qdrant", default=None, help="Qdrant: a local-mode folder or an http(s) URL."),
         click.option("--collection", default=None, help="The Chroma or Qdrant collection."),
+        click.option("--lancedb", default=None, help="LanceDB: a database folder or a LanceDB URI (with --table)."),
     )(function)
 
 
@@ -49,32 +54,35 @@ def quiet_option(function):
                         help="No progress bar (there is none when stderr is not a terminal).")(function)
 
 
-def selection_of(dsn, table, column, text_column, id_column, chroma, qdrant, collection):
+def selection_of(dsn, table, column, text_column, id_column, chroma, qdrant, collection, lancedb):
     """The ``StoreSelection`` the options name, or a usage error saying what is missing or too much."""
     from .stores import StoreSelection
 
-    picked = [name for name, given in (("--dsn/--table", dsn or table), ("--chroma", chroma),
-                                       ("--qdrant", qdrant)) if given]
+    picked = [name for name, given in (("--dsn/--table", dsn or (table and not lancedb)), ("--chroma", chroma),
+                                       ("--qdrant", qdrant), ("--lancedb", lancedb)) if given]
     if not picked:
         raise click.UsageError(f"name a store: {STORES}")
     if len(picked) > 1:
         raise click.UsageError(f"name one store, not {' and '.join(picked)}")
-    if picked == ["--dsn/--table"]:
+    option = picked[0]
+    if option in ("--dsn/--table", "--lancedb"):  # the stores of tables
         if not table:
-            raise click.UsageError("--dsn needs --table: the vectorized table to work on")
-        if dsn is None:
+            raise click.UsageError(f"{option.split('/')[0]} needs --table: the table to work on")
+        if option == "--dsn/--table" and dsn is None:
             dsn = ""  # libpq's PG* environment variables, as every `vecplug pg` command reads them
         if collection:
-            raise click.UsageError("--collection is for --chroma and --qdrant; PostgreSQL takes --table")
+            store = "PostgreSQL" if option == "--dsn/--table" else "LanceDB"
+            raise click.UsageError(f"--collection is for --chroma and --qdrant; {store} takes --table")
     else:
         if not collection:
-            raise click.UsageError(f"{picked[0]} needs --collection: the collection to work on")
-        only_pg = [name for name, given in (("--column", column), ("--id-column", id_column)) if given]
-        if only_pg or (chroma and text_column):
-            names = only_pg + (["--text-column"] if chroma and text_column else [])
-            raise click.UsageError(f"{' and '.join(names)} only apply to {'--dsn/--table' if chroma else '--dsn'}")
+            raise click.UsageError(f"{option} needs --collection: the collection to work on")
+        tables_only = [name for name, given in (("--column", column), ("--id-column", id_column)) if given]
+        if tables_only or (chroma and text_column):
+            names = tables_only + (["--text-column"] if chroma and text_column else [])
+            also = "; --text-column to --qdrant too" if chroma and text_column else ""
+            raise click.UsageError(f"{' and '.join(names)} only apply to --dsn/--table and --lancedb{also}")
     return StoreSelection(dsn=dsn, table=table, column=column, text_column=text_column, id_column=id_column,
-                          chroma=chroma, qdrant=qdrant, collection=collection), picked[0]
+                          chroma=chroma, qdrant=qdrant, collection=collection, lancedb=lancedb), option
 
 
 @contextlib.contextmanager
@@ -142,8 +150,8 @@ def require_scikit_learn() -> None:
 @click.argument("query")
 @store_options
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many items.")
-@click.option("--where", default=None, help="The store's own filter: an SQL condition (PostgreSQL), a Chroma "
-                                            "where or a Qdrant filter (JSON).")
+@click.option("--where", default=None, help="The store's own filter: an SQL condition (PostgreSQL, LanceDB), "
+                                            "a Chroma where or a Qdrant filter (JSON).")
 @click.option("-m", "--model", default=None, help="The query's model (default: the one the store recorded).")
 @server_url_option("A `vecplug serve` that embeds the query (default: the store's model, here).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N for a local model (default: automatic).")

@@ -2,7 +2,8 @@
 
 The core knows no database. The commands build a ``StoreSelection`` from the
 one set of store options every command shares (``--dsn/--table``,
-``--chroma/--collection``, ``--qdrant/--collection``) and ask the adapters,
+``--chroma/--collection``, ``--qdrant/--collection``, ``--lancedb/--table``)
+and ask the adapters,
 through the ``vecplug_open_store`` hook, to open it; the adapter whose
 option is set returns a ``VectorStore`` and the others return None. The
 commands then work only through this Protocol, on the vectors already
@@ -10,8 +11,8 @@ stored (no re-embedding), through each database's own index: a store never
 hands over every vector at once, it streams them in batches.
 
 Scores are cosine similarities, higher is better, whatever distance the
-store keeps internally (PostgreSQL's ``<=>`` and Chroma's cosine distance
-are ``1 - score``).
+store keeps internally (PostgreSQL's ``<=>``, Chroma's and LanceDB's cosine
+distances are ``1 - score``).
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class StoreSelection:
     chroma: str | None = None        # a folder (PersistentClient) or an http(s) URL
     qdrant: str | None = None        # a folder (local mode) or an http(s) URL
     collection: str | None = None
+    lancedb: str | None = None       # a database folder or a LanceDB URI (with table)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +87,8 @@ class VectorStore(Protocol):
         """The ``k`` items nearest ``vector`` through the store's index, best first, never one in ``exclude``.
 
         ``where`` is the store's own filter syntax (SQL condition, Chroma
-        ``where`` JSON, Qdrant filter JSON); the adapter parses and checks it.
+        ``where`` JSON, Qdrant filter JSON, LanceDB SQL filter); the adapter
+        parses and checks it.
         """
 
     def vectors(self, ids: Sequence) -> "dict[Any, np.ndarray]":

@@ -16,6 +16,10 @@
     table.search("question").limit(5).to_list()             # query prompt
     vecplug_lancedb.add(table, rows)                        # through vecplug_before_ingest, streamed
     vecplug_lancedb.upsert(table, rows, on="id")            # merge_insert: replaced rows re-embedded
+    vecplug_lancedb.recommend(table, positive=[3], negative=[7])  # from the stored vectors
+
+The store commands (``vecplug search/recommend/cluster/dedup --lancedb
+PATH --table T``) open a table through ``vecplug_lancedb.store``.
 
 LanceDB has no plugin discovery: a process that reopens a table must have
 imported ``vecplug_lancedb`` (or called ``vecplug.load_plugins()``) before
@@ -33,7 +37,7 @@ from vecplug.after_import import after_import
 
 from .ingest import add, upsert
 
-__all__ = ["VecplugEmbeddings", "add", "upsert"]
+__all__ = ["VecplugEmbeddings", "add", "recommend", "upsert"]
 
 
 def __getattr__(name: str):
@@ -41,6 +45,10 @@ def __getattr__(name: str):
         from .embedding_function import VecplugEmbeddings
 
         return VecplugEmbeddings
+    if name == "recommend":
+        from .store import recommend
+
+        return recommend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -5,8 +5,8 @@ vectorizer, embedded by one worker run (its tests are marked ``pg``).
 
 ``store`` is parametrized over the stores: its value is the command-line
 options that name the store, and ``open_store`` opens it through the
-``vecplug_open_store`` hook as the commands do. Chroma and Qdrant live in
-folders of their own; Qdrant's local mode admits one client at a time, so
+``vecplug_open_store`` hook as the commands do. Chroma, Qdrant and LanceDB
+live in folders of their own; Qdrant's local mode admits one client at a time, so
 every test opens and closes its own.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import store_corpus
 import vecplug
 from vecplug.stores import StoreSelection
 
-STORES = ["chroma", "qdrant", pytest.param("postgres", marks=pytest.mark.pg)]
+STORES = ["chroma", "qdrant", "lancedb", pytest.param("postgres", marks=pytest.mark.pg)]
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,13 @@ def chroma_corpus(tmp_path_factory):
 def qdrant_corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("qdrant-corpus")
     store_corpus.load_qdrant(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lancedb_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lancedb-corpus")
+    store_corpus.load_lancedb(path)
     return path
 
 
@@ -63,6 +70,8 @@ def store(request) -> list[str]:
         return ["--chroma", str(request.getfixturevalue("chroma_corpus")), "--collection", "corpus"]
     if request.param == "postgres":
         return ["--dsn", request.getfixturevalue("postgres_corpus"), "--table", "corpus"]
+    if request.param == "lancedb":
+        return ["--lancedb", str(request.getfixturevalue("lancedb_corpus")), "--table", "corpus"]
     return ["--qdrant", str(request.getfixturevalue("qdrant_corpus")), "--collection", "corpus"]
 
 

@@ -50,7 +50,7 @@ def test_search_answers_a_question_with_the_right_sentence(store):
 
 
 def test_search_where_filters_in_the_store_own_syntax(store):
-    where = {"--chroma": '{"topic": "football"}', "--dsn": "topic = 'football'",
+    where = {"--chroma": '{"topic": "football"}', "--dsn": "topic = 'football'", "--lancedb": "topic = 'football'",
              "--qdrant": '{"must": [{"key": "topic", "match": {"value": "football"}}]}'}[store[0]]
     hits = run("search", "a planet and its moons", *store, "-k", "5", "--where", where)
     topics = store_corpus.topic_labels()
@@ -90,6 +90,15 @@ def test_recommend_in_python_matches_the_command(store, tmp_path):
                                          negative=[str(item) for item in negative], n_results=5)
         assert same_ids(hit.id for hit in found) == command
         return
+    if "--lancedb" in store:
+        import lancedb
+
+        import vecplug_lancedb
+
+        table = lancedb.connect(store[1]).open_table("corpus")
+        found = vecplug_lancedb.recommend(table, positive=positive, negative=negative, limit=5)
+        assert [hit.id for hit in found] == command
+        return
     from qdrant_client import QdrantClient
 
     from vecplug_qdrant import QdrantEmbedder
@@ -126,6 +135,11 @@ def labels_in_store(store) -> dict[int, int]:
 
         got = chromadb.PersistentClient(store[1]).get_collection("corpus").get(include=["metadatas"])
         return {int(item): metadata["label"] for item, metadata in zip(got["ids"], got["metadatas"])}
+    if "--lancedb" in store:
+        import lancedb
+
+        rows = lancedb.connect(store[1]).open_table("corpus").search().select(["id", "label"]).limit(None).to_list()
+        return {row["id"]: row["label"] for row in rows}
     from qdrant_client import QdrantClient
 
     client = QdrantClient(path=store[1])
