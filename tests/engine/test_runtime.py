@@ -68,10 +68,12 @@ def test_vecplug_threads_and_omp_num_threads_are_honoured(tiny_model_dir):
     mine = report(tiny_model_dir, ONEDNN_PRIMITIVE_CACHE_CAPACITY="8", OMP_WAIT_POLICY="active")
     assert mine["environment"]["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
     assert mine["threads"]["openmp_wait"] == "active"
-    # spinning OpenMP: torch's count unless the probe measured contention (then one thread, saying so)
-    kept = mine["threads"]["count"] == torch_default_threads() and "kept" in mine["threads"]["source"]
-    backed_off = mine["threads"]["count"] == 1 and "slower than one" in mine["threads"]["source"]
-    assert kept or backed_off, mine["threads"]
+    # spinning OpenMP: torch's count unless the load measured contention (then fewer threads, saying why)
+    threads = mine["threads"]
+    kept = threads["count"] == torch_default_threads() and "kept" in threads["source"]
+    backed_off = 1 <= threads["count"] < torch_default_threads() and (
+        "slower than one in a probe" in threads["source"] or "busy while vecplug loaded" in threads["source"])
+    assert kept or backed_off, threads
 
 
 def report_with_warnings(model_dir, before: str = "", **settings) -> tuple[dict, str]:
