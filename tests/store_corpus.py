@@ -1,4 +1,4 @@
-"""One synthetic corpus for the store commands, loadable into Chroma, Qdrant, LanceDB and PostgreSQL.
+"""One synthetic corpus for the store commands, loadable into Chroma, Qdrant, Milvus Lite, LanceDB and PostgreSQL.
 
 Four planted topics of ten distinct hand-written sentences each, plus
 planted duplicates: exact copies of three sentences and near copies
@@ -7,7 +7,7 @@ in its original's topic. Ids are the ints 1..N (Chroma keeps them as str).
 Embedded with the MiniLM plugin (real weights, offline), so topics,
 duplicates and questions mean something; loaded through vecplug's own
 documented paths: ``vecplug_chroma.add``, ``QdrantEmbedder.upsert``,
-``vecplug_lancedb.add`` into a table of the ``"vecplug"`` function, and for
+``MilvusEmbedder.insert``, ``vecplug_lancedb.add`` into a table of the ``"vecplug"`` function, and for
 PostgreSQL plain inserts (``create_table_sql`` / ``insert_rows``) that a
 vectorizer then embeds (see tests/postgres and docs/postgres.md).
 """
@@ -141,6 +141,26 @@ def load_qdrant(path, name: str = "corpus", model: str = MODEL) -> None:
                         payloads=[{"topic": doc.topic} for doc in docs])
     finally:
         client.close()
+
+
+def load_milvus(path, name: str = "corpus", model: str = MODEL) -> None:
+    """A Milvus Lite collection in the ``.db`` at ``path`` through ``MilvusEmbedder.insert`` (metadata: topic);
+    the file is let go after, so that any process can open it."""
+    from pymilvus import MilvusClient
+
+    import vecplug_milvus
+    from vecplug_milvus import MilvusEmbedder
+
+    client = MilvusClient(str(path))
+    try:
+        embedder = MilvusEmbedder(client, model)
+        embedder.create_collection(name)
+        docs = documents()
+        embedder.insert(name, [doc.text for doc in docs], ids=[doc.id for doc in docs],
+                        metadata=[{"topic": doc.topic} for doc in docs])
+    finally:
+        client.close()
+        vecplug_milvus.release(path)
 
 
 def load_lancedb(path, name: str = "corpus", model: str = MODEL) -> None:

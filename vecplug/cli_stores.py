@@ -18,9 +18,10 @@ import click
 from .cli_errors import EXIT_USAGE, Failure
 from .cli_options import _apply, server_url_option
 
-STORES = ("--dsn DSN --table T, --chroma PATH_OR_URL --collection C, --qdrant PATH_OR_URL --collection C "
-          "or --lancedb PATH_OR_URI --table T")
-EXTRA_OF_STORE = {"--dsn/--table": "postgres", "--chroma": "chroma", "--qdrant": "qdrant", "--lancedb": "lancedb"}
+STORES = ("--dsn DSN --table T, --chroma PATH_OR_URL --collection C, --qdrant PATH_OR_URL --collection C, "
+          "--milvus PATH_OR_URI --collection C or --lancedb PATH_OR_URI --table T")
+EXTRA_OF_STORE = {"--dsn/--table": "postgres", "--chroma": "chroma", "--qdrant": "qdrant", "--milvus": "milvus",
+                  "--lancedb": "lancedb"}
 TEXT_WIDTH = 72
 
 
@@ -35,12 +36,14 @@ def store_options(function):
                                                     "else embedding; LanceDB: the vecplug function's)."),
         click.option("--text-column", default=None, help="The text column (PostgreSQL: default the vectorizer's "
                                                          "source, else body; LanceDB: the vecplug function's "
-                                                         "source) or Qdrant payload key (document)."),
+                                                         "source) or Qdrant payload key or Milvus field "
+                                                         "(document)."),
         click.option("--id-column", default=None, help="The id column (PostgreSQL: default the primary key; "
                                                        "LanceDB: id)."),
         click.option("--chroma", default=None, help="Chroma: a PersistentClient folder or an http(s) URL."),
         click.option("--qdrant", default=None, help="Qdrant: a local-mode folder or an http(s) URL."),
-        click.option("--collection", default=None, help="The Chroma or Qdrant collection."),
+        click.option("--collection", default=None, help="The Chroma, Qdrant or Milvus collection."),
+        click.option("--milvus", default=None, help="Milvus: a Milvus Lite .db or a server URI."),
         click.option("--lancedb", default=None, help="LanceDB: a database folder or a LanceDB URI (with --table)."),
     )(function)
 
@@ -54,12 +57,12 @@ def quiet_option(function):
                         help="No progress bar (there is none when stderr is not a terminal).")(function)
 
 
-def selection_of(dsn, table, column, text_column, id_column, chroma, qdrant, collection, lancedb):
+def selection_of(dsn, table, column, text_column, id_column, chroma, qdrant, collection, milvus, lancedb):
     """The ``StoreSelection`` the options name, or a usage error saying what is missing or too much."""
     from .stores import StoreSelection
 
     picked = [name for name, given in (("--dsn/--table", dsn or (table and not lancedb)), ("--chroma", chroma),
-                                       ("--qdrant", qdrant), ("--lancedb", lancedb)) if given]
+                                       ("--qdrant", qdrant), ("--milvus", milvus), ("--lancedb", lancedb)) if given]
     if not picked:
         raise click.UsageError(f"name a store: {STORES}")
     if len(picked) > 1:
@@ -72,17 +75,18 @@ def selection_of(dsn, table, column, text_column, id_column, chroma, qdrant, col
             dsn = ""  # libpq's PG* environment variables, as every `vecplug pg` command reads them
         if collection:
             store = "PostgreSQL" if option == "--dsn/--table" else "LanceDB"
-            raise click.UsageError(f"--collection is for --chroma and --qdrant; {store} takes --table")
+            raise click.UsageError(f"--collection is for --chroma, --qdrant and --milvus; {store} takes --table")
     else:
         if not collection:
             raise click.UsageError(f"{option} needs --collection: the collection to work on")
         tables_only = [name for name, given in (("--column", column), ("--id-column", id_column)) if given]
         if tables_only or (chroma and text_column):
             names = tables_only + (["--text-column"] if chroma and text_column else [])
-            also = "; --text-column to --qdrant too" if chroma and text_column else ""
+            also = "; --text-column to --qdrant and --milvus too" if chroma and text_column else ""
             raise click.UsageError(f"{' and '.join(names)} only apply to --dsn/--table and --lancedb{also}")
     return StoreSelection(dsn=dsn, table=table, column=column, text_column=text_column, id_column=id_column,
-                          chroma=chroma, qdrant=qdrant, collection=collection, lancedb=lancedb), option
+                          chroma=chroma, qdrant=qdrant, collection=collection, milvus=milvus,
+                          lancedb=lancedb), option
 
 
 @contextlib.contextmanager
@@ -151,7 +155,7 @@ def require_scikit_learn() -> None:
 @store_options
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many items.")
 @click.option("--where", default=None, help="The store's own filter: an SQL condition (PostgreSQL, LanceDB), "
-                                            "a Chroma where or a Qdrant filter (JSON).")
+                                            "a Chroma where or a Qdrant filter (JSON), a Milvus expression.")
 @click.option("-m", "--model", default=None, help="The query's model (default: the one the store recorded).")
 @server_url_option("A `vecplug serve` that embeds the query (default: the store's model, here).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N for a local model (default: automatic).")

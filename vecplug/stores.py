@@ -2,7 +2,8 @@
 
 The core knows no database. The commands build a ``StoreSelection`` from the
 one set of store options every command shares (``--dsn/--table``,
-``--chroma/--collection``, ``--qdrant/--collection``, ``--lancedb/--table``)
+``--chroma/--collection``, ``--qdrant/--collection``, ``--milvus/--collection``,
+``--lancedb/--table``)
 and ask the adapters,
 through the ``vecplug_open_store`` hook, to open it; the adapter whose
 option is set returns a ``VectorStore`` and the others return None. The
@@ -12,7 +13,7 @@ hands over every vector at once, it streams them in batches.
 
 Scores are cosine similarities, higher is better, whatever distance the
 store keeps internally (PostgreSQL's ``<=>``, Chroma's and LanceDB's cosine
-distances are ``1 - score``).
+distances are ``1 - score``; Milvus's COSINE score is the score).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class StoreSelection:
     qdrant: str | None = None        # a folder (local mode) or an http(s) URL
     collection: str | None = None
     lancedb: str | None = None       # a database folder or a LanceDB URI (with table)
+    milvus: str | None = None        # a Milvus Lite .db or a server URI (with collection)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +89,8 @@ class VectorStore(Protocol):
         """The ``k`` items nearest ``vector`` through the store's index, best first, never one in ``exclude``.
 
         ``where`` is the store's own filter syntax (SQL condition, Chroma
-        ``where`` JSON, Qdrant filter JSON, LanceDB SQL filter); the adapter
+        ``where`` JSON, Qdrant filter JSON, Milvus expression, LanceDB SQL
+        filter); the adapter
         parses and checks it.
         """
 

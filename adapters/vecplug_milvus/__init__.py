@@ -10,6 +10,7 @@
     embedder.search("docs", "a question", limit=5, filter='topic == "a"')
 
     embedder = MilvusEmbedder.from_collection(client, "docs")   # later: the collection's own model
+    vecplug_milvus.recommend(client, "docs", positive=[3], negative=[7])  # from the stored vectors
 
 ``ModernBertEmbeddingFunction`` offers the same models with milvus-model's
 interface (``encode_documents``, ``encode_queries``, ``dim``). Names are
@@ -25,6 +26,7 @@ _EXPORTS = {
     "CollectionExistsError": "collection",
     "UnrecordedCollectionError": "collection",
     "release": "lite",
+    "recommend": "store",
 }
 
 __all__ = sorted(_EXPORTS)

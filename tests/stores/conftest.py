@@ -5,9 +5,10 @@ vectorizer, embedded by one worker run (its tests are marked ``pg``).
 
 ``store`` is parametrized over the stores: its value is the command-line
 options that name the store, and ``open_store`` opens it through the
-``vecplug_open_store`` hook as the commands do. Chroma, Qdrant and LanceDB
-live in folders of their own; Qdrant's local mode admits one client at a time, so
-every test opens and closes its own.
+``vecplug_open_store`` hook as the commands do. Chroma, Qdrant, Milvus Lite
+and LanceDB live in folders of their own; Qdrant's local mode and Milvus
+Lite admit one client (one process) at a time, so every test opens and
+closes its own.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import store_corpus
 import vecplug
 from vecplug.stores import StoreSelection
 
-STORES = ["chroma", "qdrant", "lancedb", pytest.param("postgres", marks=pytest.mark.pg)]
+STORES = ["chroma", "qdrant", "milvus", "lancedb", pytest.param("postgres", marks=pytest.mark.pg)]
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,13 @@ def chroma_corpus(tmp_path_factory):
 def qdrant_corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("qdrant-corpus")
     store_corpus.load_qdrant(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def milvus_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("milvus-corpus") / "corpus.db"
+    store_corpus.load_milvus(path)
     return path
 
 
@@ -70,6 +78,8 @@ def store(request) -> list[str]:
         return ["--chroma", str(request.getfixturevalue("chroma_corpus")), "--collection", "corpus"]
     if request.param == "postgres":
         return ["--dsn", request.getfixturevalue("postgres_corpus"), "--table", "corpus"]
+    if request.param == "milvus":
+        return ["--milvus", str(request.getfixturevalue("milvus_corpus")), "--collection", "corpus"]
     if request.param == "lancedb":
         return ["--lancedb", str(request.getfixturevalue("lancedb_corpus")), "--table", "corpus"]
     return ["--qdrant", str(request.getfixturevalue("qdrant_corpus")), "--collection", "corpus"]
@@ -84,3 +94,26 @@ def open_store(options: list[str]):
     """The store the options name, opened through the hook (close it after)."""
     vecplug.load_plugins()
     return vecplug.pm.hook.vecplug_open_store(selection=selection_of(options))
+
+
+def forbid_model_loads(monkeypatch) -> None:
+    """Make any model load in this test fail: work on stored vectors must not need one."""
+    import vecplug.registry
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded for work on stored vectors")
+
+    monkeypatch.setattr(vecplug.registry, "resolve", no_model)
+
+
+def usage_error_line(arguments: list[str], capsys) -> str:
+    """The one line a command prints for a mistake, through the command line's entry point in this process
+    (test_store_errors.py runs real processes); fails unless it exits 2 with exactly one line."""
+    from vecplug.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(arguments)
+    error = capsys.readouterr().err
+    assert exited.value.code == 2, error
+    assert len(error.strip().splitlines()) == 1, error
+    return error

@@ -6,14 +6,16 @@ one-line failures.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 import store_corpus
 import vecplug
-from conftest import open_store
+from conftest import forbid_model_loads, open_store
 from vecplug.cli import cli
 
 
@@ -21,6 +23,22 @@ def run(*args: str) -> list[dict]:
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@contextlib.contextmanager
+def milvus_client(path: str):
+    """A client of the Milvus Lite file, let go after (other tests' processes open it too)."""
+    from pymilvus import MilvusClient
+
+    import vecplug_milvus
+
+    client = MilvusClient(path)
+    try:
+        client.load_collection("corpus")  # a reopened Milvus Lite file starts with its collections released
+        yield client
+    finally:
+        client.close()
+        vecplug_milvus.release(path)
 
 
 def same_ids(found) -> list[int]:
@@ -44,6 +62,28 @@ def test_search_finds_a_stored_text_first_with_numpy_scores(store):
     np.testing.assert_allclose(scores, expected, atol=2e-5)
 
 
+def test_the_store_works_on_stored_vectors_without_a_model(store, monkeypatch):
+    """count, items (unit vectors, every id once), nearest (itself first, score 1; excluded ids left out) and
+    vectors agree with each other, and none of them loads a model."""
+    forbid_model_loads(monkeypatch)
+    documents = store_corpus.documents()
+    opened = open_store(store)
+    try:
+        assert opened.count() == len(documents)
+        assert opened.recorded_model()["name"].endswith("all-MiniLM-L6-v2")
+        items = [item for batch in opened.items(batch_size=10) for item in batch]
+        assert sorted(int(item.id) for item in items) == [document.id for document in documents]
+        assert all(abs(float(np.linalg.norm(item.vector)) - 1.0) < 1e-5 for item in items)
+        first = next(item for item in items if int(item.id) == 1)
+        [best, *_] = opened.nearest(first.vector, 3)
+        assert int(best.id) == 1 and best.text == documents[0].text and best.score == pytest.approx(1.0, abs=1e-4)
+        assert 1 not in same_ids(hit.id for hit in opened.nearest(first.vector, 3, exclude=["1"]))
+        stored = opened.vectors(["1"] if "--chroma" in store else [1])
+        assert float(next(iter(stored.values())) @ first.vector) == pytest.approx(1.0, abs=1e-4)
+    finally:
+        opened.close()
+
+
 def test_search_answers_a_question_with_the_right_sentence(store):
     [best] = run("search", store_corpus.QUESTION, *store, "-k", "1")
     assert best["text"] == store_corpus.ANSWER
@@ -51,6 +91,7 @@ def test_search_answers_a_question_with_the_right_sentence(store):
 
 def test_search_where_filters_in_the_store_own_syntax(store):
     where = {"--chroma": '{"topic": "football"}', "--dsn": "topic = 'football'", "--lancedb": "topic = 'football'",
+             "--milvus": 'topic == "football"',
              "--qdrant": '{"must": [{"key": "topic", "match": {"value": "football"}}]}'}[store[0]]
     hits = run("search", "a planet and its moons", *store, "-k", "5", "--where", where)
     topics = store_corpus.topic_labels()
@@ -90,6 +131,13 @@ def test_recommend_in_python_matches_the_command(store, tmp_path):
                                          negative=[str(item) for item in negative], n_results=5)
         assert same_ids(hit.id for hit in found) == command
         return
+    if "--milvus" in store:
+        import vecplug_milvus
+
+        with milvus_client(store[1]) as client:
+            found = vecplug_milvus.recommend(client, "corpus", positive=positive, negative=negative, limit=5)
+        assert [hit.id for hit in found] == command
+        return
     if "--lancedb" in store:
         import lancedb
 
@@ -112,9 +160,11 @@ def test_recommend_in_python_matches_the_command(store, tmp_path):
         client.close()
 
 
-def test_cluster_recovers_the_planted_topics_and_writes_labels(store):
+def test_cluster_recovers_the_planted_topics_and_writes_labels(store, monkeypatch):
+    """From the stored vectors alone: no model is loaded to open, stream or label a store."""
     from sklearn.metrics import adjusted_rand_score
 
+    forbid_model_loads(monkeypatch)
     rows = run("cluster", *store, "-k", "4", "--write", "label")
     topics = store_corpus.topic_labels()
     assert sorted(int(row["id"]) for row in rows) == sorted(topics)
@@ -135,6 +185,10 @@ def labels_in_store(store) -> dict[int, int]:
 
         got = chromadb.PersistentClient(store[1]).get_collection("corpus").get(include=["metadatas"])
         return {int(item): metadata["label"] for item, metadata in zip(got["ids"], got["metadatas"])}
+    if "--milvus" in store:
+        with milvus_client(store[1]) as client:
+            return {row["id"]: row["label"] for row in client.query("corpus", filter="id >= 0",
+                                                                     output_fields=["label"])}
     if "--lancedb" in store:
         import lancedb
 
