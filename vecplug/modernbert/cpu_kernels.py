@@ -124,7 +124,8 @@ class FusedLayerKernels:
         return hidden if weight is None else F.layer_norm(hidden, hidden.shape[-1:], weight, bias, self.eps)
 
     def before_attention(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
-        """Norm -> Wqkv: (tokens, 3, heads, head_dim), rotary not yet applied."""
+        """Norm -> Wqkv: (tokens, 3, heads, head_dim), rotary left to grouped SDPA (the only back-end used
+        with these kernels: see ``UnpaddedModernBert``)."""
         layer = self.layers[index]
         return linear(self._norm(hidden, layer.attn_norm), *layer.qkv).view(hidden.shape[0], 3, self.heads, -1)
 

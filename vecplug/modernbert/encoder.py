@@ -180,17 +180,17 @@ class UnpaddedModernBert:
         self.activation = activation_function(self.arch.activation)
         self.compiled = should_compile(device, compile)
         self._before_attention, self._after_attention = attention_inputs, attention_output_and_mlp
+        # grouped SDPA rotates q and k while laying out each group (one pass, not two), except
+        # when compiled: there the rotation fuses into the compiled graph before attention
+        self.rotary_in_attention = self.attention_name == "sdpa" and not self.compiled
         self.fused = None
-        if not self.compiled and use_packed_linears(device, dtype):
+        if self.rotary_in_attention and use_packed_linears(device, dtype):  # its layer halves leave rotary to SDPA
             self.fused = FusedLayerKernels(self.layers, self.arch.activation, self.activation, self.arch.norm_eps,
                                            self.arch.heads)
             self._drop_unpacked_linear_weights()
         if self.compiled:
             self._before_attention = torch.compile(attention_inputs, dynamic=True)
             self._after_attention = torch.compile(attention_output_and_mlp, dynamic=True)
-        # grouped SDPA rotates q and k while laying out each group (one pass, not two), except
-        # when compiled: there the rotation fuses into the compiled graph before attention
-        self.rotary_in_attention = self.attention_name == "sdpa" and not self.compiled
 
     def _norm(self, hidden: torch.Tensor, prefix: str) -> torch.Tensor:
         return F.layer_norm(
@@ -218,13 +218,11 @@ class UnpaddedModernBert:
                                      *layer.mlp_norm, *layer.mlp_in, *layer.mlp_out, arch.norm_eps, self.activation)
 
     def _attend(self, qkv, batch: PackedBatch, is_global: bool, tables) -> torch.Tensor:
-        """Attention for one layer, (tokens, hidden); rotates q and k first unless the back-end does."""
+        """Attention for one layer, (tokens, hidden); the back-end rotates q and k where it does so itself."""
         window = None if is_global else self.arch.window
         if self.rotary_in_attention:
             attended = self.attention(qkv, batch, window, rotary=tables)
         else:
-            if self.fused is not None:
-                qkv = rotate_queries_and_keys(qkv, *tables)
             attended = self.attention(qkv, batch, window)
         return attended.view(-1, self.arch.hidden_size)
 

@@ -65,10 +65,14 @@ def rotate_queries_and_keys(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Ten
         return torch.cat([rotated, qkv[..., 2:, :, :]], dim=-3)
     out = torch.empty_like(qkv)
     out[..., 2, :, :] = qkv[..., 2, :, :]
-    rotated_first, rotated_second = out[..., :2, :, :half], out[..., :2, :, half:]
-    torch.mul(first, cos, out=rotated_first).addcmul_(second, sin, value=-1)
-    torch.mul(second, cos, out=rotated_second).addcmul_(first, sin)
+    _rotate_halves_into(first, second, cos, sin, out[..., :2, :, :half], out[..., :2, :, half:])
     return out
+
+
+def _rotate_halves_into(first, second, cos, sin, out_first, out_second) -> None:
+    """(x1 c - x2 s, x2 c + x1 s) written into ``out_first`` and ``out_second``: a multiply and an addcmul each."""
+    torch.mul(first, cos, out=out_first).addcmul_(second, sin, value=-1)
+    torch.mul(second, cos, out=out_second).addcmul_(first, sin)
 
 
 def rotate_into_head_layout(members: torch.Tensor, rotary) -> torch.Tensor:
@@ -93,6 +97,5 @@ def rotate_into_head_layout(members: torch.Tensor, rotary) -> torch.Tensor:
     half = head_dim // 2
     first, second = source[:2, ..., :half], source[:2, ..., half:]
     out[2].copy_(source[2])
-    torch.mul(first, cos, out=out[:2, ..., :half]).addcmul_(second, sin, value=-1)
-    torch.mul(second, cos, out=out[:2, ..., half:]).addcmul_(first, sin)
+    _rotate_halves_into(first, second, cos, sin, out[:2, ..., :half], out[:2, ..., half:])
     return out
