@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import logging
 import warnings
 from pathlib import Path
+
+from .quiet_logs import loggers_quieted
 
 BACKENDS = ("onnx", "openvino")
 # the modules sentence-transformers imports for each back-end (sentence_transformers/backend/load.py)
@@ -97,17 +98,9 @@ def backend_encoder(model_dir: Path, backend: str, threads: int, prompt: str):
 @contextlib.contextmanager
 def _quiet_export():
     """The export's tracer warnings and "save the exported model" advice: not the bench user's concern."""
-    loggers = [logging.getLogger(name) for name in ("sentence_transformers", "optimum", "transformers")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), loggers_quieted(("sentence_transformers", "optimum", "transformers")):
         warnings.simplefilter("ignore")
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
+        yield
 
 
 def _precision(model, backend: str) -> str | None:

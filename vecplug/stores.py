@@ -35,6 +35,17 @@ class StoreNotFoundError(VecplugError, LookupError):
     """The table or collection the user named does not exist (the message names it)."""
 
 
+def id_as_stored(value, integer_ids: bool):
+    """An id as a store with ``integer_ids`` (or text ids) keeps it: the command line gives every id as a str,
+    and numpy's ints are not ints to a filter's literals; None for a value an integer key cannot hold."""
+    if not integer_ids:
+        return str(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class StoreSelection:
     """The store options of a command, as the user gave them (None: not given)."""

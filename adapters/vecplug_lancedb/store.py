@@ -22,7 +22,7 @@ from pathlib import Path
 from vecplug import InvalidSettingError
 from vecplug.analysis.clustering import check_label_field
 from vecplug.analysis.recommending import recommend_by_average
-from vecplug.stores import Hit, StoredItem, StoreNotFoundError, UnknownIdsError
+from vecplug.stores import Hit, StoredItem, StoreNotFoundError, UnknownIdsError, id_as_stored
 
 DEFAULT_ID_COLUMN = "id"
 # Ids per ``IN (...)`` list: one filtered scan each, or one update (a commit) each.
@@ -103,13 +103,7 @@ class LanceDBStore:
 
     # -- ids in SQL ---------------------------------------------------------------
     def _id(self, value):
-        """An id as the column holds it (the command line gives every id as a str); None if it cannot be one."""
-        if not self._ids_are_integers:
-            return str(value)
-        try:
-            return int(value)  # numpy's ints too, which the SQL literals below would quote
-        except (TypeError, ValueError):
-            return None
+        return id_as_stored(value, self._ids_are_integers)
 
     def _in_list(self, ids) -> str:
         literals = [str(item) if isinstance(item, int) else "'" + str(item).replace("'", "''") + "'" for item in ids]

@@ -15,7 +15,6 @@ it calls Milvus.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -23,7 +22,8 @@ from pathlib import Path
 from vecplug import InvalidSettingError
 from vecplug.analysis.clustering import check_label_field
 from vecplug.analysis.recommending import recommend_by_average
-from vecplug.stores import Hit, StoredItem, StoreNotFoundError, UnknownIdsError
+from vecplug.quiet_logs import loggers_quieted
+from vecplug.stores import Hit, StoredItem, StoreNotFoundError, UnknownIdsError, id_as_stored
 
 from . import collection as layout
 from .chunks import CHUNK_FIELDS
@@ -32,16 +32,9 @@ from .chunks import CHUNK_FIELDS
 IDS_PER_CALL = 1000
 
 
-@contextlib.contextmanager
 def quiet_pymilvus():
     """pymilvus's own error logs off for the block (the store raises what they say, as one line)."""
-    logger = logging.getLogger("pymilvus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return loggers_quieted(("pymilvus",), logging.CRITICAL + 1)
 
 
 def open_client(location: str):
@@ -94,13 +87,7 @@ class MilvusStore:
         return int(row["count(*)"])
 
     def _id(self, value):
-        """An id as the key holds it (the command line gives every id as a str); None if it cannot be one."""
-        if not self._ids_are_integers:
-            return str(value)
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return None
+        return id_as_stored(value, self._ids_are_integers)
 
     def nearest(self, vector, k: int, *, where: str | None = None, exclude=()) -> list[Hit]:
         excluded = [item for item in (self._id(value) for value in exclude) if item is not None]
